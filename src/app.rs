@@ -1,0 +1,220 @@
+//! Building the sidecar (connect, migrate, bind) apart from running it, so tests can
+//! bind port 0, read the address, and stop it with a future of their own.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
+
+use crate::cache::{HotTier, RedisHotTier, RedisOptions};
+use crate::config::{ServeArgs, StorageArgs};
+use crate::engine::Engine;
+use crate::grpc::OncewardService;
+use crate::ledger::{Ledger, PostgresLedger, postgres::PostgresOptions};
+use crate::proto;
+
+/// How often histogram buckets are folded for rendering.
+const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// A built sidecar: connected, migrated and bound, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    metrics_listener: TcpListener,
+    engine: Arc<Engine>,
+    metrics: PrometheusHandle,
+}
+
+impl Application {
+    /// Connects both tiers, applies migrations and binds both listeners.
+    pub async fn build(args: &ServeArgs) -> anyhow::Result<Self> {
+        let metrics = crate::metrics::install();
+        let limits = args.limits()?;
+        let ledger = connect_ledger(&args.storage).await?;
+        let hot: Arc<dyn HotTier> = match &args.redis_url {
+            Some(url) => {
+                tracing::info!(url = %redact(url), "hot tier: Redis");
+                Arc::new(
+                    RedisHotTier::new(&RedisOptions {
+                        url: url.clone(),
+                        key_prefix: args.redis_key_prefix.clone(),
+                        timeout: args.redis_timeout,
+                        breaker_cooldown: args.redis_breaker_cooldown,
+                    })
+                    .context("invalid Redis URL")?,
+                )
+            }
+            None => anyhow::bail!("--redis-url is required (redis://host:port)"),
+        };
+        let engine = Arc::new(Engine::new(ledger, hot, limits, args.storage.ledger_timeout));
+
+        let listener = TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let metrics_listener = TcpListener::bind(args.metrics_listen)
+            .await
+            .with_context(|| format!("cannot listen on {} for metrics", args.metrics_listen))?;
+        Ok(Self {
+            listener,
+            metrics_listener,
+            engine,
+            metrics,
+        })
+    }
+
+    /// The gRPC address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The metrics address actually bound.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, finishes in-flight
+    /// RPCs, stops the background jobs and returns.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        let stop = CancellationToken::new();
+        let (health_reporter, health) = tonic_health::server::health_reporter();
+        health_reporter
+            .set_serving::<proto::onceward_server::OncewardServer<OncewardService>>()
+            .await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .context("cannot build the reflection service")?;
+
+        let addr = self.local_addr();
+        let metrics_task = tokio::spawn(serve_metrics(
+            self.metrics_listener,
+            self.metrics.clone(),
+            stop.clone(),
+        ));
+        tracing::info!(%addr, "serving gRPC");
+
+        let served = tonic::transport::Server::builder()
+            .add_service(health)
+            .add_service(reflection)
+            .add_service(OncewardService::server(self.engine))
+            .serve_with_incoming_shutdown(TcpIncoming::from(self.listener), shutdown)
+            .await;
+
+        stop.cancel();
+        let _ = metrics_task.await;
+        tracing::info!("stopped");
+        served.context("gRPC server failed")
+    }
+}
+
+/// Connects the ledger named by the storage flags (and migrates it).
+pub async fn connect_ledger(storage: &StorageArgs) -> anyhow::Result<Arc<dyn Ledger>> {
+    match storage.database_url.as_deref() {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            tracing::info!(url = %redact(url), "ledger: Postgres");
+            let ledger = PostgresLedger::connect(
+                url,
+                &PostgresOptions {
+                    max_connections: storage.database_max_connections,
+                    acquire_timeout: storage.ledger_timeout,
+                    allow_async_commit: storage.allow_async_commit,
+                },
+            )
+            .await?;
+            Ok(Arc::new(ledger))
+        }
+        Some(other) => anyhow::bail!(
+            "unsupported --database-url {:?}: expected postgres://…",
+            redact(other)
+        ),
+        None => anyhow::bail!("--database-url is required (postgres://…)"),
+    }
+}
+
+/// A URL with its password replaced, for logs and errors.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+/// A deliberately tiny HTTP/1 responder for `GET /metrics`: Prometheus scrapes are
+/// one request per connection, and this keeps a web framework out of the sidecar.
+async fn serve_metrics(listener: TcpListener, handle: PrometheusHandle, stop: CancellationToken) {
+    let upkeep = {
+        let handle = handle.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(METRICS_UPKEEP_INTERVAL);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tick.tick() => handle.run_upkeep(),
+                }
+            }
+        })
+    };
+    loop {
+        let (mut socket, _) = tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "metrics listener failed to accept");
+                    continue;
+                }
+            },
+        };
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            let mut request = [0u8; 1024];
+            let read = match tokio::time::timeout(Duration::from_secs(5), socket.read(&mut request)).await {
+                Ok(Ok(read)) => read,
+                _ => return,
+            };
+            let (status, body) = if request[..read].starts_with(b"GET /metrics") {
+                ("200 OK", handle.render())
+            } else {
+                ("404 Not Found", "try /metrics\n".to_owned())
+            };
+            let reply = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = socket.write_all(reply.as_bytes()).await;
+            let _ = socket.shutdown().await;
+        });
+    }
+    upkeep.abort();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_never_reach_logs() {
+        assert_eq!(
+            redact("postgres://app:s3cret@db:5432/ledger"),
+            "postgres://app:***@db:5432/ledger"
+        );
+        assert_eq!(redact("redis://:s3cret@cache:6379"), "redis://:***@cache:6379");
+        assert_eq!(redact("redis://cache:6379"), "redis://cache:6379");
+    }
+}

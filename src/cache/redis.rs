@@ -1,0 +1,182 @@
+//! The Redis hot tier: one multiplexed connection shared by every request (commands
+//! pipeline automatically), every command bounded by a timeout, and a circuit breaker.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use prost::Message as _;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::{CacheEntry, CacheError, CircuitBreaker, HotTier};
+use crate::domain::RecordId;
+use crate::metrics;
+
+/// Replaces the key's value only if it still holds the caller's tentative entry:
+/// `ARGV[1]` expected, `ARGV[2]` replacement ("" deletes), `ARGV[3]` TTL in ms.
+const REPLACE_SCRIPT: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  if ARGV[2] == '' then
+    return redis.call('DEL', KEYS[1])
+  end
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+"#;
+
+/// How to reach Redis.
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    /// `redis://…` or `rediss://…`.
+    pub url: String,
+    /// Prepended to every key, so several deployments (or tests) can share a Redis.
+    pub key_prefix: String,
+    /// The most any one command may take before it counts as a failure.
+    pub timeout: Duration,
+    /// How long the circuit stays open after a failure.
+    pub breaker_cooldown: Duration,
+}
+
+/// The Redis hot tier.
+pub struct RedisHotTier {
+    connection: ConnectionManager,
+    key_prefix: String,
+    timeout: Duration,
+    breaker: CircuitBreaker,
+    replace: redis::Script,
+}
+
+impl RedisHotTier {
+    /// Sets up the connection lazily: a Redis that is down at start only opens the
+    /// circuit; the sidecar still serves from the ledger.
+    pub fn new(options: &RedisOptions) -> Result<Self, redis::RedisError> {
+        let client = redis::Client::open(options.url.as_str())?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(options.timeout))
+            .set_response_timeout(Some(options.timeout))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(10))
+            .set_max_delay(options.breaker_cooldown);
+        let connection = ConnectionManager::new_lazy_with_config(client, config)?;
+        Ok(Self {
+            connection,
+            key_prefix: options.key_prefix.clone(),
+            timeout: options.timeout,
+            breaker: CircuitBreaker::new(options.breaker_cooldown),
+            replace: redis::Script::new(REPLACE_SCRIPT),
+        })
+    }
+
+    fn key(&self, id: &RecordId) -> String {
+        let mut key = String::with_capacity(
+            self.key_prefix.len() + id.namespace.as_str().len() + 1 + id.key.as_str().len(),
+        );
+        key.push_str(&self.key_prefix);
+        key.push_str(id.namespace.as_str());
+        key.push(':');
+        key.push_str(id.key.as_str());
+        key
+    }
+
+    /// Runs one command through the breaker and the timeout.
+    async fn run<T, F>(&self, op: &'static str, command: F) -> Result<T, CacheError>
+    where
+        F: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        if !self.breaker.admit() {
+            return Err(CacheError::CircuitOpen);
+        }
+        match tokio::time::timeout(self.timeout, command).await {
+            Ok(Ok(value)) => {
+                self.breaker.record_success();
+                Ok(value)
+            }
+            Ok(Err(error)) => {
+                self.breaker.record_failure();
+                metrics::cache_error(op);
+                tracing::debug!(op, error = %error, "hot tier command failed");
+                Err(CacheError::Command(Box::new(error)))
+            }
+            Err(_) => {
+                self.breaker.record_failure();
+                metrics::cache_error(op);
+                tracing::debug!(op, "hot tier command timed out");
+                Err(CacheError::Timeout)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl HotTier for RedisHotTier {
+    async fn claim(
+        &self,
+        id: &RecordId,
+        tentative: &CacheEntry,
+        ttl: Duration,
+    ) -> Result<Option<CacheEntry>, CacheError> {
+        let mut connection = self.connection.clone();
+        let command = redis::cmd("SET")
+            .arg(self.key(id))
+            .arg(tentative.encode_to_vec())
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_millis(ttl))
+            .arg("GET")
+            .to_owned();
+        let previous: Option<Vec<u8>> = self
+            .run("claim", command.query_async(&mut connection))
+            .await?;
+        previous
+            .map(|bytes| CacheEntry::decode(bytes.as_slice()).map_err(CacheError::Corrupt))
+            .transpose()
+    }
+
+    async fn put(
+        &self,
+        id: &RecordId,
+        entry: &CacheEntry,
+        ttl: Duration,
+    ) -> Result<(), CacheError> {
+        let mut connection = self.connection.clone();
+        let command = redis::cmd("SET")
+            .arg(self.key(id))
+            .arg(entry.encode_to_vec())
+            .arg("PX")
+            .arg(ttl_millis(ttl))
+            .to_owned();
+        self.run("put", command.query_async::<()>(&mut connection))
+            .await
+    }
+
+    async fn replace(
+        &self,
+        id: &RecordId,
+        expected: &CacheEntry,
+        replacement: Option<(&CacheEntry, Duration)>,
+    ) -> Result<(), CacheError> {
+        let mut connection = self.connection.clone();
+        let (value, ttl) = match replacement {
+            Some((entry, ttl)) => (entry.encode_to_vec(), ttl_millis(ttl)),
+            None => (Vec::new(), 0),
+        };
+        let mut invocation = self.replace.key(self.key(id));
+        invocation.arg(expected.encode_to_vec()).arg(value).arg(ttl);
+        self.run("replace", invocation.invoke_async::<i64>(&mut connection))
+            .await
+            .map(drop)
+    }
+
+    async fn remove(&self, id: &RecordId) -> Result<(), CacheError> {
+        let mut connection = self.connection.clone();
+        let command = redis::cmd("DEL").arg(self.key(id)).to_owned();
+        self.run("remove", command.query_async::<i64>(&mut connection))
+            .await
+            .map(drop)
+    }
+}
+
+/// Redis rejects `PX 0`; sub-millisecond TTLs round up.
+fn ttl_millis(ttl: Duration) -> u64 {
+    (ttl.as_millis() as u64).max(1)
+}

@@ -1,0 +1,145 @@
+//! The command line: every flag has a default or says it is required, and an
+//! `ONCEWARD_*` environment fallback. Nothing else in the crate reads the environment.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::domain::{DurationBounds, parse_duration};
+use crate::engine::Limits;
+
+/// onceward: make paid or irreversible side effects happen at most once.
+#[derive(Debug, Parser)]
+#[command(name = "onceward", version, about)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, env = "ONCEWARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The roles of the one binary.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the sidecar.
+    Serve(Box<ServeArgs>),
+    /// Apply the ledger's migrations and exit.
+    Migrate(StorageArgs),
+}
+
+/// Where the two tiers live.
+#[derive(Debug, Clone, Args)]
+pub struct StorageArgs {
+    /// The ledger: postgres://… (production).
+    #[arg(long, env = "ONCEWARD_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Most Postgres connections.
+    #[arg(long, env = "ONCEWARD_DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
+    pub database_max_connections: u32,
+
+    /// Start even if Postgres has synchronous_commit off (acknowledged claims could be
+    /// lost in a Postgres crash).
+    #[arg(long, env = "ONCEWARD_ALLOW_ASYNC_COMMIT")]
+    pub allow_async_commit: bool,
+
+    /// How long any ledger call may take before the RPC fails closed with UNAVAILABLE.
+    #[arg(long, env = "ONCEWARD_LEDGER_TIMEOUT", value_parser = parse_duration, default_value = "5s")]
+    pub ledger_timeout: Duration,
+}
+
+/// `onceward serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// gRPC listen address.
+    #[arg(long, env = "ONCEWARD_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+
+    /// Prometheus listen address (text format on /metrics).
+    #[arg(long, env = "ONCEWARD_METRICS_LISTEN", default_value = "127.0.0.1:9464")]
+    pub metrics_listen: SocketAddr,
+
+    /// The ledger.
+    #[command(flatten)]
+    pub storage: StorageArgs,
+
+    /// The hot tier: redis://… .
+    #[arg(long, env = "ONCEWARD_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Prefix of every Redis key, so deployments can share one Redis.
+    #[arg(long, env = "ONCEWARD_REDIS_KEY_PREFIX", default_value = "onceward:")]
+    pub redis_key_prefix: String,
+
+    /// The most a Redis command may take before the claim falls through to the ledger.
+    #[arg(long, env = "ONCEWARD_REDIS_TIMEOUT", value_parser = parse_duration, default_value = "100ms")]
+    pub redis_timeout: Duration,
+
+    /// How long the Redis circuit stays open after a failure before one probe.
+    #[arg(long, env = "ONCEWARD_REDIS_BREAKER_COOLDOWN", value_parser = parse_duration, default_value = "1s")]
+    pub redis_breaker_cooldown: Duration,
+
+    /// Lease of a claim that does not ask for one.
+    #[arg(long, env = "ONCEWARD_DEFAULT_LEASE", value_parser = parse_duration, default_value = "30s")]
+    pub default_lease: Duration,
+
+    /// Longest lease a claim may ask for.
+    #[arg(long, env = "ONCEWARD_MAX_LEASE", value_parser = parse_duration, default_value = "1h")]
+    pub max_lease: Duration,
+
+    /// Retention of a completed record that does not ask for one; also how long an
+    /// abandoned claim is kept after its lease runs out.
+    #[arg(long, env = "ONCEWARD_DEFAULT_RETENTION", value_parser = parse_duration, default_value = "24h")]
+    pub default_retention: Duration,
+
+    /// Longest retention a Complete may ask for.
+    #[arg(long, env = "ONCEWARD_MAX_RETENTION", value_parser = parse_duration, default_value = "30d")]
+    pub max_retention: Duration,
+
+    /// Largest response a Complete may store, in bytes.
+    #[arg(long, env = "ONCEWARD_MAX_RESPONSE_BYTES", default_value_t = 256 * 1024)]
+    pub max_response_bytes: usize,
+}
+
+impl ServeArgs {
+    /// The limits requests are validated against.
+    pub fn limits(&self) -> anyhow::Result<Limits> {
+        anyhow::ensure!(
+            self.default_lease <= self.max_lease,
+            "--default-lease must not exceed --max-lease"
+        );
+        anyhow::ensure!(
+            self.default_retention <= self.max_retention,
+            "--default-retention must not exceed --max-retention"
+        );
+        anyhow::ensure!(!self.default_lease.is_zero(), "--default-lease must be positive");
+        anyhow::ensure!(
+            !self.default_retention.is_zero(),
+            "--default-retention must be positive"
+        );
+        Ok(Limits {
+            lease: DurationBounds {
+                default: self.default_lease,
+                max: self.max_lease,
+            },
+            retention: DurationBounds {
+                default: self.default_retention,
+                max: self.max_retention,
+            },
+            max_response_bytes: self.max_response_bytes,
+        })
+    }
+}

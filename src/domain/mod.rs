@@ -1,0 +1,136 @@
+//! The domain: validated identifiers, fencing tokens, records and claim outcomes.
+//!
+//! Everything here is parsed once at the gRPC edge (`TryFrom`), so the engine, the
+//! ledgers and the hot tiers never see an unchecked namespace, key or fingerprint.
+
+mod duration;
+mod identifiers;
+
+pub use duration::{BoundedDuration, DurationBounds, format_duration, parse_duration};
+pub use identifiers::{Fingerprint, IdempotencyKey, Namespace, RecordId, ValidationError};
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+/// The capability a successful `Claim` hands to its caller. Tokens come from one global
+/// sequence, so a later claim's token is always larger than an earlier one's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FencingToken(u64);
+
+impl FencingToken {
+    /// Wraps a raw token value.
+    pub fn new(value: u64) -> Self {
+        Self(value)
+    }
+
+    /// The raw value, as sent over the wire.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// The state of a ledger record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordState {
+    /// A claim holds the key.
+    InProgress,
+    /// The key was completed and its response stored.
+    Completed,
+}
+
+/// A ledger record as the outside world may see it: no fencing token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The record's namespace and key.
+    pub id: RecordId,
+    /// In progress or completed.
+    pub state: RecordState,
+    /// The fingerprint stored with the claim.
+    pub fingerprint: Fingerprint,
+    /// The stored result (completed records only).
+    pub response: Option<Vec<u8>>,
+    /// When the key was first claimed.
+    pub created_at: DateTime<Utc>,
+    /// When the key was completed.
+    pub completed_at: Option<DateTime<Utc>>,
+    /// When the current claim's lease expires (in-progress records only).
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// When the retention job may delete the record.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Which tier decided a claim's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    /// The hot tier answered without touching the ledger.
+    Cache,
+    /// The ledger answered.
+    Ledger,
+}
+
+impl Tier {
+    /// The metric label for this tier.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Cache => "cache",
+            Tier::Ledger => "ledger",
+        }
+    }
+}
+
+/// What a `Claim` decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The caller holds the key until `lease_expires_at` (ledger clock).
+    Acquired {
+        /// The holder's capability.
+        token: FencingToken,
+        /// When the lease runs out.
+        lease_expires_at: DateTime<Utc>,
+    },
+    /// A live claim holds the key.
+    InProgress {
+        /// How long the caller should wait before claiming again.
+        retry_after: Duration,
+    },
+    /// The key was completed; here is its stored result.
+    Completed {
+        /// The stored result, byte for byte.
+        response: Vec<u8>,
+        /// When the key was completed.
+        completed_at: DateTime<Utc>,
+    },
+    /// The key exists with a different fingerprint.
+    FingerprintMismatch,
+}
+
+impl Outcome {
+    /// The metric label for this outcome.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Acquired { .. } => "acquired",
+            Outcome::InProgress { .. } => "in_progress",
+            Outcome::Completed { .. } => "completed",
+            Outcome::FingerprintMismatch => "fingerprint_mismatch",
+        }
+    }
+}
+
+/// A `Claim` answer together with the tier that decided it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimAnswer {
+    /// What the caller should do.
+    pub outcome: Outcome,
+    /// Who decided.
+    pub served_by: Tier,
+}
+
+/// The result of a successful `Complete`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Completion {
+    /// When the key was completed (the first time, for a retried `Complete`).
+    pub completed_at: DateTime<Utc>,
+    /// When the completed record expires.
+    pub expires_at: DateTime<Utc>,
+}

@@ -1,0 +1,467 @@
+//! The two-tier logic behind every RPC: hot tier first for duplicates, the ledger as
+//! the authority. No tonic here; the gRPC layer converts at the edge.
+//!
+//! A claim runs in three steps:
+//! 1. `SET key tentative NX PX … GET` on the hot tier. An existing confirmed entry
+//!    answers at once (`COMPLETED`, `IN_PROGRESS`, `FINGERPRINT_MISMATCH`); someone
+//!    else's tentative entry may only answer `IN_PROGRESS`; anything else — absent,
+//!    error, timeout, open circuit — falls through.
+//! 2. The ledger claim (INSERT … ON CONFLICT, or compare-and-set takeover) decides.
+//!    Only its committed `Acquired` becomes `ACQUIRED`. If the ledger fails, the claim
+//!    fails closed with `UNAVAILABLE` and removes its own tentative entry.
+//! 3. The decision is cached: the new holder writes its confirmed claim; an observer
+//!    only replaces its *own* tentative entry, so it can never resurrect a claim that
+//!    a concurrent `Release` just deleted.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use crate::cache::{CacheEntry, EntryKind, HotTier};
+use crate::domain::{
+    ClaimAnswer, Completion, DurationBounds, FencingToken, Fingerprint, Outcome, Record,
+    RecordId, RecordState, Tier,
+};
+use crate::ledger::{ClaimDecision, CompleteDecision, Ledger, LedgerError, NewClaim};
+use crate::metrics;
+
+/// The longest `retry_after` suggested for a live claim: holders usually complete
+/// well before their lease runs out, so callers should look again sooner than that.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// `retry_after` while another claim's ledger write is in flight.
+const TENTATIVE_RETRY_AFTER: Duration = Duration::from_millis(25);
+/// How long a tentative entry lives at most. It only needs to outlast one ledger
+/// write; a sidecar killed between the two steps leaves it behind for no longer.
+const TENTATIVE_TTL: Duration = Duration::from_secs(2);
+
+/// The server's limits, shared by the engine and the gRPC edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Default and maximum lease.
+    pub lease: DurationBounds,
+    /// Default and maximum retention of completed records. An abandoned claim is kept
+    /// for the default retention after its lease runs out.
+    pub retention: DurationBounds,
+    /// The largest `response` a `Complete` may store, in bytes.
+    pub max_response_bytes: usize,
+}
+
+/// A validated `Claim`.
+#[derive(Debug, Clone)]
+pub struct ClaimCommand {
+    /// The key to claim.
+    pub id: RecordId,
+    /// The request's fingerprint.
+    pub fingerprint: Fingerprint,
+    /// The lease to hold it for.
+    pub lease: Duration,
+}
+
+/// A validated `Complete`.
+#[derive(Debug, Clone)]
+pub struct CompleteCommand {
+    /// The claimed key.
+    pub id: RecordId,
+    /// The holder's token.
+    pub token: FencingToken,
+    /// The side effect's result.
+    pub response: Vec<u8>,
+    /// How long to keep the completed record.
+    pub retention: Duration,
+}
+
+/// Why the engine could not carry out a command.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The token is not the current holder's (stale, released, completed, unknown).
+    #[error("the fencing token is not the current holder's")]
+    NotHolder,
+    /// The ledger could not be reached in time: fail closed, the caller may retry.
+    #[error("the ledger is unavailable")]
+    Unavailable(#[source] LedgerError),
+    /// The ledger failed unexpectedly.
+    #[error("the ledger failed")]
+    Internal(#[source] LedgerError),
+}
+
+impl From<LedgerError> for EngineError {
+    fn from(error: LedgerError) -> Self {
+        match error {
+            LedgerError::Unavailable(_) => EngineError::Unavailable(error),
+            LedgerError::Internal(_) => EngineError::Internal(error),
+        }
+    }
+}
+
+/// The claim/complete engine over one ledger and one hot tier.
+pub struct Engine {
+    ledger: Arc<dyn Ledger>,
+    hot: Arc<dyn HotTier>,
+    limits: Limits,
+    ledger_timeout: Duration,
+}
+
+impl Engine {
+    /// An engine over `ledger` and `hot`; every ledger call is cut off after
+    /// `ledger_timeout` and reported as unavailable.
+    pub fn new(
+        ledger: Arc<dyn Ledger>,
+        hot: Arc<dyn HotTier>,
+        limits: Limits,
+        ledger_timeout: Duration,
+    ) -> Self {
+        Self {
+            ledger,
+            hot,
+            limits,
+            ledger_timeout,
+        }
+    }
+
+    /// The limits requests are validated against.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Claims a key: see the module docs for the three steps.
+    pub async fn claim(&self, command: ClaimCommand) -> Result<ClaimAnswer, EngineError> {
+        let ClaimCommand {
+            id,
+            fingerprint,
+            lease,
+        } = command;
+
+        // Step 1: the hot tier.
+        let tentative = CacheEntry::tentative(&fingerprint, rand::random());
+        let mut wrote_tentative = false;
+        let mut cache_reachable = false;
+        match self
+            .hot
+            .claim(&id, &tentative, lease.min(TENTATIVE_TTL))
+            .await
+        {
+            Ok(None) => {
+                metrics::cache_lookup("miss");
+                wrote_tentative = true;
+                cache_reachable = true;
+            }
+            Ok(Some(existing)) => {
+                cache_reachable = true;
+                if let Some(outcome) = answer_from_cache(&existing, &fingerprint, Utc::now()) {
+                    metrics::cache_lookup("hit");
+                    return Ok(answered(outcome, Tier::Cache));
+                }
+                metrics::cache_lookup("defer");
+            }
+            Err(crate::cache::CacheError::CircuitOpen) => metrics::cache_lookup("bypass"),
+            Err(error) => {
+                metrics::cache_lookup("error");
+                tracing::debug!(%id, error = %error, "hot tier lookup failed; asking the ledger");
+            }
+        }
+
+        // Step 2: the ledger decides.
+        let new_claim = NewClaim {
+            id,
+            fingerprint,
+            lease,
+            abandon_after: self.limits.retention.default,
+        };
+        let decision = match self.ledger_call("claim", self.ledger.claim(&new_claim)).await {
+            Ok(decision) => decision,
+            Err(error) => {
+                if wrote_tentative {
+                    let _ = self.hot.replace(&new_claim.id, &tentative, None).await;
+                }
+                return Err(error);
+            }
+        };
+
+        // Step 3: answer, and cache what the ledger confirmed.
+        let NewClaim {
+            id, fingerprint, ..
+        } = new_claim;
+        match decision {
+            ClaimDecision::Acquired {
+                token,
+                lease_expires_at,
+                takeover,
+            } => {
+                if takeover {
+                    metrics::takeover();
+                    tracing::info!(%id, token = token.get(), "took over an expired lease");
+                }
+                let confirmed = CacheEntry::in_progress(&fingerprint, lease_expires_at);
+                let _ = self.hot.put(&id, &confirmed, lease).await;
+                Ok(answered(
+                    Outcome::Acquired {
+                        token,
+                        lease_expires_at,
+                    },
+                    Tier::Ledger,
+                ))
+            }
+            ClaimDecision::Existing { record, now } => {
+                let outcome = answer_from_record(&record, &fingerprint, now);
+                let confirmed = confirmed_entry(&record, now);
+                if wrote_tentative {
+                    let replacement = confirmed.as_ref().map(|(entry, ttl)| (entry, *ttl));
+                    let _ = self.hot.replace(&id, &tentative, replacement).await;
+                } else if let (true, Some((entry, ttl))) = (cache_reachable, &confirmed)
+                    && entry.entry_kind() == EntryKind::Completed
+                {
+                    // A completed record is immutable, so writing it cannot undo anyone
+                    // else's change.
+                    let _ = self.hot.put(&id, entry, *ttl).await;
+                }
+                Ok(answered(outcome, Tier::Ledger))
+            }
+        }
+    }
+
+    /// Completes the claim held by `command.token`; a retry after success is a no-op.
+    pub async fn complete(&self, command: CompleteCommand) -> Result<Completion, EngineError> {
+        let decision = self
+            .ledger_call(
+                "complete",
+                self.ledger.complete(
+                    &command.id,
+                    command.token,
+                    &command.response,
+                    command.retention,
+                ),
+            )
+            .await?;
+        match decision {
+            CompleteDecision::Completed {
+                completion,
+                fingerprint,
+                response,
+            } => {
+                if let Some(ttl) = remaining(completion.expires_at, Utc::now()) {
+                    let entry = CacheEntry::completed(&fingerprint, &response, completion.completed_at);
+                    let _ = self.hot.put(&command.id, &entry, ttl).await;
+                }
+                Ok(completion)
+            }
+            CompleteDecision::NotHolder => {
+                metrics::fencing_rejection("complete");
+                Err(EngineError::NotHolder)
+            }
+        }
+    }
+
+    /// Deletes the claim held by `token`, so the next claim acquires at once.
+    pub async fn release(&self, id: &RecordId, token: FencingToken) -> Result<(), EngineError> {
+        let released = self
+            .ledger_call("release", self.ledger.release(id, token))
+            .await?;
+        if !released {
+            metrics::fencing_rejection("release");
+            return Err(EngineError::NotHolder);
+        }
+        // The ledger row is gone; now the cached claim. Done after the commit, so a
+        // concurrent observer's cache write cannot outlive it (see module docs).
+        let _ = self.hot.remove(id).await;
+        Ok(())
+    }
+
+    /// Extends the lease held by `token` to now + `lease` on the ledger's clock.
+    pub async fn extend_lease(
+        &self,
+        id: &RecordId,
+        token: FencingToken,
+        lease: Duration,
+    ) -> Result<DateTime<Utc>, EngineError> {
+        let extended = self
+            .ledger_call(
+                "extend_lease",
+                self.ledger
+                    .extend_lease(id, token, lease, self.limits.retention.default),
+            )
+            .await?;
+        let Some(extended) = extended else {
+            metrics::fencing_rejection("extend_lease");
+            return Err(EngineError::NotHolder);
+        };
+        let entry = CacheEntry::in_progress(&extended.fingerprint, extended.lease_expires_at);
+        let _ = self.hot.put(id, &entry, lease).await;
+        Ok(extended.lease_expires_at)
+    }
+
+    /// Reads the ledger's record for a key.
+    pub async fn lookup(&self, id: &RecordId) -> Result<Option<Record>, EngineError> {
+        self.ledger_call("lookup", self.ledger.lookup(id)).await
+    }
+
+    /// Runs one ledger call under the ledger timeout, recording its latency.
+    async fn ledger_call<T>(
+        &self,
+        op: &'static str,
+        call: impl Future<Output = Result<T, LedgerError>>,
+    ) -> Result<T, EngineError> {
+        let started = Instant::now();
+        let result = match tokio::time::timeout(self.ledger_timeout, call).await {
+            Ok(result) => result,
+            Err(_) => Err(LedgerError::Unavailable(
+                format!("no answer within {:?}", self.ledger_timeout).into(),
+            )),
+        };
+        let label = match &result {
+            Ok(_) => "ok",
+            Err(LedgerError::Unavailable(_)) => "unavailable",
+            Err(LedgerError::Internal(_)) => "error",
+        };
+        metrics::ledger_call(op, label, started.elapsed());
+        result.map_err(EngineError::from)
+    }
+}
+
+fn answered(outcome: Outcome, served_by: Tier) -> ClaimAnswer {
+    metrics::claim_answered(outcome.label(), served_by.as_str());
+    ClaimAnswer { outcome, served_by }
+}
+
+/// What a hot-tier entry may answer on its own, or `None` to ask the ledger.
+fn answer_from_cache(
+    entry: &CacheEntry,
+    fingerprint: &Fingerprint,
+    now: DateTime<Utc>,
+) -> Option<Outcome> {
+    let compatible = entry.is_compatible_with(fingerprint);
+    match entry.entry_kind() {
+        EntryKind::Completed if compatible => Some(Outcome::Completed {
+            response: entry.response.clone(),
+            completed_at: DateTime::from_timestamp_millis(entry.completed_at_ms)?,
+        }),
+        EntryKind::Completed => Some(Outcome::FingerprintMismatch),
+        EntryKind::InProgress => {
+            let lease_expires_at = DateTime::from_timestamp_millis(entry.lease_expires_at_ms)?;
+            // A lease that ran out may be taken over: only the ledger may decide that.
+            let left = remaining(lease_expires_at, now)?;
+            if compatible {
+                Some(Outcome::InProgress {
+                    retry_after: retry_after(left),
+                })
+            } else {
+                Some(Outcome::FingerprintMismatch)
+            }
+        }
+        // Not confirmed by the ledger: it may only say "wait", never "mismatch".
+        EntryKind::Tentative if compatible => Some(Outcome::InProgress {
+            retry_after: TENTATIVE_RETRY_AFTER,
+        }),
+        EntryKind::Tentative | EntryKind::Unspecified => None,
+    }
+}
+
+/// What a standing ledger record answers to a claim that did not acquire it.
+fn answer_from_record(record: &Record, fingerprint: &Fingerprint, now: DateTime<Utc>) -> Outcome {
+    if !fingerprint.is_compatible_with(&record.fingerprint) {
+        return Outcome::FingerprintMismatch;
+    }
+    match record.state {
+        RecordState::Completed => Outcome::Completed {
+            response: record.response.clone().unwrap_or_default(),
+            completed_at: record.completed_at.unwrap_or(record.created_at),
+        },
+        RecordState::InProgress => Outcome::InProgress {
+            retry_after: retry_after(
+                record
+                    .lease_expires_at
+                    .and_then(|at| remaining(at, now))
+                    .unwrap_or_default(),
+            ),
+        },
+    }
+}
+
+/// The hot-tier entry for a record the ledger confirmed, and how long it may live.
+fn confirmed_entry(record: &Record, now: DateTime<Utc>) -> Option<(CacheEntry, Duration)> {
+    match record.state {
+        RecordState::Completed => Some((
+            CacheEntry::completed(
+                &record.fingerprint,
+                record.response.as_deref().unwrap_or_default(),
+                record.completed_at.unwrap_or(record.created_at),
+            ),
+            remaining(record.expires_at, now)?,
+        )),
+        RecordState::InProgress => {
+            let lease_expires_at = record.lease_expires_at?;
+            Some((
+                CacheEntry::in_progress(&record.fingerprint, lease_expires_at),
+                remaining(lease_expires_at, now)?,
+            ))
+        }
+    }
+}
+
+/// Time left until `at`, or `None` if it has passed.
+fn remaining(at: DateTime<Utc>, now: DateTime<Utc>) -> Option<Duration> {
+    (at - now).to_std().ok().filter(|left| !left.is_zero())
+}
+
+fn retry_after(lease_left: Duration) -> Duration {
+    lease_left.clamp(Duration::from_millis(1), MAX_RETRY_AFTER)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fp(bytes: &[u8]) -> Fingerprint {
+        Fingerprint::try_from(bytes.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn a_tentative_entry_never_answers_mismatch_or_completed() {
+        let now = Utc::now();
+        let tentative = CacheEntry::tentative(&fp(b"a"), 7);
+        assert_eq!(
+            answer_from_cache(&tentative, &fp(b"a"), now),
+            Some(Outcome::InProgress {
+                retry_after: TENTATIVE_RETRY_AFTER
+            })
+        );
+        assert_eq!(answer_from_cache(&tentative, &fp(b"b"), now), None);
+    }
+
+    #[test]
+    fn a_confirmed_claim_whose_lease_ran_out_defers_to_the_ledger() {
+        let now = Utc::now();
+        let expired = CacheEntry::in_progress(&fp(b"a"), now - chrono::Duration::seconds(1));
+        assert_eq!(answer_from_cache(&expired, &fp(b"a"), now), None);
+        let live = CacheEntry::in_progress(&fp(b"a"), now + chrono::Duration::seconds(10));
+        assert_eq!(
+            answer_from_cache(&live, &fp(b"a"), now),
+            Some(Outcome::InProgress {
+                retry_after: MAX_RETRY_AFTER
+            })
+        );
+        assert_eq!(
+            answer_from_cache(&live, &fp(b"b"), now),
+            Some(Outcome::FingerprintMismatch)
+        );
+    }
+
+    #[test]
+    fn a_completed_entry_replays_or_reports_a_mismatch() {
+        let now = Utc::now();
+        let at = DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap();
+        let done = CacheEntry::completed(&fp(b"a"), b"charged", at);
+        assert_eq!(
+            answer_from_cache(&done, &Fingerprint::default(), now),
+            Some(Outcome::Completed {
+                response: b"charged".to_vec(),
+                completed_at: at
+            })
+        );
+        assert_eq!(
+            answer_from_cache(&done, &fp(b"b"), now),
+            Some(Outcome::FingerprintMismatch)
+        );
+    }
+}

@@ -1,0 +1,132 @@
+//! The gRPC edge: proto in, domain through the engine, proto out.
+//!
+//! Raw proto types never pass this layer; every request is parsed into a validated
+//! command here (`convert`), and every error leaves through the one mapping in
+//! `error`. Each handler records its latency and status code on every exit path.
+
+mod convert;
+mod error;
+
+pub use error::ApiError;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tonic::{Request, Response, Status};
+
+use crate::engine::Engine;
+use crate::metrics;
+use crate::proto::onceward_server::{Onceward, OncewardServer};
+use crate::proto::{
+    ClaimRequest, ClaimResponse, CompleteRequest, CompleteResponse, ExtendLeaseRequest,
+    ExtendLeaseResponse, LookupRequest, LookupResponse, ReleaseRequest, ReleaseResponse,
+};
+
+/// The `onceward.v1.Onceward` service.
+pub struct OncewardService {
+    engine: Arc<Engine>,
+}
+
+impl OncewardService {
+    /// The tonic server for `engine`, accepting messages large enough for the biggest
+    /// allowed response plus the other fields.
+    pub fn server(engine: Arc<Engine>) -> OncewardServer<Self> {
+        let max_message = engine.limits().max_response_bytes + 64 * 1024;
+        OncewardServer::new(Self { engine })
+            .max_decoding_message_size(max_message)
+            .max_encoding_message_size(max_message)
+    }
+}
+
+#[tonic::async_trait]
+impl Onceward for OncewardService {
+    async fn claim(
+        &self,
+        request: Request<ClaimRequest>,
+    ) -> Result<Response<ClaimResponse>, Status> {
+        observe("Claim", async {
+            let command = convert::claim_command(request.into_inner(), self.engine.limits())?;
+            let answer = self.engine.claim(command).await?;
+            Ok(convert::claim_response(answer))
+        })
+        .await
+    }
+
+    async fn complete(
+        &self,
+        request: Request<CompleteRequest>,
+    ) -> Result<Response<CompleteResponse>, Status> {
+        observe("Complete", async {
+            let command = convert::complete_command(request.into_inner(), self.engine.limits())?;
+            let completion = self.engine.complete(command).await?;
+            Ok(CompleteResponse {
+                expires_at: Some(convert::timestamp(completion.expires_at)),
+            })
+        })
+        .await
+    }
+
+    async fn release(
+        &self,
+        request: Request<ReleaseRequest>,
+    ) -> Result<Response<ReleaseResponse>, Status> {
+        observe("Release", async {
+            let request = request.into_inner();
+            let id = convert::record_id(request.namespace, request.key)?;
+            let token = convert::token(request.fencing_token);
+            self.engine.release(&id, token).await?;
+            Ok(ReleaseResponse {})
+        })
+        .await
+    }
+
+    async fn extend_lease(
+        &self,
+        request: Request<ExtendLeaseRequest>,
+    ) -> Result<Response<ExtendLeaseResponse>, Status> {
+        observe("ExtendLease", async {
+            let request = request.into_inner();
+            let id = convert::record_id(request.namespace, request.key)?;
+            let token = convert::token(request.fencing_token);
+            let lease = convert::lease(request.lease, self.engine.limits())?;
+            let lease_expires_at = self.engine.extend_lease(&id, token, lease).await?;
+            Ok(ExtendLeaseResponse {
+                lease_expires_at: Some(convert::timestamp(lease_expires_at)),
+            })
+        })
+        .await
+    }
+
+    async fn lookup(
+        &self,
+        request: Request<LookupRequest>,
+    ) -> Result<Response<LookupResponse>, Status> {
+        observe("Lookup", async {
+            let request = request.into_inner();
+            let id = convert::record_id(request.namespace, request.key)?;
+            let record = self.engine.lookup(&id).await?;
+            Ok(LookupResponse {
+                found: record.is_some(),
+                record: record.map(convert::record),
+            })
+        })
+        .await
+    }
+}
+
+/// Runs a handler body, maps its error to a status and records the call's latency
+/// and code, whichever way it ends.
+async fn observe<T>(
+    method: &'static str,
+    body: impl Future<Output = Result<T, ApiError>>,
+) -> Result<Response<T>, Status> {
+    let started = Instant::now();
+    let result = body.await.map(Response::new).map_err(Status::from);
+    let code = match &result {
+        Ok(_) => tonic::Code::Ok,
+        Err(status) => status.code(),
+    };
+    metrics::rpc_finished(method, error::code_label(code), started.elapsed());
+    result
+}

@@ -1,0 +1,124 @@
+//! The ledger: the authority on every key.
+//!
+//! A ledger is a table with a UNIQUE (namespace, key). Every `ACQUIRED` the engine
+//! answers comes from [`Ledger::claim`] returning [`ClaimDecision::Acquired`], which a
+//! ledger may only return after the INSERT (or the compare-and-set takeover of an
+//! expired lease) has committed. All lease arithmetic uses the ledger's clock.
+
+pub mod postgres;
+
+pub use postgres::PostgresLedger;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::domain::{Completion, Fingerprint, FencingToken, Record, RecordId};
+
+/// A claim the engine asks the ledger to record.
+#[derive(Debug, Clone)]
+pub struct NewClaim {
+    /// The key to claim.
+    pub id: RecordId,
+    /// The request's fingerprint.
+    pub fingerprint: Fingerprint,
+    /// How long the claim holds the key.
+    pub lease: Duration,
+    /// How long an abandoned claim is kept after its lease runs out before cleanup
+    /// may delete it.
+    pub abandon_after: Duration,
+}
+
+/// What the ledger decided for a claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimDecision {
+    /// The claim was committed: the caller holds the key.
+    Acquired {
+        /// The new holder's token, larger than every token issued before.
+        token: FencingToken,
+        /// When the lease runs out (ledger clock).
+        lease_expires_at: DateTime<Utc>,
+        /// Whether this claim took the key over from a holder whose lease expired.
+        takeover: bool,
+    },
+    /// Someone else's record stands: a live claim, a completed record, or a record
+    /// whose fingerprint differs from the request's.
+    Existing {
+        /// The standing record.
+        record: Record,
+        /// The ledger's clock when it was read, for `retry_after`.
+        now: DateTime<Utc>,
+    },
+}
+
+/// What the ledger did with a `Complete`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CompleteDecision {
+    /// The record is completed with this token (now, or by an earlier retry).
+    Completed {
+        /// When and until when.
+        completion: Completion,
+        /// The stored fingerprint, so the hot tier can cache the record.
+        fingerprint: Fingerprint,
+        /// The stored response (the first one, for a retry).
+        response: Vec<u8>,
+    },
+    /// The token is not the current holder's.
+    NotHolder,
+}
+
+/// The outcome of a successful `ExtendLease`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtendedLease {
+    /// When the extended lease runs out (ledger clock).
+    pub lease_expires_at: DateTime<Utc>,
+    /// The stored fingerprint, so the hot tier can cache the claim.
+    pub fingerprint: Fingerprint,
+}
+
+/// Why a ledger operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// The ledger could not be reached or did not answer in time; safe to retry.
+    #[error("ledger unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The ledger answered with something onceward did not expect.
+    #[error("ledger failed")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// The authority. Implementations must be safe to share between any number of
+/// sidecars pointed at the same database.
+#[async_trait]
+pub trait Ledger: Send + Sync + 'static {
+    /// Inserts a new claim, takes over an expired one by compare-and-set on its token,
+    /// or reports the record that stands. Returns `Acquired` only after commit.
+    async fn claim(&self, claim: &NewClaim) -> Result<ClaimDecision, LedgerError>;
+
+    /// Completes the claim held by `token`, storing `response` until now + `retention`.
+    /// A retry with the token that already completed the record is `Completed` and
+    /// changes nothing.
+    async fn complete(
+        &self,
+        id: &RecordId,
+        token: FencingToken,
+        response: &[u8],
+        retention: Duration,
+    ) -> Result<CompleteDecision, LedgerError>;
+
+    /// Deletes the in-progress claim held by `token`. `false`: not the holder.
+    async fn release(&self, id: &RecordId, token: FencingToken) -> Result<bool, LedgerError>;
+
+    /// Sets the lease of the claim held by `token` to now + `lease`. `None`: not the holder.
+    async fn extend_lease(
+        &self,
+        id: &RecordId,
+        token: FencingToken,
+        lease: Duration,
+        abandon_after: Duration,
+    ) -> Result<Option<ExtendedLease>, LedgerError>;
+
+    /// Reads a record.
+    async fn lookup(&self, id: &RecordId) -> Result<Option<Record>, LedgerError>;
+}

@@ -1,0 +1,37 @@
+//! onceward: an idempotency sidecar. Callers `Claim` a key before a paid or
+//! irreversible side effect and `Complete` it with the result; every duplicate gets
+//! the stored result back instead of a second side effect.
+//!
+//! # Layout
+//! - [`domain`]: validated identifiers, fencing tokens, records, outcomes.
+//! - [`engine`]: the two-tier Claim/Complete/Release/ExtendLease/Lookup logic.
+//! - [`cache`]: the hot tier (Redis), which may forget anything and only says "no".
+//! - [`ledger`]: the authority (Postgres), a table with a UNIQUE (namespace, key).
+//! - [`grpc`]: the tonic edge: parse requests, call the engine, map errors once.
+//! - [`app`]: build (connect, migrate, bind) and run until shutdown.
+//! - [`config`]: the command line and its environment fallbacks.
+//! - [`metrics`]: every metric's name and help text.
+//! - [`proto`]: the generated `onceward.v1` types, client and server.
+
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod cache;
+pub mod config;
+pub mod domain;
+pub mod engine;
+pub mod grpc;
+pub mod ledger;
+pub mod metrics;
+pub mod shutdown;
+pub mod telemetry;
+
+/// The generated `onceward.v1` protobuf types, gRPC client and server.
+#[allow(missing_docs, clippy::all)]
+pub mod proto {
+    tonic::include_proto!("onceward.v1");
+
+    /// The encoded descriptor set, for the reflection service.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/onceward_descriptor.bin"));
+}

@@ -1,0 +1,122 @@
+//! Every metric onceward exports: names, help texts and label sets, in one place.
+//!
+//! The rest of the crate records through the functions below, never through the
+//! `metrics` macros directly, so a name cannot drift between two call sites.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Claims answered, by `outcome` and the `tier` that decided.
+pub const CLAIMS: &str = "onceward_claims_total";
+/// Hot-tier lookups, by `result` (hit, miss, error, bypass).
+pub const CACHE_LOOKUPS: &str = "onceward_cache_lookups_total";
+/// Hot-tier commands that failed or timed out, by `op`.
+pub const CACHE_ERRORS: &str = "onceward_cache_errors_total";
+/// 1 while the hot tier's circuit breaker is open.
+pub const CACHE_CIRCUIT_OPEN: &str = "onceward_cache_circuit_open";
+/// Ledger call latency, by `op` and `result`.
+pub const LEDGER_DURATION: &str = "onceward_ledger_duration_seconds";
+/// Expired leases taken over by a new claim.
+pub const TAKEOVERS: &str = "onceward_takeovers_total";
+/// Complete/Release/ExtendLease calls refused for a token that is not the holder's, by `rpc`.
+pub const FENCING_REJECTIONS: &str = "onceward_fencing_rejections_total";
+/// Rows deleted by the retention job.
+pub const CLEANUP_DELETED: &str = "onceward_cleanup_deleted_total";
+/// gRPC call latency, by `method` and status `code`.
+pub const RPC_DURATION: &str = "onceward_rpc_duration_seconds";
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0,
+];
+
+/// Installs the process-wide Prometheus recorder (once; later calls share it) and
+/// returns the handle that renders `/metrics`.
+pub fn install() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+                .expect("latency buckets are not empty")
+                .install_recorder()
+                .expect("the metrics recorder is installed once per process");
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    describe_counter!(CLAIMS, "Claims answered, by outcome and the tier that decided.");
+    describe_counter!(
+        CACHE_LOOKUPS,
+        "Hot-tier lookups by claims, by result: hit (answered), miss (fell through to the ledger), error (failed or timed out), bypass (circuit open)."
+    );
+    describe_counter!(CACHE_ERRORS, "Hot-tier commands that failed or timed out, by op.");
+    describe_gauge!(CACHE_CIRCUIT_OPEN, "1 while the hot tier's circuit breaker is open.");
+    describe_histogram!(
+        LEDGER_DURATION,
+        metrics::Unit::Seconds,
+        "Ledger call latency, by op and result (ok, unavailable, error)."
+    );
+    describe_counter!(TAKEOVERS, "Claims that took a key over from a holder whose lease expired.");
+    describe_counter!(
+        FENCING_REJECTIONS,
+        "Complete/Release/ExtendLease calls refused because the token was not the current holder's, by rpc."
+    );
+    describe_counter!(CLEANUP_DELETED, "Expired records deleted by the retention job.");
+    describe_histogram!(
+        RPC_DURATION,
+        metrics::Unit::Seconds,
+        "gRPC call latency, by method and status code."
+    );
+}
+
+/// A claim was answered.
+pub fn claim_answered(outcome: &'static str, tier: &'static str) {
+    counter!(CLAIMS, "outcome" => outcome, "tier" => tier).increment(1);
+}
+
+/// A claim consulted the hot tier.
+pub fn cache_lookup(result: &'static str) {
+    counter!(CACHE_LOOKUPS, "result" => result).increment(1);
+}
+
+/// A hot-tier command failed.
+pub fn cache_error(op: &'static str) {
+    counter!(CACHE_ERRORS, "op" => op).increment(1);
+}
+
+/// The hot tier's circuit opened or closed.
+pub fn cache_circuit_open(open: bool) {
+    gauge!(CACHE_CIRCUIT_OPEN).set(if open { 1.0 } else { 0.0 });
+}
+
+/// A ledger call finished.
+pub fn ledger_call(op: &'static str, result: &'static str, elapsed: Duration) {
+    histogram!(LEDGER_DURATION, "op" => op, "result" => result).record(elapsed.as_secs_f64());
+}
+
+/// A claim took over an expired lease.
+pub fn takeover() {
+    counter!(TAKEOVERS).increment(1);
+}
+
+/// A token was refused.
+pub fn fencing_rejection(rpc: &'static str) {
+    counter!(FENCING_REJECTIONS, "rpc" => rpc).increment(1);
+}
+
+/// The retention job deleted rows.
+pub fn cleanup_deleted(rows: u64) {
+    counter!(CLEANUP_DELETED).increment(rows);
+}
+
+/// A gRPC call finished with status `code` (e.g. `OK`, `UNAVAILABLE`).
+pub fn rpc_finished(method: &'static str, code: &'static str, elapsed: Duration) {
+    histogram!(RPC_DURATION, "method" => method, "code" => code).record(elapsed.as_secs_f64());
+}
