@@ -52,7 +52,12 @@ impl Application {
             }
             None => anyhow::bail!("--redis-url is required (redis://host:port)"),
         };
-        let engine = Arc::new(Engine::new(ledger, hot, limits, args.storage.ledger_timeout));
+        let engine = Arc::new(Engine::new(
+            ledger,
+            hot,
+            limits,
+            args.storage.ledger_timeout,
+        ));
 
         let listener = TcpListener::bind(args.listen)
             .await
@@ -70,7 +75,9 @@ impl Application {
 
     /// The gRPC address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// The metrics address actually bound.
@@ -184,7 +191,9 @@ async fn serve_metrics(listener: TcpListener, handle: PrometheusHandle, stop: Ca
         let handle = handle.clone();
         tokio::spawn(async move {
             let mut request = [0u8; 1024];
-            let read = match tokio::time::timeout(Duration::from_secs(5), socket.read(&mut request)).await {
+            let read = match tokio::time::timeout(Duration::from_secs(5), socket.read(&mut request))
+                .await
+            {
                 Ok(Ok(read)) => read,
                 _ => return,
             };
@@ -214,7 +223,10 @@ mod tests {
             redact("postgres://app:s3cret@db:5432/ledger"),
             "postgres://app:***@db:5432/ledger"
         );
-        assert_eq!(redact("redis://:s3cret@cache:6379"), "redis://:***@cache:6379");
+        assert_eq!(
+            redact("redis://:s3cret@cache:6379"),
+            "redis://:***@cache:6379"
+        );
         assert_eq!(redact("redis://cache:6379"), "redis://cache:6379");
     }
 }

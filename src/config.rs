@@ -11,7 +11,7 @@ use crate::engine::Limits;
 
 /// onceward: make paid or irreversible side effects happen at most once.
 #[derive(Debug, Parser)]
-#[command(name = "onceward", version, about)]
+#[command(name = "onceward", version, about, args_override_self = true)]
 pub struct Cli {
     /// Log format.
     #[arg(long, env = "ONCEWARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -69,7 +69,11 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
 
     /// Prometheus listen address (text format on /metrics).
-    #[arg(long, env = "ONCEWARD_METRICS_LISTEN", default_value = "127.0.0.1:9464")]
+    #[arg(
+        long,
+        env = "ONCEWARD_METRICS_LISTEN",
+        default_value = "127.0.0.1:9464"
+    )]
     pub metrics_listen: SocketAddr,
 
     /// The ledger.
@@ -125,7 +129,10 @@ impl ServeArgs {
             self.default_retention <= self.max_retention,
             "--default-retention must not exceed --max-retention"
         );
-        anyhow::ensure!(!self.default_lease.is_zero(), "--default-lease must be positive");
+        anyhow::ensure!(
+            !self.default_lease.is_zero(),
+            "--default-lease must be positive"
+        );
         anyhow::ensure!(
             !self.default_retention.is_zero(),
             "--default-retention must be positive"

@@ -21,8 +21,8 @@ use chrono::{DateTime, Utc};
 
 use crate::cache::{CacheEntry, EntryKind, HotTier};
 use crate::domain::{
-    ClaimAnswer, Completion, DurationBounds, FencingToken, Fingerprint, Outcome, Record,
-    RecordId, RecordState, Tier,
+    ClaimAnswer, Completion, DurationBounds, FencingToken, Fingerprint, Outcome, Record, RecordId,
+    RecordState, Tier,
 };
 use crate::ledger::{ClaimDecision, CompleteDecision, Ledger, LedgerError, NewClaim};
 use crate::metrics;
@@ -169,7 +169,10 @@ impl Engine {
             lease,
             abandon_after: self.limits.retention.default,
         };
-        let decision = match self.ledger_call("claim", self.ledger.claim(&new_claim)).await {
+        let decision = match self
+            .ledger_call("claim", self.ledger.claim(&new_claim))
+            .await
+        {
             Ok(decision) => decision,
             Err(error) => {
                 if wrote_tentative {
@@ -241,7 +244,8 @@ impl Engine {
                 response,
             } => {
                 if let Some(ttl) = remaining(completion.expires_at, Utc::now()) {
-                    let entry = CacheEntry::completed(&fingerprint, &response, completion.completed_at);
+                    let entry =
+                        CacheEntry::completed(&fingerprint, &response, completion.completed_at);
                     let _ = self.hot.put(&command.id, &entry, ttl).await;
                 }
                 Ok(completion)

@@ -29,8 +29,8 @@ pub const CLEANUP_DELETED: &str = "onceward_cleanup_deleted_total";
 pub const RPC_DURATION: &str = "onceward_rpc_duration_seconds";
 
 const LATENCY_BUCKETS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-    2.5, 5.0, 10.0,
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
 ];
 
 /// Installs the process-wide Prometheus recorder (once; later calls share it) and
@@ -51,24 +51,39 @@ pub fn install() -> PrometheusHandle {
 }
 
 fn describe() {
-    describe_counter!(CLAIMS, "Claims answered, by outcome and the tier that decided.");
+    describe_counter!(
+        CLAIMS,
+        "Claims answered, by outcome and the tier that decided."
+    );
     describe_counter!(
         CACHE_LOOKUPS,
         "Hot-tier lookups by claims, by result: hit (answered), miss (fell through to the ledger), error (failed or timed out), bypass (circuit open)."
     );
-    describe_counter!(CACHE_ERRORS, "Hot-tier commands that failed or timed out, by op.");
-    describe_gauge!(CACHE_CIRCUIT_OPEN, "1 while the hot tier's circuit breaker is open.");
+    describe_counter!(
+        CACHE_ERRORS,
+        "Hot-tier commands that failed or timed out, by op."
+    );
+    describe_gauge!(
+        CACHE_CIRCUIT_OPEN,
+        "1 while the hot tier's circuit breaker is open."
+    );
     describe_histogram!(
         LEDGER_DURATION,
         metrics::Unit::Seconds,
         "Ledger call latency, by op and result (ok, unavailable, error)."
     );
-    describe_counter!(TAKEOVERS, "Claims that took a key over from a holder whose lease expired.");
+    describe_counter!(
+        TAKEOVERS,
+        "Claims that took a key over from a holder whose lease expired."
+    );
     describe_counter!(
         FENCING_REJECTIONS,
         "Complete/Release/ExtendLease calls refused because the token was not the current holder's, by rpc."
     );
-    describe_counter!(CLEANUP_DELETED, "Expired records deleted by the retention job.");
+    describe_counter!(
+        CLEANUP_DELETED,
+        "Expired records deleted by the retention job."
+    );
     describe_histogram!(
         RPC_DURATION,
         metrics::Unit::Seconds,

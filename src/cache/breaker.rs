@@ -89,10 +89,16 @@ mod tests {
         breaker.record_failure();
         assert!(!breaker.admit(), "open right after a failure");
         std::thread::sleep(Duration::from_millis(40));
-        assert!(breaker.admit(), "the first caller after the cooldown probes");
+        assert!(
+            breaker.admit(),
+            "the first caller after the cooldown probes"
+        );
         assert!(!breaker.admit(), "only one probe at a time");
         breaker.record_success();
-        assert!(breaker.admit() && breaker.admit(), "closed after a good probe");
+        assert!(
+            breaker.admit() && breaker.admit(),
+            "closed after a good probe"
+        );
     }
 
     #[test]

@@ -65,7 +65,11 @@ impl CacheEntry {
     }
 
     /// A completed record the ledger confirmed.
-    pub fn completed(fingerprint: &Fingerprint, response: &[u8], completed_at: DateTime<Utc>) -> Self {
+    pub fn completed(
+        fingerprint: &Fingerprint,
+        response: &[u8],
+        completed_at: DateTime<Utc>,
+    ) -> Self {
         Self {
             kind: EntryKind::Completed as i32,
             fingerprint: fingerprint.as_bytes().to_vec(),

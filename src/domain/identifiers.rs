@@ -90,7 +90,11 @@ impl TryFrom<String> for IdempotencyKey {
         if value.len() > Self::MAX_LEN {
             return Err(ValidationError::new(
                 "key",
-                format!("must be at most {} bytes, got {}", Self::MAX_LEN, value.len()),
+                format!(
+                    "must be at most {} bytes, got {}",
+                    Self::MAX_LEN,
+                    value.len()
+                ),
             ));
         }
         if value.chars().any(char::is_control) {
@@ -141,7 +145,11 @@ impl TryFrom<Vec<u8>> for Fingerprint {
         if value.len() > Self::MAX_LEN {
             return Err(ValidationError::new(
                 "fingerprint",
-                format!("must be at most {} bytes, got {}", Self::MAX_LEN, value.len()),
+                format!(
+                    "must be at most {} bytes, got {}",
+                    Self::MAX_LEN,
+                    value.len()
+                ),
             ));
         }
         Ok(Self(value))
@@ -175,14 +183,24 @@ mod tests {
             let err = Namespace::try_from(bad.to_owned()).unwrap_err();
             assert_eq!(err.field, "namespace");
         }
-        assert!(Namespace::try_from("a".repeat(65)).unwrap_err().reason.contains("1-64"));
+        assert!(
+            Namespace::try_from("a".repeat(65))
+                .unwrap_err()
+                .reason
+                .contains("1-64")
+        );
     }
 
     #[test]
     fn keys_are_1_to_255_bytes_without_control_characters() {
         assert!(IdempotencyKey::try_from("order-42/üñí code ok".to_owned()).is_ok());
         assert!(IdempotencyKey::try_from("k".repeat(255)).is_ok());
-        assert!(IdempotencyKey::try_from("k".repeat(256)).unwrap_err().reason.contains("255"));
+        assert!(
+            IdempotencyKey::try_from("k".repeat(256))
+                .unwrap_err()
+                .reason
+                .contains("255")
+        );
         assert!(IdempotencyKey::try_from(String::new()).is_err());
         assert!(IdempotencyKey::try_from("a\nb".to_owned()).is_err());
         assert!(IdempotencyKey::try_from("a\u{7f}b".to_owned()).is_err());

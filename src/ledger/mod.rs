@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::domain::{Completion, Fingerprint, FencingToken, Record, RecordId};
+use crate::domain::{Completion, FencingToken, Fingerprint, Record, RecordId};
 
 /// A claim the engine asks the ledger to record.
 #[derive(Debug, Clone)]

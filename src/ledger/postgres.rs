@@ -13,12 +13,9 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{ConnectOptions, Row};
 
-use super::{
-    ClaimDecision, CompleteDecision, ExtendedLease, Ledger, LedgerError, NewClaim,
-};
+use super::{ClaimDecision, CompleteDecision, ExtendedLease, Ledger, LedgerError, NewClaim};
 use crate::domain::{
-    Completion, FencingToken, Fingerprint, IdempotencyKey, Namespace, Record, RecordId,
-    RecordState,
+    Completion, FencingToken, Fingerprint, IdempotencyKey, Namespace, Record, RecordId, RecordState,
 };
 
 /// How many times a claim re-reads when the row it conflicted with changed under it
@@ -366,7 +363,9 @@ fn classify(error: sqlx::Error) -> LedgerError {
         // Connection exceptions, shutdowns, resource exhaustion, serialization
         // failures and read-only standbys all clear up on retry.
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            ["08", "53", "57", "40"].iter().any(|class| code.starts_with(class))
+            ["08", "53", "57", "40"]
+                .iter()
+                .any(|class| code.starts_with(class))
                 || code == "25006"
         }),
         _ => false,

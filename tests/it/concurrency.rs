@@ -1,0 +1,76 @@
+//! SPEC rule 1: any number of concurrent claims, from any number of sidecars, yield
+//! exactly one ACQUIRED per lease.
+
+use onceward::proto::Outcome;
+use tokio::task::JoinSet;
+
+use crate::harness::*;
+
+const RACERS: usize = 50;
+
+/// Fires `RACERS` claims for one key at once, each on a connection of its own, spread
+/// round-robin over `addrs`, and returns their outcomes.
+async fn race(addrs: &[std::net::SocketAddr], key: &str) -> Vec<Outcome> {
+    let mut clients = Vec::with_capacity(RACERS);
+    for i in 0..RACERS {
+        clients.push(TestApp::connect(addrs[i % addrs.len()]).await);
+    }
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(RACERS));
+    let mut racers = JoinSet::new();
+    for mut client in clients {
+        let start = start.clone();
+        let key = key.to_owned();
+        racers.spawn(async move {
+            start.wait().await;
+            outcome(&claim(&mut client, "race", &key).await)
+        });
+    }
+    racers.join_all().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_concurrent_claims_on_one_key_yield_exactly_one_acquired() {
+    let Setup { app, db } = spawn_app().await;
+    let outcomes = race(&[app.addr], "one-key").await;
+    let acquired = outcomes.iter().filter(|o| **o == Outcome::Acquired).count();
+    assert_eq!(acquired, 1, "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, Outcome::Acquired | Outcome::InProgress))
+    );
+    assert_eq!(db.scalar("SELECT count(*) FROM onceward_records").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_concurrent_claims_across_two_sidecars_yield_exactly_one_acquired() {
+    let db = TestDatabase::create().await;
+    let prefix = unique("onceward-test:") + ":";
+    let config = || AppConfig {
+        database_url: db.url.clone(),
+        redis_url: shared_redis_url(),
+        key_prefix: prefix.clone(),
+        extra_args: vec![],
+    };
+    let first = TestApp::spawn(config()).await;
+    let second = TestApp::spawn(config()).await;
+    for round in 0..5 {
+        let outcomes = race(&[first.addr, second.addr], &format!("shared-{round}")).await;
+        let acquired = outcomes.iter().filter(|o| **o == Outcome::Acquired).count();
+        assert_eq!(acquired, 1, "round {round}: {outcomes:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_claims_after_an_expired_lease_take_it_over_exactly_once() {
+    let Setup { app, db: _db } = spawn_app().await;
+    let mut client = app.client.clone();
+    let lease = std::time::Duration::from_millis(150);
+    let abandoned = claim_with(&mut client, "race", "abandoned", b"", Some(lease)).await;
+    assert_eq!(outcome(&abandoned), Outcome::Acquired);
+    tokio::time::sleep(lease * 2).await;
+    let outcomes = race(&[app.addr], "abandoned").await;
+    let acquired = outcomes.iter().filter(|o| **o == Outcome::Acquired).count();
+    assert_eq!(acquired, 1, "{outcomes:?}");
+    assert_eq!(app.metric("onceward_takeovers_total", &[]).await, 1.0);
+}

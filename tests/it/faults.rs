@@ -1,0 +1,252 @@
+//! Faults injected for real: Redis flushed, killed, restarted or never there; the
+//! Postgres connection cut by a proxy. Correctness must not change (SPEC rules 6, 7).
+
+use std::time::Duration;
+
+use onceward::proto::{Outcome, Tier};
+use tokio::net::TcpListener;
+use tonic::Code;
+
+use crate::harness::*;
+
+/// A sidecar on a fresh database and a `redis-server` of the test's own.
+async fn spawn_with_own_redis(redis: &RedisServer, db: &TestDatabase) -> TestApp {
+    TestApp::spawn(AppConfig {
+        database_url: db.url.clone(),
+        redis_url: redis.url(),
+        key_prefix: "onceward:".to_owned(),
+        extra_args: vec![],
+    })
+    .await
+}
+
+/// One completed key and one held key, the held key's token.
+async fn completed_and_held(app: &TestApp) -> u64 {
+    let mut client = app.client.clone();
+    let done = claim_with(&mut client, "pay", "done", b"fp", None).await;
+    complete(&mut client, "pay", "done", done.fencing_token, b"receipt-1")
+        .await
+        .unwrap();
+    let held = claim_with(&mut client, "pay", "held", b"fp", None).await;
+    assert_eq!(outcome(&held), Outcome::Acquired);
+    held.fencing_token
+}
+
+/// After the hot tier forgot everything: completed keys replay from the ledger, held
+/// keys are still in progress, nothing is acquired twice.
+async fn assert_ledger_still_decides(app: &TestApp) {
+    let mut client = app.client.clone();
+    let replay = claim_with(&mut client, "pay", "done", b"fp", None).await;
+    assert_eq!(outcome(&replay), Outcome::Completed);
+    assert_eq!(replay.response, b"receipt-1");
+    assert_eq!(tier(&replay), Tier::Ledger);
+    for _ in 0..3 {
+        let held = claim_with(&mut client, "pay", "held", b"fp", None).await;
+        assert_eq!(
+            outcome(&held),
+            Outcome::InProgress,
+            "never a second ACQUIRED"
+        );
+    }
+    let mismatch = claim_with(&mut client, "pay", "done", b"other", None).await;
+    assert_eq!(outcome(&mismatch), Outcome::FingerprintMismatch);
+}
+
+/// The hot tier answers again for the completed key.
+async fn assert_cache_repopulates(app: &TestApp) {
+    let client = app.client.clone();
+    let repopulated = eventually(Duration::from_secs(10), || {
+        let mut client = client.clone();
+        async move {
+            let replay = claim_with(&mut client, "pay", "done", b"fp", None).await;
+            assert_eq!(outcome(&replay), Outcome::Completed);
+            tier(&replay) == Tier::Cache
+        }
+    })
+    .await;
+    assert!(repopulated, "the hot tier never answered again");
+}
+
+#[tokio::test]
+async fn after_flushall_completed_keys_replay_from_the_ledger_and_the_cache_refills() {
+    let redis = RedisServer::start().await;
+    let db = TestDatabase::create().await;
+    let app = spawn_with_own_redis(&redis, &db).await;
+    let held_token = completed_and_held(&app).await;
+
+    redis.flushall().await;
+    assert_ledger_still_decides(&app).await;
+    assert_cache_repopulates(&app).await;
+
+    let mut client = app.client.clone();
+    complete(&mut client, "pay", "held", held_token, b"receipt-2")
+        .await
+        .expect("holder unaffected");
+    assert_eq!(db.scalar("SELECT count(*) FROM onceward_records").await, 2);
+}
+
+#[tokio::test]
+async fn with_redis_killed_and_restarted_every_answer_still_holds() {
+    let mut redis = RedisServer::start().await;
+    let db = TestDatabase::create().await;
+    let app = spawn_with_own_redis(&redis, &db).await;
+    let held_token = completed_and_held(&app).await;
+
+    redis.kill();
+    assert_ledger_still_decides(&app).await;
+    let mut client = app.client.clone();
+    let fresh = claim(&mut client, "pay", "while-redis-is-down").await;
+    assert_eq!(
+        outcome(&fresh),
+        Outcome::Acquired,
+        "the ledger alone still serves claims"
+    );
+    assert!(
+        app.metric("onceward_cache_errors_total", &[("op", "claim")])
+            .await
+            >= 1.0
+    );
+
+    redis.restart().await;
+    assert_ledger_still_decides(&app).await;
+    assert_cache_repopulates(&app).await;
+    complete(&mut client, "pay", "held", held_token, b"receipt-2")
+        .await
+        .expect("holder unaffected");
+}
+
+#[tokio::test]
+async fn with_redis_unresponsive_from_the_start_the_breaker_costs_one_timeout_not_one_per_request()
+{
+    // A "Redis" that accepts connections and never answers: every command would wait
+    // out the full timeout.
+    let black_hole = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = black_hole.local_addr().unwrap().port();
+    let _accepting = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = black_hole.accept().await {
+            held.push(socket);
+        }
+    });
+    let db = TestDatabase::create().await;
+    let app = TestApp::spawn(AppConfig {
+        database_url: db.url.clone(),
+        redis_url: format!("redis://127.0.0.1:{port}"),
+        key_prefix: "onceward:".to_owned(),
+        extra_args: vec!["--redis-breaker-cooldown=10m".to_owned()],
+    })
+    .await;
+    let mut client = app.client.clone();
+
+    let held = claim_with(&mut client, "pay", "k", b"fp", None).await;
+    assert_eq!(outcome(&held), Outcome::Acquired);
+    assert_eq!(
+        outcome(&claim_with(&mut client, "pay", "k", b"fp", None).await),
+        Outcome::InProgress
+    );
+    assert_eq!(
+        outcome(&claim_with(&mut client, "pay", "k", b"other", None).await),
+        Outcome::FingerprintMismatch
+    );
+    complete(&mut client, "pay", "k", held.fencing_token, b"r")
+        .await
+        .unwrap();
+    for i in 0..20 {
+        let replay = claim_with(&mut client, "pay", "k", b"fp", None).await;
+        assert_eq!(outcome(&replay), Outcome::Completed, "claim {i}");
+        assert_eq!(tier(&replay), Tier::Ledger);
+    }
+
+    // Only the first command waited for the timeout; every later claim skipped Redis.
+    let errors = app
+        .metric("onceward_cache_errors_total", &[("op", "claim")])
+        .await;
+    let bypassed = app
+        .metric("onceward_cache_lookups_total", &[("result", "bypass")])
+        .await;
+    assert_eq!(errors, 1.0);
+    assert_eq!(bypassed, 22.0);
+    assert_eq!(app.metric("onceward_cache_circuit_open", &[]).await, 1.0);
+}
+
+#[tokio::test]
+async fn with_postgres_cut_off_a_new_claim_fails_closed_and_service_recovers_when_it_returns() {
+    let db = TestDatabase::create().await;
+    // Migrate directly, then point the sidecar at Postgres through the proxy.
+    let proxy = TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let (_, db_name) = db.url.rsplit_once('/').unwrap();
+    let proxied_url = format!("postgres://postgres@{}/{db_name}", proxy.addr);
+    let app = TestApp::spawn(AppConfig {
+        database_url: proxied_url,
+        redis_url: shared_redis_url(),
+        key_prefix: unique("onceward-test:") + ":",
+        extra_args: vec!["--ledger-timeout=1s".to_owned()],
+    })
+    .await;
+    let mut client = app.client.clone();
+    let paid = claim(&mut client, "pay", "paid").await;
+    complete(&mut client, "pay", "paid", paid.fencing_token, b"receipt")
+        .await
+        .unwrap();
+    let held = claim(&mut client, "pay", "held").await;
+
+    proxy.cut();
+    let refused = client.claim(claim_request("pay", "new", b"", None)).await;
+    assert_eq!(
+        refused.unwrap_err().code(),
+        Code::Unavailable,
+        "never ACQUIRED without the ledger"
+    );
+    let redis = redis::Client::open(shared_redis_url()).unwrap();
+    let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(app.redis_key("pay", "new"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(exists, 0, "the tentative cache entry was removed");
+
+    // Completed records still in the cache may still be replayed.
+    let replay = claim(&mut client, "pay", "paid").await;
+    assert_eq!(
+        (outcome(&replay), tier(&replay)),
+        (Outcome::Completed, Tier::Cache)
+    );
+    let completing = complete(&mut client, "pay", "held", held.fencing_token, b"r").await;
+    assert_eq!(completing.unwrap_err().code(), Code::Unavailable);
+    assert!(
+        app.metric(
+            "onceward_rpc_duration_seconds_count",
+            &[("method", "Claim"), ("code", "UNAVAILABLE")]
+        )
+        .await
+            >= 1.0
+    );
+
+    proxy.restore();
+    let recovered = eventually(Duration::from_secs(15), || {
+        let mut client = client.clone();
+        async move {
+            match client.claim(claim_request("pay", "new", b"", None)).await {
+                Ok(response) => {
+                    assert_eq!(outcome(response.get_ref()), Outcome::Acquired);
+                    true
+                }
+                Err(status) => {
+                    assert_eq!(status.code(), Code::Unavailable);
+                    false
+                }
+            }
+        }
+    })
+    .await;
+    assert!(recovered, "claims never recovered after Postgres came back");
+    complete(&mut client, "pay", "held", held.fencing_token, b"r")
+        .await
+        .expect("the holder completes");
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM onceward_records WHERE key = 'new'")
+            .await,
+        1
+    );
+}
