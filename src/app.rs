@@ -19,6 +19,7 @@ use crate::engine::Engine;
 use crate::grpc::OncewardService;
 use crate::ledger::{Ledger, PostgresLedger, postgres::PostgresOptions};
 use crate::proto;
+use crate::retention::Retention;
 
 /// How often histogram buckets are folded for rendering.
 const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
@@ -28,7 +29,10 @@ pub struct Application {
     listener: TcpListener,
     metrics_listener: TcpListener,
     engine: Arc<Engine>,
+    ledger: Arc<dyn Ledger>,
     metrics: PrometheusHandle,
+    cleanup_interval: Duration,
+    cleanup_batch_size: u32,
 }
 
 impl Application {
@@ -53,7 +57,7 @@ impl Application {
             None => anyhow::bail!("--redis-url is required (redis://host:port)"),
         };
         let engine = Arc::new(Engine::new(
-            ledger,
+            ledger.clone(),
             hot,
             limits,
             args.storage.ledger_timeout,
@@ -69,7 +73,10 @@ impl Application {
             listener,
             metrics_listener,
             engine,
+            ledger,
             metrics,
+            cleanup_interval: args.cleanup_interval,
+            cleanup_batch_size: args.cleanup_batch_size,
         })
     }
 
@@ -101,6 +108,10 @@ impl Application {
             .build_v1()
             .context("cannot build the reflection service")?;
 
+        let retention_task = (!self.cleanup_interval.is_zero()).then(|| {
+            let retention = Retention::new(self.ledger.clone(), self.cleanup_batch_size);
+            tokio::spawn(retention.run(self.cleanup_interval, stop.clone()))
+        });
         let addr = self.local_addr();
         let metrics_task = tokio::spawn(serve_metrics(
             self.metrics_listener,
@@ -118,6 +129,9 @@ impl Application {
 
         stop.cancel();
         let _ = metrics_task.await;
+        if let Some(retention_task) = retention_task {
+            let _ = retention_task.await;
+        }
         tracing::info!("stopped");
         served.context("gRPC server failed")
     }

@@ -38,6 +38,20 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Apply the ledger's migrations and exit.
     Migrate(StorageArgs),
+    /// Run one retention pass (delete expired records) and exit; for cron jobs.
+    Gc(GcArgs),
+}
+
+/// `onceward gc`.
+#[derive(Debug, Clone, Args)]
+pub struct GcArgs {
+    /// The ledger to clean.
+    #[command(flatten)]
+    pub storage: StorageArgs,
+
+    /// Rows deleted per batch.
+    #[arg(long, env = "ONCEWARD_CLEANUP_BATCH_SIZE", default_value_t = crate::retention::DEFAULT_BATCH_SIZE)]
+    pub cleanup_batch_size: u32,
 }
 
 /// Where the two tiers live.
@@ -112,6 +126,15 @@ pub struct ServeArgs {
     /// Longest retention a Complete may ask for.
     #[arg(long, env = "ONCEWARD_MAX_RETENTION", value_parser = parse_duration, default_value = "30d")]
     pub max_retention: Duration,
+
+    /// Time between retention passes inside `serve`; 0 turns the job off (e.g. when
+    /// `onceward gc` runs from cron instead).
+    #[arg(long, env = "ONCEWARD_CLEANUP_INTERVAL", value_parser = parse_duration, default_value = "60s")]
+    pub cleanup_interval: Duration,
+
+    /// Rows deleted per retention batch.
+    #[arg(long, env = "ONCEWARD_CLEANUP_BATCH_SIZE", default_value_t = crate::retention::DEFAULT_BATCH_SIZE)]
+    pub cleanup_batch_size: u32,
 
     /// Largest response a Complete may store, in bytes.
     #[arg(long, env = "ONCEWARD_MAX_RESPONSE_BYTES", default_value_t = 256 * 1024)]

@@ -243,11 +243,16 @@ impl Engine {
                 fingerprint,
                 response,
             } => {
-                if let Some(ttl) = remaining(completion.expires_at, Utc::now()) {
-                    let entry =
-                        CacheEntry::completed(&fingerprint, &response, completion.completed_at);
-                    let _ = self.hot.put(&command.id, &entry, ttl).await;
-                }
+                // Replace the cached claim with the completion; a completion that
+                // has already expired must not leave the claim cached either.
+                let _ = match remaining(completion.expires_at, Utc::now()) {
+                    Some(ttl) => {
+                        let entry =
+                            CacheEntry::completed(&fingerprint, &response, completion.completed_at);
+                        self.hot.put(&command.id, &entry, ttl).await
+                    }
+                    None => self.hot.remove(&command.id).await,
+                };
                 Ok(completion)
             }
             CompleteDecision::NotHolder => {

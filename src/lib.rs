@@ -10,6 +10,7 @@
 //! - [`grpc`]: the tonic edge: parse requests, call the engine, map errors once.
 //! - [`app`]: build (connect, migrate, bind) and run until shutdown.
 //! - [`config`]: the command line and its environment fallbacks.
+//! - [`retention`]: the cleanup job that deletes expired records.
 //! - [`metrics`]: every metric's name and help text.
 //! - [`proto`]: the generated `onceward.v1` types, client and server.
 
@@ -23,6 +24,7 @@ pub mod engine;
 pub mod grpc;
 pub mod ledger;
 pub mod metrics;
+pub mod retention;
 pub mod shutdown;
 pub mod telemetry;
 

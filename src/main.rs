@@ -4,6 +4,8 @@ use clap::Parser as _;
 
 use onceward::app::{self, Application};
 use onceward::config::{Cli, Command};
+use onceward::retention::Retention;
+use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -13,6 +15,13 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             let application = Application::build(&args).await?;
             application.run_until(onceward::shutdown::signal()).await
+        }
+        Command::Gc(args) => {
+            let ledger = app::connect_ledger(&args.storage).await?;
+            let retention = Retention::new(ledger, args.cleanup_batch_size);
+            let deleted = retention.run_once(&CancellationToken::new()).await?;
+            println!("deleted {deleted} expired records");
+            Ok(())
         }
         Command::Migrate(storage) => {
             app::connect_ledger(&storage).await?;

@@ -28,27 +28,15 @@ impl From<ApiError> for Status {
                 "fencing_token is not the current holder's (lease lost, released, completed, or unknown key)",
             ),
             ApiError::Engine(error @ EngineError::Unavailable(_)) => {
-                tracing::warn!(error = %chain(&error), "failing closed");
+                tracing::warn!(error = %crate::telemetry::chain(&error), "failing closed");
                 Status::unavailable("the ledger is unavailable; safe to retry")
             }
             ApiError::Engine(error @ EngineError::Internal(_)) => {
-                tracing::error!(error = %chain(&error), "internal error");
+                tracing::error!(error = %crate::telemetry::chain(&error), "internal error");
                 Status::internal("internal error")
             }
         }
     }
-}
-
-/// `error: cause: cause…`, for logs.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// The canonical name of a status code, for metric labels.

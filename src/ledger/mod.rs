@@ -121,4 +121,10 @@ pub trait Ledger: Send + Sync + 'static {
 
     /// Reads a record.
     async fn lookup(&self, id: &RecordId) -> Result<Option<Record>, LedgerError>;
+
+    /// Deletes up to `limit` expired records: completed records past `expires_at`, and
+    /// abandoned claims past `expires_at` whose lease has also run out. Never a live
+    /// claim or an unexpired record; rows another cleaner or a claim holds are skipped,
+    /// not waited for. Returns how many rows it deleted.
+    async fn purge_expired(&self, limit: u32) -> Result<u64, LedgerError>;
 }

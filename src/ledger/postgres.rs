@@ -79,6 +79,23 @@ WHERE namespace = $1 AND key = $2 AND fencing_token = $3 AND state = 1
 RETURNING lease_expires_at, fingerprint
 "#;
 
+// Row locks taken by claims are skipped, not waited for, so cleanup never blocks a
+// claim for longer than one small batch's delete, and cleaners in many sidecars each
+// take different rows.
+const PURGE_EXPIRED: &str = r#"
+WITH doomed AS (
+    SELECT namespace, key
+    FROM onceward_records
+    WHERE expires_at <= now() AND (state = 2 OR lease_expires_at <= now())
+    ORDER BY expires_at
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM onceward_records r
+USING doomed d
+WHERE r.namespace = d.namespace AND r.key = d.key
+"#;
+
 /// Options for connecting to Postgres.
 #[derive(Debug, Clone)]
 pub struct PostgresOptions {
@@ -307,6 +324,15 @@ impl Ledger for PostgresLedger {
 
     async fn lookup(&self, id: &RecordId) -> Result<Option<Record>, LedgerError> {
         Ok(self.read(id).await?.map(|(record, _)| record))
+    }
+
+    async fn purge_expired(&self, limit: u32) -> Result<u64, LedgerError> {
+        let done = sqlx::query(PURGE_EXPIRED)
+            .bind(i64::from(limit))
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected())
     }
 }
 

@@ -71,6 +71,45 @@ impl TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// Runs one SQL statement on this database.
+    pub async fn execute(&self, sql: &str) {
+        use sqlx::Connection as _;
+        let mut conn = sqlx::PgConnection::connect(&self.url)
+            .await
+            .expect("connect");
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&mut conn)
+            .await
+            .expect("statement");
+    }
+
+    /// The Postgres ledger on this database, for driving the retention job directly.
+    pub async fn ledger(&self) -> std::sync::Arc<dyn onceward::ledger::Ledger> {
+        let options = onceward::ledger::postgres::PostgresOptions {
+            max_connections: 4,
+            acquire_timeout: Duration::from_secs(5),
+            allow_async_commit: false,
+        };
+        let ledger = onceward::ledger::PostgresLedger::connect(&self.url, &options)
+            .await
+            .expect("ledger");
+        std::sync::Arc::new(ledger)
+    }
+
+    /// Inserts `count` completed records in `namespace` that expired a day ago.
+    pub async fn insert_expired(&self, namespace: &str, count: u32) {
+        self.execute(&format!(
+            "INSERT INTO onceward_records (namespace, key, state, fingerprint, fencing_token, \
+             response, created_at, completed_at, lease_expires_at, expires_at) \
+             SELECT '{namespace}', 'k' || g, 2, '', nextval('onceward_fencing_tokens'), 'r', \
+             now() - interval '2 days', now() - interval '2 days', NULL, now() - interval '1 day' \
+             FROM generate_series(1, {count}) g"
+        ))
+        .await;
+    }
+}
+
 async fn connect_admin(url: &str) -> sqlx::PgConnection {
     use sqlx::Connection as _;
     sqlx::PgConnection::connect(url)

@@ -5,4 +5,5 @@ mod concurrency;
 mod edge;
 mod faults;
 mod harness;
+mod retention;
 mod semantics;
