@@ -5,6 +5,7 @@
 //! ledger may only return after the INSERT (or the compare-and-set takeover of an
 //! expired lease) has committed. All lease arithmetic uses the ledger's clock.
 
+mod batcher;
 pub mod postgres;
 
 pub use postgres::PostgresLedger;
@@ -86,6 +87,19 @@ pub enum LedgerError {
     /// The ledger answered with something onceward did not expect.
     #[error("ledger failed")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl LedgerError {
+    /// The same failure, for another caller of the same batched statement.
+    pub fn for_another_caller(&self) -> Self {
+        let cause = std::error::Error::source(self)
+            .map(crate::telemetry::chain)
+            .unwrap_or_default();
+        match self {
+            LedgerError::Unavailable(_) => LedgerError::Unavailable(cause.into()),
+            LedgerError::Internal(_) => LedgerError::Internal(cause.into()),
+        }
+    }
 }
 
 /// The authority. Implementations must be safe to share between any number of

@@ -6,6 +6,7 @@
 //! conflict arm is the compare-and-set takeover of an expired lease, evaluated under
 //! the row lock against the latest committed row and `now()`, the database clock.
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,6 +14,7 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{ConnectOptions, Row};
 
+use super::batcher::Batcher;
 use super::{ClaimDecision, CompleteDecision, ExtendedLease, Ledger, LedgerError, NewClaim};
 use crate::domain::{
     Completion, FencingToken, Fingerprint, IdempotencyKey, Namespace, Record, RecordId, RecordState,
@@ -21,16 +23,26 @@ use crate::domain::{
 /// How many times a claim re-reads when the row it conflicted with changed under it
 /// (released, deleted, or its lease ran out between two statements).
 const CLAIM_ATTEMPTS: usize = 4;
+/// Batch writers per kind of write; each holds at most one pool connection at a time.
+const WRITERS: usize = 4;
+/// The most requests one batched statement carries.
+const MAX_BATCH: usize = 256;
 
 const STATE_IN_PROGRESS: i16 = 1;
 const STATE_COMPLETED: i16 = 2;
 
-const CLAIM: &str = r#"
+// Claims arrive in batches (see `batcher`): one statement inserts every new key and
+// takes over every expired lease in the batch, and commits once. Rows are sorted by
+// key before they are sent, so concurrent batches lock rows in the same order and
+// cannot deadlock each other.
+const CLAIM_BATCH: &str = r#"
 INSERT INTO onceward_records AS r
     (namespace, key, state, fingerprint, fencing_token, created_at, lease_expires_at, expires_at)
-VALUES ($1, $2, 1, $3, nextval('onceward_fencing_tokens'), now(),
-        now() + $4 * interval '1 microsecond',
-        now() + ($4 + $5) * interval '1 microsecond')
+SELECT c.namespace, c.key, 1, c.fingerprint, nextval('onceward_fencing_tokens'), now(),
+       now() + c.lease * interval '1 microsecond',
+       now() + (c.lease + c.abandon_after) * interval '1 microsecond'
+FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bigint[], $5::bigint[])
+     AS c(namespace, key, fingerprint, lease, abandon_after)
 ON CONFLICT (namespace, key) DO UPDATE
     SET fencing_token = EXCLUDED.fencing_token,
         fingerprint = CASE WHEN octet_length(EXCLUDED.fingerprint) = 0
@@ -42,7 +54,25 @@ ON CONFLICT (namespace, key) DO UPDATE
       AND (octet_length(r.fingerprint) = 0
            OR octet_length(EXCLUDED.fingerprint) = 0
            OR r.fingerprint = EXCLUDED.fingerprint)
-RETURNING r.fencing_token, r.lease_expires_at, r.created_at < now() AS takeover
+RETURNING r.namespace, r.key, r.fencing_token, r.lease_expires_at, r.created_at < now() AS takeover
+"#;
+
+const SELECT_RECORDS: &str = r#"
+SELECT namespace, key, state, fingerprint, response, created_at, completed_at,
+       lease_expires_at, expires_at, now() AS db_now
+FROM onceward_records
+WHERE (namespace, key) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+"#;
+
+const COMPLETE_BATCH: &str = r#"
+UPDATE onceward_records r
+SET state = 2, response = c.response, completed_at = now(), lease_expires_at = NULL,
+    expires_at = now() + c.retention * interval '1 microsecond'
+FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bytea[], $5::bigint[])
+     AS c(namespace, key, fencing_token, response, retention)
+WHERE r.namespace = c.namespace AND r.key = c.key
+  AND r.fencing_token = c.fencing_token AND r.state = 1
+RETURNING r.namespace, r.key, r.fencing_token, r.fingerprint, r.response, r.completed_at, r.expires_at
 "#;
 
 const SELECT_RECORD: &str = r#"
@@ -50,14 +80,6 @@ SELECT namespace, key, state, fingerprint, response, created_at, completed_at,
        lease_expires_at, expires_at, now() AS db_now
 FROM onceward_records
 WHERE namespace = $1 AND key = $2
-"#;
-
-const COMPLETE: &str = r#"
-UPDATE onceward_records
-SET state = 2, response = $4, completed_at = now(), lease_expires_at = NULL,
-    expires_at = now() + $5 * interval '1 microsecond'
-WHERE namespace = $1 AND key = $2 AND fencing_token = $3 AND state = 1
-RETURNING fingerprint, response, completed_at, expires_at
 "#;
 
 const COMPLETED_BY_TOKEN: &str = r#"
@@ -108,9 +130,18 @@ pub struct PostgresOptions {
 }
 
 /// The Postgres ledger.
-#[derive(Debug, Clone)]
 pub struct PostgresLedger {
     pool: PgPool,
+    claims: Batcher<NewClaim, ClaimDecision>,
+    completions: Batcher<PendingCompletion, CompleteDecision>,
+}
+
+/// A `Complete` waiting for its batch.
+struct PendingCompletion {
+    id: RecordId,
+    token: i64,
+    response: Vec<u8>,
+    retention: Duration,
 }
 
 impl PostgresLedger {
@@ -149,9 +180,30 @@ impl PostgresLedger {
             }
         }
 
-        let ledger = Self { pool };
+        let ledger = Self::new(pool);
         ledger.migrate().await?;
         Ok(ledger)
+    }
+
+    /// The ledger over an open pool, with its batch writers.
+    fn new(pool: PgPool) -> Self {
+        let claims = {
+            let pool = pool.clone();
+            Batcher::spawn(WRITERS, MAX_BATCH, move |batch| {
+                claim_batch(pool.clone(), batch)
+            })
+        };
+        let completions = {
+            let pool = pool.clone();
+            Batcher::spawn(WRITERS, MAX_BATCH, move |batch| {
+                complete_batch(pool.clone(), batch)
+            })
+        };
+        Self {
+            pool,
+            claims,
+            completions,
+        }
     }
 
     /// Applies the embedded migrations.
@@ -185,49 +237,7 @@ impl PostgresLedger {
 #[async_trait]
 impl Ledger for PostgresLedger {
     async fn claim(&self, claim: &NewClaim) -> Result<ClaimDecision, LedgerError> {
-        let mut standing = None;
-        for _ in 0..CLAIM_ATTEMPTS {
-            let acquired = sqlx::query(CLAIM)
-                .bind(claim.id.namespace.as_str())
-                .bind(claim.id.key.as_str())
-                .bind(claim.fingerprint.as_bytes())
-                .bind(micros(claim.lease))
-                .bind(micros(claim.abandon_after))
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(classify)?;
-            if let Some(row) = acquired {
-                let token: i64 = row.try_get("fencing_token").map_err(internal)?;
-                return Ok(ClaimDecision::Acquired {
-                    token: FencingToken::new(token as u64),
-                    lease_expires_at: row.try_get("lease_expires_at").map_err(internal)?,
-                    takeover: row.try_get("takeover").map_err(internal)?,
-                });
-            }
-            // The conflicting row stood. Read it in a new statement (a new snapshot):
-            // it may have been released or its lease may have run out meanwhile, in
-            // which case the claim is tried again.
-            match self.read(&claim.id).await? {
-                None => continue,
-                Some((record, now)) => {
-                    let expired_and_ours_to_take = record.state == RecordState::InProgress
-                        && record.lease_expires_at.is_some_and(|at| at <= now)
-                        && claim.fingerprint.is_compatible_with(&record.fingerprint);
-                    if !expired_and_ours_to_take {
-                        return Ok(ClaimDecision::Existing { record, now });
-                    }
-                    standing = Some((record, now));
-                }
-            }
-        }
-        // Contention kept changing the row; report what stood last as in progress so
-        // the caller retries, rather than spin.
-        match standing {
-            Some((record, now)) => Ok(ClaimDecision::Existing { record, now }),
-            None => Err(LedgerError::Internal(
-                "claim kept conflicting with a row that vanished".into(),
-            )),
-        }
+        self.claims.submit(claim.clone()).await
     }
 
     async fn complete(
@@ -240,44 +250,14 @@ impl Ledger for PostgresLedger {
         let Some(token) = db_token(token) else {
             return Ok(CompleteDecision::NotHolder);
         };
-        let row = sqlx::query(COMPLETE)
-            .bind(id.namespace.as_str())
-            .bind(id.key.as_str())
-            .bind(token)
-            .bind(response)
-            .bind(micros(retention))
-            .fetch_optional(&self.pool)
+        self.completions
+            .submit(PendingCompletion {
+                id: id.clone(),
+                token,
+                response: response.to_vec(),
+                retention,
+            })
             .await
-            .map_err(classify)?;
-        let row = match row {
-            Some(row) => row,
-            None => {
-                // Not in progress under this token: a retry of a Complete that already
-                // succeeded is fine, anything else is not the holder.
-                let retried = sqlx::query(COMPLETED_BY_TOKEN)
-                    .bind(id.namespace.as_str())
-                    .bind(id.key.as_str())
-                    .bind(token)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(classify)?;
-                match retried {
-                    Some(row) => row,
-                    None => return Ok(CompleteDecision::NotHolder),
-                }
-            }
-        };
-        Ok(CompleteDecision::Completed {
-            completion: Completion {
-                completed_at: row.try_get("completed_at").map_err(internal)?,
-                expires_at: row.try_get("expires_at").map_err(internal)?,
-            },
-            fingerprint: fingerprint_from_row(&row)?,
-            response: row
-                .try_get::<Option<Vec<u8>>, _>("response")
-                .map_err(internal)?
-                .unwrap_or_default(),
-        })
     }
 
     async fn release(&self, id: &RecordId, token: FencingToken) -> Result<bool, LedgerError> {
@@ -334,6 +314,250 @@ impl Ledger for PostgresLedger {
             .map_err(classify)?;
         Ok(done.rows_affected())
     }
+}
+
+/// Runs one batch of claims: the first claim of each key in one upsert, the rows
+/// that stood read back in one select, and the rest (repeated keys, rows that changed
+/// in between) in further rounds.
+async fn claim_batch(
+    pool: PgPool,
+    claims: Vec<NewClaim>,
+) -> Result<Vec<Result<ClaimDecision, LedgerError>>, LedgerError> {
+    let mut decisions: Vec<Option<ClaimDecision>> = vec![None; claims.len()];
+    let mut last_seen: Vec<Option<ClaimDecision>> = vec![None; claims.len()];
+    let mut pending: Vec<usize> = (0..claims.len()).collect();
+    let mut per_key: HashMap<&RecordId, usize> = HashMap::new();
+    for claim in &claims {
+        *per_key.entry(&claim.id).or_default() += 1;
+    }
+    let most_repeated = per_key.values().copied().max().unwrap_or(1);
+    let mut rounds_left = CLAIM_ATTEMPTS + most_repeated;
+
+    while !pending.is_empty() && rounds_left > 0 {
+        rounds_left -= 1;
+        // One row per key and statement: an upsert may not touch a row twice.
+        let mut seen = HashSet::new();
+        let (mut round, later): (Vec<usize>, Vec<usize>) =
+            pending.iter().partition(|&&i| seen.insert(&claims[i].id));
+        round.sort_by(|&a, &b| key_order(&claims[a].id).cmp(&key_order(&claims[b].id)));
+
+        let rows = sqlx::query(CLAIM_BATCH)
+            .bind(
+                round
+                    .iter()
+                    .map(|&i| claims[i].id.namespace.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                round
+                    .iter()
+                    .map(|&i| claims[i].id.key.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                round
+                    .iter()
+                    .map(|&i| claims[i].fingerprint.as_bytes())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                round
+                    .iter()
+                    .map(|&i| micros(claims[i].lease))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                round
+                    .iter()
+                    .map(|&i| micros(claims[i].abandon_after))
+                    .collect::<Vec<_>>(),
+            )
+            .fetch_all(&pool)
+            .await
+            .map_err(classify)?;
+        let mut acquired = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let key = (
+                row.try_get::<String, _>("namespace").map_err(internal)?,
+                row.try_get::<String, _>("key").map_err(internal)?,
+            );
+            let token: i64 = row.try_get("fencing_token").map_err(internal)?;
+            let decision = ClaimDecision::Acquired {
+                token: FencingToken::new(token as u64),
+                lease_expires_at: row.try_get("lease_expires_at").map_err(internal)?,
+                takeover: row.try_get("takeover").map_err(internal)?,
+            };
+            acquired.insert(key, decision);
+        }
+
+        let mut stood = Vec::new();
+        for i in round {
+            let id = &claims[i].id;
+            match acquired.remove(&(id.namespace.to_string(), id.key.to_string())) {
+                Some(decision) => decisions[i] = Some(decision),
+                None => stood.push(i),
+            }
+        }
+
+        // The rows that stood, read in a new statement (a new snapshot): one that was
+        // released, deleted, or whose lease ran out meanwhile is claimed again.
+        let mut retry = Vec::new();
+        if !stood.is_empty() {
+            let standing = read_records(&pool, stood.iter().map(|&i| &claims[i].id)).await?;
+            for i in stood {
+                let claim = &claims[i];
+                match standing.get(&claim.id) {
+                    None => retry.push(i),
+                    Some((record, now)) => {
+                        let existing = ClaimDecision::Existing {
+                            record: record.clone(),
+                            now: *now,
+                        };
+                        let takeable = record.state == RecordState::InProgress
+                            && record.lease_expires_at.is_some_and(|at| at <= *now)
+                            && claim.fingerprint.is_compatible_with(&record.fingerprint);
+                        if takeable {
+                            last_seen[i] = Some(existing);
+                            retry.push(i);
+                        } else {
+                            decisions[i] = Some(existing);
+                        }
+                    }
+                }
+            }
+        }
+        pending = retry.into_iter().chain(later).collect();
+    }
+
+    // Contention kept changing a row: report what stood last (the caller retries on
+    // IN_PROGRESS) rather than spin.
+    Ok(decisions
+        .into_iter()
+        .zip(last_seen)
+        .map(|(decided, last_seen)| {
+            decided
+                .or(last_seen)
+                .ok_or_else(|| internal("the claim kept conflicting with a row that vanished"))
+        })
+        .collect())
+}
+
+/// Reads the records of `ids` in one statement, with the database clock.
+async fn read_records<'a>(
+    pool: &PgPool,
+    ids: impl Iterator<Item = &'a RecordId>,
+) -> Result<HashMap<RecordId, (Record, DateTime<Utc>)>, LedgerError> {
+    let (namespaces, keys): (Vec<&str>, Vec<&str>) = ids
+        .map(|id| (id.namespace.as_str(), id.key.as_str()))
+        .unzip();
+    let rows = sqlx::query(SELECT_RECORDS)
+        .bind(namespaces)
+        .bind(keys)
+        .fetch_all(pool)
+        .await
+        .map_err(classify)?;
+    let mut records = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let now: DateTime<Utc> = row.try_get("db_now").map_err(internal)?;
+        let record = record_from_row(&row)?;
+        records.insert(record.id.clone(), (record, now));
+    }
+    Ok(records)
+}
+
+/// Runs one batch of completions in one UPDATE. A request it did not update is a
+/// retry of a completion that already happened, or not the holder's.
+async fn complete_batch(
+    pool: PgPool,
+    mut batch: Vec<PendingCompletion>,
+) -> Result<Vec<Result<CompleteDecision, LedgerError>>, LedgerError> {
+    // Sorted so concurrent batches lock rows in the same order; answers are returned
+    // in the callers' order below.
+    let mut order: Vec<usize> = (0..batch.len()).collect();
+    order.sort_by(|&a, &b| key_order(&batch[a].id).cmp(&key_order(&batch[b].id)));
+    let rows = sqlx::query(COMPLETE_BATCH)
+        .bind(
+            order
+                .iter()
+                .map(|&i| batch[i].id.namespace.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            order
+                .iter()
+                .map(|&i| batch[i].id.key.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(order.iter().map(|&i| batch[i].token).collect::<Vec<_>>())
+        .bind(
+            order
+                .iter()
+                .map(|&i| batch[i].response.as_slice())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            order
+                .iter()
+                .map(|&i| micros(batch[i].retention))
+                .collect::<Vec<_>>(),
+        )
+        .fetch_all(&pool)
+        .await
+        .map_err(classify)?;
+    let mut completed = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let key = (
+            row.try_get::<String, _>("namespace").map_err(internal)?,
+            row.try_get::<String, _>("key").map_err(internal)?,
+            row.try_get::<i64, _>("fencing_token").map_err(internal)?,
+        );
+        completed.insert(key, completion_from_row(&row)?);
+    }
+
+    let mut results = Vec::with_capacity(batch.len());
+    for pending in &mut batch {
+        let key = (
+            pending.id.namespace.to_string(),
+            pending.id.key.to_string(),
+            pending.token,
+        );
+        let decision = match completed.get(&key) {
+            Some(decision) => decision.clone(),
+            None => {
+                let retried = sqlx::query(COMPLETED_BY_TOKEN)
+                    .bind(pending.id.namespace.as_str())
+                    .bind(pending.id.key.as_str())
+                    .bind(pending.token)
+                    .fetch_optional(&pool)
+                    .await
+                    .map_err(classify)?;
+                match retried {
+                    Some(row) => completion_from_row(&row)?,
+                    None => CompleteDecision::NotHolder,
+                }
+            }
+        };
+        results.push(Ok(decision));
+    }
+    Ok(results)
+}
+
+fn completion_from_row(row: &PgRow) -> Result<CompleteDecision, LedgerError> {
+    Ok(CompleteDecision::Completed {
+        completion: Completion {
+            completed_at: row.try_get("completed_at").map_err(internal)?,
+            expires_at: row.try_get("expires_at").map_err(internal)?,
+        },
+        fingerprint: fingerprint_from_row(row)?,
+        response: row
+            .try_get::<Option<Vec<u8>>, _>("response")
+            .map_err(internal)?
+            .unwrap_or_default(),
+    })
+}
+
+fn key_order(id: &RecordId) -> (&str, &str) {
+    (id.namespace.as_str(), id.key.as_str())
 }
 
 /// Tokens are `bigint` in the ledger; a larger value was never issued.

@@ -1,0 +1,159 @@
+//! Group commit for ledger writes: concurrent requests become one statement and one
+//! commit.
+//!
+//! A batch is whatever is queued when a writer is free — no timer, so an idle ledger
+//! adds no latency — and at most `max_batch` requests. Several writers drain the same
+//! queue, so one slow commit does not stall the others. Each caller gets its own
+//! result; a failure of the whole statement is reported to every caller in it.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use super::LedgerError;
+
+type Reply<T> = oneshot::Sender<Result<T, LedgerError>>;
+/// The queue's consuming end, shared by the writers.
+type SharedQueue<Req, Resp> = Arc<Mutex<mpsc::UnboundedReceiver<(Req, Reply<Resp>)>>>;
+
+/// A queue of requests of type `Req`, each answered with a `Resp`.
+pub struct Batcher<Req, Resp> {
+    queue: mpsc::UnboundedSender<(Req, Reply<Resp>)>,
+}
+
+impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
+    /// Starts `writers` tasks that each take up to `max_batch` queued requests and
+    /// run them with `run`, which returns one result per request, in order.
+    pub fn spawn<F, Fut>(writers: usize, max_batch: usize, run: F) -> Self
+    where
+        F: Fn(Vec<Req>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Vec<Result<Resp, LedgerError>>, LedgerError>> + Send + 'static,
+    {
+        let (queue, receiver) = mpsc::unbounded_channel();
+        let receiver = Arc::new(Mutex::new(receiver));
+        let run = Arc::new(run);
+        for _ in 0..writers.max(1) {
+            tokio::spawn(write_batches(
+                receiver.clone(),
+                max_batch.max(1),
+                run.clone(),
+            ));
+        }
+        Self { queue }
+    }
+
+    /// Queues one request and waits for its result.
+    pub async fn submit(&self, request: Req) -> Result<Resp, LedgerError> {
+        let (reply, result) = oneshot::channel();
+        self.queue
+            .send((request, reply))
+            .map_err(|_| LedgerError::Internal("the ledger writers stopped".into()))?;
+        result
+            .await
+            .map_err(|_| LedgerError::Internal("a ledger writer dropped a request".into()))?
+    }
+}
+
+async fn write_batches<Req, Resp, F, Fut>(
+    receiver: SharedQueue<Req, Resp>,
+    max_batch: usize,
+    run: Arc<F>,
+) where
+    F: Fn(Vec<Req>) -> Fut,
+    Fut: Future<Output = Result<Vec<Result<Resp, LedgerError>>, LedgerError>>,
+{
+    loop {
+        // Hold the receiver only while taking a batch, so other writers can take the
+        // next one while this one runs.
+        let batch = {
+            let mut receiver = receiver.lock().await;
+            let Some(first) = receiver.recv().await else {
+                return;
+            };
+            let mut batch = Vec::with_capacity(max_batch.min(64));
+            batch.push(first);
+            while batch.len() < max_batch {
+                match receiver.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+            batch
+        };
+        let (requests, replies): (Vec<Req>, Vec<Reply<Resp>>) = batch.into_iter().unzip();
+        let expected = requests.len();
+        match run(requests).await {
+            Ok(results) if results.len() == expected => {
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(result);
+                }
+            }
+            Ok(results) => {
+                let error = format!("a batch of {expected} produced {} results", results.len());
+                for reply in replies {
+                    let _ = reply.send(Err(LedgerError::Internal(error.clone().into())));
+                }
+            }
+            Err(error) => {
+                for reply in replies {
+                    let _ = reply.send(Err(error.for_another_caller()));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn concurrent_requests_share_batches_and_each_gets_its_own_result() {
+        let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let batcher = {
+            let sizes = sizes.clone();
+            Batcher::spawn(1, 8, move |requests: Vec<u32>| {
+                sizes.lock().unwrap().push(requests.len());
+                async move {
+                    tokio::task::yield_now().await;
+                    Ok(requests
+                        .into_iter()
+                        .map(|r| {
+                            if r == 13 {
+                                Err(LedgerError::Internal("unlucky".into()))
+                            } else {
+                                Ok(r * 2)
+                            }
+                        })
+                        .collect())
+                }
+            })
+        };
+        let batcher = Arc::new(batcher);
+        let mut tasks = tokio::task::JoinSet::new();
+        for r in 0..40u32 {
+            let batcher = batcher.clone();
+            tasks.spawn(async move { (r, batcher.submit(r).await) });
+        }
+        for (r, result) in tasks.join_all().await {
+            match r {
+                13 => assert!(result.is_err()),
+                _ => assert_eq!(result.unwrap(), r * 2),
+            }
+        }
+        let sizes = sizes.lock().unwrap();
+        assert_eq!(sizes.iter().sum::<usize>(), 40);
+        assert!(sizes.iter().all(|&n| n <= 8), "bounded: {sizes:?}");
+        assert!(sizes.len() < 40, "requests were batched: {sizes:?}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_statement_fails_every_caller_in_it() {
+        let batcher = Batcher::spawn(1, 100, |_: Vec<u32>| async {
+            Err::<Vec<Result<u32, LedgerError>>, _>(LedgerError::Unavailable("down".into()))
+        });
+        let error = batcher.submit(1).await.unwrap_err();
+        assert!(matches!(error, LedgerError::Unavailable(_)));
+    }
+}
