@@ -5,8 +5,9 @@
 //! # Layout
 //! - [`domain`]: validated identifiers, fencing tokens, records, outcomes.
 //! - [`engine`]: the two-tier Claim/Complete/Release/ExtendLease/Lookup logic.
-//! - [`cache`]: the hot tier (Redis), which may forget anything and only says "no".
-//! - [`ledger`]: the authority (Postgres), a table with a UNIQUE (namespace, key).
+//! - [`cache`]: the hot tier (Redis or in-process), which may forget anything and only
+//!   says "no".
+//! - [`ledger`]: the authority (Postgres or SQLite), a table with a UNIQUE (namespace, key).
 //! - [`grpc`]: the tonic edge: parse requests, call the engine, map errors once.
 //! - [`app`]: build (connect, migrate, bind) and run until shutdown.
 //! - [`config`]: the command line and its environment fallbacks.

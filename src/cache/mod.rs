@@ -8,10 +8,12 @@
 
 mod breaker;
 mod entry;
+mod memory;
 mod redis;
 
 pub use self::breaker::CircuitBreaker;
 pub use self::entry::{CacheEntry, EntryKind};
+pub use self::memory::{MemoryHotTier, MemoryOptions};
 pub use self::redis::{RedisHotTier, RedisOptions};
 
 use std::time::Duration;

@@ -7,8 +7,10 @@
 
 mod batcher;
 pub mod postgres;
+pub mod sqlite;
 
 pub use postgres::PostgresLedger;
+pub use sqlite::SqliteLedger;
 
 use std::time::Duration;
 
@@ -141,4 +143,21 @@ pub trait Ledger: Send + Sync + 'static {
     /// claim or an unexpired record; rows another cleaner or a claim holds are skipped,
     /// not waited for. Returns how many rows it deleted.
     async fn purge_expired(&self, limit: u32) -> Result<u64, LedgerError>;
+}
+
+/// Tokens are a signed 64-bit integer in every ledger, starting at 1: a token of 0 or
+/// above `i64::MAX` was never issued, so it is never the holder's.
+pub(crate) fn db_token(token: FencingToken) -> Option<i64> {
+    i64::try_from(token.get()).ok().filter(|t| *t > 0)
+}
+
+/// A duration in whole microseconds, the ledgers' time unit; saturates rather than
+/// wraps, so an absurd duration can only mean "far away".
+pub(crate) fn micros(duration: Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// Wraps an unexpected failure.
+pub(crate) fn internal(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> LedgerError {
+    LedgerError::Internal(error.into())
 }

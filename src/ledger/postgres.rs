@@ -15,7 +15,10 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{ConnectOptions, Row};
 
 use super::batcher::Batcher;
-use super::{ClaimDecision, CompleteDecision, ExtendedLease, Ledger, LedgerError, NewClaim};
+use super::{
+    ClaimDecision, CompleteDecision, ExtendedLease, Ledger, LedgerError, NewClaim, db_token,
+    internal, micros,
+};
 use crate::domain::{
     Completion, FencingToken, Fingerprint, IdempotencyKey, Namespace, Record, RecordId, RecordState,
 };
@@ -560,15 +563,6 @@ fn key_order(id: &RecordId) -> (&str, &str) {
     (id.namespace.as_str(), id.key.as_str())
 }
 
-/// Tokens are `bigint` in the ledger; a larger value was never issued.
-fn db_token(token: FencingToken) -> Option<i64> {
-    i64::try_from(token.get()).ok().filter(|t| *t > 0)
-}
-
-fn micros(duration: Duration) -> i64 {
-    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
-}
-
 fn record_from_row(row: &PgRow) -> Result<Record, LedgerError> {
     let namespace: String = row.try_get("namespace").map_err(internal)?;
     let key: String = row.try_get("key").map_err(internal)?;
@@ -595,10 +589,6 @@ fn record_from_row(row: &PgRow) -> Result<Record, LedgerError> {
 fn fingerprint_from_row(row: &PgRow) -> Result<Fingerprint, LedgerError> {
     let bytes: Vec<u8> = row.try_get("fingerprint").map_err(internal)?;
     Fingerprint::try_from(bytes).map_err(internal)
-}
-
-fn internal(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> LedgerError {
-    LedgerError::Internal(error.into())
 }
 
 /// Sorts sqlx errors into "unreachable, retry" and "unexpected".
