@@ -13,11 +13,13 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 
-use crate::cache::{HotTier, RedisHotTier, RedisOptions};
+use crate::cache::{HotTier, MemoryHotTier, MemoryOptions, RedisHotTier, RedisOptions};
 use crate::config::{ServeArgs, StorageArgs};
 use crate::engine::Engine;
 use crate::grpc::OncewardService;
-use crate::ledger::{Ledger, PostgresLedger, postgres::PostgresOptions};
+use crate::ledger::postgres::PostgresOptions;
+use crate::ledger::sqlite::SqliteOptions;
+use crate::ledger::{Ledger, PostgresLedger, SqliteLedger};
 use crate::proto;
 use crate::retention::Retention;
 
@@ -30,6 +32,7 @@ pub struct Application {
     metrics_listener: TcpListener,
     engine: Arc<Engine>,
     ledger: Arc<dyn Ledger>,
+    hot: Arc<dyn HotTier>,
     metrics: PrometheusHandle,
     cleanup_interval: Duration,
     cleanup_batch_size: u32,
@@ -54,11 +57,19 @@ impl Application {
                     .context("invalid Redis URL")?,
                 )
             }
-            None => anyhow::bail!("--redis-url is required (redis://host:port)"),
+            None => {
+                tracing::info!(
+                    max_entries = args.cache_max_entries,
+                    "hot tier: in-process (one sidecar; give --redis-url to share it)"
+                );
+                Arc::new(MemoryHotTier::new(&MemoryOptions {
+                    max_entries: args.cache_max_entries,
+                }))
+            }
         };
         let engine = Arc::new(Engine::new(
             ledger.clone(),
-            hot,
+            hot.clone(),
             limits,
             args.storage.ledger_timeout,
         ));
@@ -74,6 +85,7 @@ impl Application {
             metrics_listener,
             engine,
             ledger,
+            hot,
             metrics,
             cleanup_interval: args.cleanup_interval,
             cleanup_batch_size: args.cleanup_batch_size,
@@ -85,6 +97,11 @@ impl Application {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// The hot tier in use, for tooling that needs to inspect or evict entries.
+    pub fn hot_tier(&self) -> Arc<dyn HotTier> {
+        self.hot.clone()
     }
 
     /// The metrics address actually bound.
@@ -139,25 +156,45 @@ impl Application {
 
 /// Connects the ledger named by the storage flags (and migrates it).
 pub async fn connect_ledger(storage: &StorageArgs) -> anyhow::Result<Arc<dyn Ledger>> {
-    match storage.database_url.as_deref() {
-        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            tracing::info!(url = %redact(url), "ledger: Postgres");
-            let ledger = PostgresLedger::connect(
-                url,
-                &PostgresOptions {
-                    max_connections: storage.database_max_connections,
-                    acquire_timeout: storage.ledger_timeout,
-                    allow_async_commit: storage.allow_async_commit,
-                },
-            )
-            .await?;
-            Ok(Arc::new(ledger))
+    let url = match storage.database_url.as_deref() {
+        Some(url) => url.to_owned(),
+        None => {
+            let path = storage.data_dir.join("onceward.db");
+            format!("sqlite://{}", path.display())
         }
-        Some(other) => anyhow::bail!(
-            "unsupported --database-url {:?}: expected postgres://…",
-            redact(other)
-        ),
-        None => anyhow::bail!("--database-url is required (postgres://…)"),
+    };
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        tracing::info!(url = %redact(&url), "ledger: Postgres");
+        let ledger = PostgresLedger::connect(
+            &url,
+            &PostgresOptions {
+                max_connections: storage.database_max_connections,
+                acquire_timeout: storage.ledger_timeout,
+                allow_async_commit: storage.allow_async_commit,
+            },
+        )
+        .await?;
+        Ok(Arc::new(ledger))
+    } else if let Some(path) = url.strip_prefix("sqlite://") {
+        tracing::info!(
+            path,
+            "ledger: embedded SQLite (single host only; use --database-url postgres://… \
+             to share one ledger between sidecars)"
+        );
+        let ledger = SqliteLedger::connect(
+            path,
+            &SqliteOptions {
+                acquire_timeout: storage.ledger_timeout,
+                ..SqliteOptions::default()
+            },
+        )
+        .await?;
+        Ok(Arc::new(ledger))
+    } else {
+        anyhow::bail!(
+            "unsupported --database-url {:?}: expected postgres://… or sqlite://…",
+            redact(&url)
+        )
     }
 }
 

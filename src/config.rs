@@ -2,6 +2,7 @@
 //! `ONCEWARD_*` environment fallback. Nothing else in the crate reads the environment.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -57,9 +58,14 @@ pub struct GcArgs {
 /// Where the two tiers live.
 #[derive(Debug, Clone, Args)]
 pub struct StorageArgs {
-    /// The ledger: postgres://… (production).
+    /// The ledger: postgres://… (production, shared by many sidecars) or sqlite://…
+    /// (single host). Default: an embedded SQLite file under --data-dir.
     #[arg(long, env = "ONCEWARD_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+
+    /// Where the embedded SQLite ledger lives when no --database-url is given.
+    #[arg(long, env = "ONCEWARD_DATA_DIR", default_value = "./onceward-data")]
+    pub data_dir: PathBuf,
 
     /// Most Postgres connections.
     #[arg(long, env = "ONCEWARD_DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
@@ -94,9 +100,13 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub storage: StorageArgs,
 
-    /// The hot tier: redis://… .
+    /// The hot tier: redis://… . Default: an in-process cache (one sidecar only).
     #[arg(long, env = "ONCEWARD_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+
+    /// Most keys the in-process hot tier holds (when no --redis-url is given).
+    #[arg(long, env = "ONCEWARD_CACHE_MAX_ENTRIES", default_value_t = 100_000)]
+    pub cache_max_entries: u64,
 
     /// Prefix of every Redis key, so deployments can share one Redis.
     #[arg(long, env = "ONCEWARD_REDIS_KEY_PREFIX", default_value = "onceward:")]

@@ -6,6 +6,11 @@ use tokio::task::JoinSet;
 
 use crate::harness::*;
 
+on_every_pairing!(
+    fifty_concurrent_claims_on_one_key_yield_exactly_one_acquired,
+    concurrent_claims_after_an_expired_lease_take_it_over_exactly_once,
+);
+
 const RACERS: usize = 50;
 
 /// Fires `RACERS` claims for one key at once, each on a connection of its own, spread
@@ -28,9 +33,11 @@ async fn race(addrs: &[std::net::SocketAddr], key: &str) -> Vec<Outcome> {
     racers.join_all().await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn fifty_concurrent_claims_on_one_key_yield_exactly_one_acquired() {
-    let Setup { app, db } = spawn_app().await;
+async fn fifty_concurrent_claims_on_one_key_yield_exactly_one_acquired(pairing: Pairing) {
+    let PairedSetup {
+        app,
+        ledger: _ledger,
+    } = spawn_pairing(pairing).await;
     let outcomes = race(&[app.addr], "one-key").await;
     let acquired = outcomes.iter().filter(|o| **o == Outcome::Acquired).count();
     assert_eq!(acquired, 1, "{outcomes:?}");
@@ -39,7 +46,12 @@ async fn fifty_concurrent_claims_on_one_key_yield_exactly_one_acquired() {
             .iter()
             .all(|o| matches!(o, Outcome::Acquired | Outcome::InProgress))
     );
-    assert_eq!(db.scalar("SELECT count(*) FROM onceward_records").await, 1);
+    let mut client = app.client.clone();
+    let record = lookup(&mut client, "race", "one-key")
+        .await
+        .record
+        .expect("one record");
+    assert_eq!(record.state(), onceward::proto::RecordState::InProgress);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -61,9 +73,11 @@ async fn fifty_concurrent_claims_across_two_sidecars_yield_exactly_one_acquired(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_claims_after_an_expired_lease_take_it_over_exactly_once() {
-    let Setup { app, db: _db } = spawn_app().await;
+async fn concurrent_claims_after_an_expired_lease_take_it_over_exactly_once(pairing: Pairing) {
+    let PairedSetup {
+        app,
+        ledger: _ledger,
+    } = spawn_pairing(pairing).await;
     let mut client = app.client.clone();
     let lease = std::time::Duration::from_millis(150);
     let abandoned = claim_with(&mut client, "race", "abandoned", b"", Some(lease)).await;

@@ -281,7 +281,8 @@ impl Drop for TcpProxy {
     }
 }
 
-/// How a test wants its sidecar configured; `spawn` fills in the rest.
+/// How a test wants its sidecar configured; `spawn` fills in the rest. `None` picks
+/// the embedded tier (SQLite under `data_dir`, in-process cache).
 pub struct AppConfig {
     pub database_url: String,
     pub redis_url: String,
@@ -289,9 +290,58 @@ pub struct AppConfig {
     pub extra_args: Vec<String>,
 }
 
+/// One of the four combinations of hot tier and ledger; the semantic suite runs on each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pairing {
+    PostgresRedis,
+    PostgresMemory,
+    SqliteRedis,
+    SqliteMemory,
+}
+
+/// Where a paired test's ledger lives; held only so it is removed when the test ends.
+pub enum TestLedger {
+    Postgres(#[allow(dead_code)] TestDatabase),
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+}
+
+/// A sidecar on the given pairing, its ledger fresh, its Redis keys its own.
+pub struct PairedSetup {
+    pub app: TestApp,
+    pub ledger: TestLedger,
+}
+
+pub async fn spawn_pairing(pairing: Pairing) -> PairedSetup {
+    let (ledger, database_url) = match pairing {
+        Pairing::PostgresRedis | Pairing::PostgresMemory => {
+            let db = TestDatabase::create().await;
+            let url = db.url.clone();
+            (TestLedger::Postgres(db), url)
+        }
+        Pairing::SqliteRedis | Pairing::SqliteMemory => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let url = format!("sqlite://{}", dir.path().join("ledger.db").display());
+            (TestLedger::Sqlite(dir), url)
+        }
+    };
+    let redis_url = match pairing {
+        Pairing::PostgresRedis | Pairing::SqliteRedis => Some(shared_redis_url()),
+        Pairing::PostgresMemory | Pairing::SqliteMemory => None,
+    };
+    let app = TestApp::spawn_with(
+        Some(database_url),
+        redis_url,
+        unique("onceward-test:") + ":",
+        vec![],
+    )
+    .await;
+    PairedSetup { app, ledger }
+}
+
 /// A running sidecar.
 pub struct TestApp {
     pub addr: SocketAddr,
+    hot: std::sync::Arc<dyn onceward::cache::HotTier>,
     pub metrics_addr: SocketAddr,
     pub client: OncewardClient<Channel>,
     pub key_prefix: String,
@@ -324,6 +374,21 @@ pub async fn spawn_app_with(extra_args: &[&str]) -> Setup {
 
 impl TestApp {
     pub async fn spawn(config: AppConfig) -> Self {
+        Self::spawn_with(
+            Some(config.database_url),
+            Some(config.redis_url),
+            config.key_prefix,
+            config.extra_args,
+        )
+        .await
+    }
+
+    pub async fn spawn_with(
+        database_url: Option<String>,
+        redis_url: Option<String>,
+        key_prefix: String,
+        extra_args: Vec<String>,
+    ) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_default_env()
@@ -336,13 +401,13 @@ impl TestApp {
             "serve".to_owned(),
             "--listen=127.0.0.1:0".to_owned(),
             "--metrics-listen=127.0.0.1:0".to_owned(),
-            format!("--database-url={}", config.database_url),
-            format!("--redis-url={}", config.redis_url),
-            format!("--redis-key-prefix={}", config.key_prefix),
+            format!("--redis-key-prefix={key_prefix}"),
             "--ledger-timeout=2s".to_owned(),
             "--redis-breaker-cooldown=200ms".to_owned(),
         ];
-        argv.extend(config.extra_args);
+        argv.extend(database_url.map(|url| format!("--database-url={url}")));
+        argv.extend(redis_url.map(|url| format!("--redis-url={url}")));
+        argv.extend(extra_args);
         let args: ServeArgs = match Cli::try_parse_from(&argv)
             .expect("valid test flags")
             .command
@@ -353,6 +418,7 @@ impl TestApp {
         let application = Application::build(&args).await.expect("build the sidecar");
         let addr = application.local_addr();
         let metrics_addr = application.metrics_addr();
+        let hot = application.hot_tier();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(application.run_until(async {
             let _ = stopped.await;
@@ -362,7 +428,8 @@ impl TestApp {
             addr,
             metrics_addr,
             client,
-            key_prefix: config.key_prefix,
+            hot,
+            key_prefix,
             stop: Some(stop),
             server: Some(server),
         }
@@ -389,6 +456,15 @@ impl TestApp {
                 .expect("server task")
                 .expect("server ran cleanly");
         }
+    }
+
+    /// Makes the hot tier forget a key, whichever tier it is.
+    pub async fn forget(&self, namespace: &str, key: &str) {
+        let id = onceward::domain::RecordId {
+            namespace: namespace.to_owned().try_into().expect("namespace"),
+            key: key.to_owned().try_into().expect("key"),
+        };
+        self.hot.remove(&id).await.expect("hot tier reachable");
     }
 
     /// The Redis key this sidecar uses for (namespace, key).

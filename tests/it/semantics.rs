@@ -8,10 +8,26 @@ use tonic::Code;
 
 use crate::harness::*;
 
-#[tokio::test]
-async fn a_new_key_is_acquired_a_held_key_is_in_progress_and_a_completed_key_replays_from_the_cache()
- {
-    let Setup { app, db: _db } = spawn_app().await;
+on_every_pairing!(
+    a_new_key_is_acquired_a_held_key_is_in_progress_and_a_completed_key_replays_from_the_cache,
+    an_expired_lease_is_taken_over_with_a_larger_token_and_the_old_holder_is_fenced_off,
+    complete_after_the_lease_expired_still_succeeds_when_nobody_took_over,
+    a_retried_complete_with_the_same_token_is_ok_and_changes_nothing,
+    release_lets_the_next_claim_acquire_at_once_and_a_retried_release_is_refused,
+    extend_lease_keeps_a_claim_from_being_taken_over,
+    unknown_keys_and_made_up_tokens_are_refused_with_failed_precondition,
+    a_different_fingerprint_is_a_mismatch_from_the_cache_and_from_the_ledger,
+    the_same_key_in_two_namespaces_lives_two_independent_lives,
+    lookup_reports_the_record_without_its_token,
+);
+
+async fn a_new_key_is_acquired_a_held_key_is_in_progress_and_a_completed_key_replays_from_the_cache(
+    pairing: Pairing,
+) {
+    let PairedSetup {
+        app,
+        ledger: _ledger,
+    } = spawn_pairing(pairing).await;
     let mut client = app.client.clone();
 
     let first = claim(&mut client, "payments", "order-1").await;
@@ -47,9 +63,13 @@ async fn a_new_key_is_acquired_a_held_key_is_in_progress_and_a_completed_key_rep
     assert!(replay.completed_at.is_some());
 }
 
-#[tokio::test]
-async fn an_expired_lease_is_taken_over_with_a_larger_token_and_the_old_holder_is_fenced_off() {
-    let Setup { app, db: _db } = spawn_app().await;
+async fn an_expired_lease_is_taken_over_with_a_larger_token_and_the_old_holder_is_fenced_off(
+    pairing: Pairing,
+) {
+    let PairedSetup {
+        app,
+        ledger: _ledger,
+    } = spawn_pairing(pairing).await;
     let mut client = app.client.clone();
     let lease = Duration::from_millis(200);
 
@@ -114,9 +134,11 @@ async fn an_expired_lease_is_taken_over_with_a_larger_token_and_the_old_holder_i
     );
 }
 
-#[tokio::test]
-async fn complete_after_the_lease_expired_still_succeeds_when_nobody_took_over() {
-    let Setup { app, db: _db } = spawn_app().await;
+async fn complete_after_the_lease_expired_still_succeeds_when_nobody_took_over(pairing: Pairing) {
+    let PairedSetup {
+        app,
+        ledger: _ledger,
+    } = spawn_pairing(pairing).await;
     let mut client = app.client.clone();
     let held = claim_with(
         &mut client,
@@ -141,9 +163,11 @@ async fn complete_after_the_lease_expired_still_succeeds_when_nobody_took_over()
     assert_eq!(replay.response, b"late but mine");
 }
 
-#[tokio::test]
-async fn a_retried_complete_with_the_same_token_is_ok_and_changes_nothing() {
-    let Setup { app, db: _db } = spawn_app().await;
+async fn a_retried_complete_with_the_same_token_is_ok_and_changes_nothing(pairing: Pairing) {
+    let PairedSetup {
+        app,
+        ledger: _ledger,
+    } = spawn_pairing(pairing).await;
     let mut client = app.client.clone();
     let held = claim(&mut client, "mail", "welcome-7").await;
     let first = complete(
@@ -179,9 +203,13 @@ async fn a_retried_complete_with_the_same_token_is_ok_and_changes_nothing() {
     assert_eq!(unchanged.state(), RecordState::Completed);
 }
 
-#[tokio::test]
-async fn release_lets_the_next_claim_acquire_at_once_and_a_retried_release_is_refused() {
-    let Setup { app, db: _db } = spawn_app().await;
+async fn release_lets_the_next_claim_acquire_at_once_and_a_retried_release_is_refused(
+    pairing: Pairing,
+) {
+    let PairedSetup {
+        app,
+        ledger: _ledger,
+    } = spawn_pairing(pairing).await;
     let mut client = app.client.clone();
     let held = claim(&mut client, "sms", "otp-1").await;
     release(&mut client, "sms", "otp-1", held.fencing_token)
@@ -209,9 +237,11 @@ async fn release_lets_the_next_claim_acquire_at_once_and_a_retried_release_is_re
     assert!(record.found, "the new holder's claim is untouched");
 }
 
-#[tokio::test]
-async fn extend_lease_keeps_a_claim_from_being_taken_over() {
-    let Setup { app, db: _db } = spawn_app().await;
+async fn extend_lease_keeps_a_claim_from_being_taken_over(pairing: Pairing) {
+    let PairedSetup {
+        app,
+        ledger: _ledger,
+    } = spawn_pairing(pairing).await;
     let mut client = app.client.clone();
     let lease = Duration::from_millis(300);
     let held = claim_with(&mut client, "jobs", "report", b"", Some(lease)).await;
@@ -234,9 +264,11 @@ async fn extend_lease_keeps_a_claim_from_being_taken_over() {
         .expect("still the holder");
 }
 
-#[tokio::test]
-async fn unknown_keys_and_made_up_tokens_are_refused_with_failed_precondition() {
-    let Setup { app, db: _db } = spawn_app().await;
+async fn unknown_keys_and_made_up_tokens_are_refused_with_failed_precondition(pairing: Pairing) {
+    let PairedSetup {
+        app,
+        ledger: _ledger,
+    } = spawn_pairing(pairing).await;
     let mut client = app.client.clone();
     for token in [0, 1, 42, u64::MAX] {
         let refused = complete(&mut client, "payments", "never-claimed", token, b"x").await;
@@ -255,9 +287,13 @@ async fn unknown_keys_and_made_up_tokens_are_refused_with_failed_precondition() 
     assert!(!lookup(&mut client, "payments", "never-claimed").await.found);
 }
 
-#[tokio::test]
-async fn a_different_fingerprint_is_a_mismatch_from_the_cache_and_from_the_ledger() {
-    let Setup { app, db: _db } = spawn_app().await;
+async fn a_different_fingerprint_is_a_mismatch_from_the_cache_and_from_the_ledger(
+    pairing: Pairing,
+) {
+    let PairedSetup {
+        app,
+        ledger: _ledger,
+    } = spawn_pairing(pairing).await;
     let mut client = app.client.clone();
     let held = claim_with(&mut client, "payments", "order-9", b"amount=10", None).await;
 
@@ -279,13 +315,7 @@ async fn a_different_fingerprint_is_a_mismatch_from_the_cache_and_from_the_ledge
     assert_eq!(tier(&cached), Tier::Cache);
 
     // Forget the key in the hot tier: the ledger must say the same.
-    let redis = redis::Client::open(shared_redis_url()).unwrap();
-    let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
-    let _: i64 = redis::cmd("DEL")
-        .arg(app.redis_key("payments", "order-9"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    app.forget("payments", "order-9").await;
     let from_ledger = claim_with(&mut client, "payments", "order-9", b"amount=99", None).await;
     assert_eq!(outcome(&from_ledger), Outcome::FingerprintMismatch);
     assert_eq!(tier(&from_ledger), Tier::Ledger);
@@ -304,9 +334,11 @@ async fn a_different_fingerprint_is_a_mismatch_from_the_cache_and_from_the_ledge
     assert_eq!(record.response, b"ok");
 }
 
-#[tokio::test]
-async fn the_same_key_in_two_namespaces_lives_two_independent_lives() {
-    let Setup { app, db: _db } = spawn_app().await;
+async fn the_same_key_in_two_namespaces_lives_two_independent_lives(pairing: Pairing) {
+    let PairedSetup {
+        app,
+        ledger: _ledger,
+    } = spawn_pairing(pairing).await;
     let mut client = app.client.clone();
     let a = claim(&mut client, "team-a", "same-key").await;
     let b = claim(&mut client, "team-b", "same-key").await;
@@ -321,9 +353,11 @@ async fn the_same_key_in_two_namespaces_lives_two_independent_lives() {
     );
 }
 
-#[tokio::test]
-async fn lookup_reports_the_record_without_its_token() {
-    let Setup { app, db: _db } = spawn_app().await;
+async fn lookup_reports_the_record_without_its_token(pairing: Pairing) {
+    let PairedSetup {
+        app,
+        ledger: _ledger,
+    } = spawn_pairing(pairing).await;
     let mut client = app.client.clone();
     assert!(!lookup(&mut client, "payments", "nothing").await.found);
     let held = claim_with(
