@@ -81,7 +81,16 @@ async fn write_batches<Req, Resp, F, Fut>(
             }
             batch
         };
-        let (requests, replies): (Vec<Req>, Vec<Reply<Resp>>) = batch.into_iter().unzip();
+        // A caller that gave up (its ledger timeout fired while the request queued)
+        // has already been told UNAVAILABLE: writing its claim now would leave a
+        // claim nobody holds.
+        let (requests, replies): (Vec<Req>, Vec<Reply<Resp>>) = batch
+            .into_iter()
+            .filter(|(_, reply)| !reply.is_closed())
+            .unzip();
+        if requests.is_empty() {
+            continue;
+        }
         let expected = requests.len();
         match run(requests).await {
             Ok(results) if results.len() == expected => {
@@ -146,6 +155,39 @@ mod tests {
         assert_eq!(sizes.iter().sum::<usize>(), 40);
         assert!(sizes.iter().all(|&n| n <= 8), "bounded: {sizes:?}");
         assert!(sizes.len() < 40, "requests were batched: {sizes:?}");
+    }
+
+    #[tokio::test]
+    async fn requests_whose_caller_gave_up_are_not_written() {
+        let written = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let batcher = {
+            let (written, gate) = (written.clone(), gate.clone());
+            Arc::new(Batcher::spawn(1, 100, move |requests: Vec<u32>| {
+                let (written, gate) = (written.clone(), gate.clone());
+                async move {
+                    // The first batch waits until the test opens the gate.
+                    if requests.contains(&1) {
+                        gate.acquire().await.unwrap().forget();
+                    }
+                    written.lock().unwrap().extend(requests.iter().copied());
+                    Ok(requests.into_iter().map(Ok).collect())
+                }
+            }))
+        };
+        let first = tokio::spawn({
+            let batcher = batcher.clone();
+            async move { batcher.submit(1).await }
+        });
+        tokio::task::yield_now().await;
+        // Queued behind the first batch, then abandoned by its caller.
+        let abandoned =
+            tokio::time::timeout(std::time::Duration::from_millis(20), batcher.submit(2));
+        assert!(abandoned.await.is_err());
+        gate.add_permits(1);
+        assert_eq!(first.await.unwrap().unwrap(), 1);
+        assert_eq!(batcher.submit(3).await.unwrap(), 3);
+        assert_eq!(*written.lock().unwrap(), vec![1, 3]);
     }
 
     #[tokio::test]

@@ -28,6 +28,8 @@ use crate::domain::{
 const CLAIM_ATTEMPTS: usize = 4;
 /// Batch writers per kind of write; each holds at most one pool connection at a time.
 const WRITERS: usize = 4;
+/// How often a batch aborted as a deadlock victim is run again.
+const DEADLOCK_RETRIES: usize = 3;
 /// The most requests one batched statement carries.
 const MAX_BATCH: usize = 256;
 
@@ -344,40 +346,30 @@ async fn claim_batch(
             pending.iter().partition(|&&i| seen.insert(&claims[i].id));
         round.sort_by(|&a, &b| key_order(&claims[a].id).cmp(&key_order(&claims[b].id)));
 
-        let rows = sqlx::query(CLAIM_BATCH)
-            .bind(
-                round
-                    .iter()
-                    .map(|&i| claims[i].id.namespace.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                round
-                    .iter()
-                    .map(|&i| claims[i].id.key.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                round
-                    .iter()
-                    .map(|&i| claims[i].fingerprint.as_bytes())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                round
-                    .iter()
-                    .map(|&i| micros(claims[i].lease))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                round
-                    .iter()
-                    .map(|&i| micros(claims[i].abandon_after))
-                    .collect::<Vec<_>>(),
-            )
-            .fetch_all(&pool)
-            .await
-            .map_err(classify)?;
+        let namespaces: Vec<&str> = round
+            .iter()
+            .map(|&i| claims[i].id.namespace.as_str())
+            .collect();
+        let keys: Vec<&str> = round.iter().map(|&i| claims[i].id.key.as_str()).collect();
+        let fingerprints: Vec<&[u8]> = round
+            .iter()
+            .map(|&i| claims[i].fingerprint.as_bytes())
+            .collect();
+        let leases: Vec<i64> = round.iter().map(|&i| micros(claims[i].lease)).collect();
+        let abandon_after: Vec<i64> = round
+            .iter()
+            .map(|&i| micros(claims[i].abandon_after))
+            .collect();
+        let rows = retry_on_deadlock(|| {
+            sqlx::query(CLAIM_BATCH)
+                .bind(&namespaces)
+                .bind(&keys)
+                .bind(&fingerprints)
+                .bind(&leases)
+                .bind(&abandon_after)
+                .fetch_all(&pool)
+        })
+        .await?;
         let mut acquired = HashMap::with_capacity(rows.len());
         for row in rows {
             let key = (
@@ -478,35 +470,27 @@ async fn complete_batch(
     // in the callers' order below.
     let mut order: Vec<usize> = (0..batch.len()).collect();
     order.sort_by(|&a, &b| key_order(&batch[a].id).cmp(&key_order(&batch[b].id)));
-    let rows = sqlx::query(COMPLETE_BATCH)
-        .bind(
-            order
-                .iter()
-                .map(|&i| batch[i].id.namespace.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            order
-                .iter()
-                .map(|&i| batch[i].id.key.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(order.iter().map(|&i| batch[i].token).collect::<Vec<_>>())
-        .bind(
-            order
-                .iter()
-                .map(|&i| batch[i].response.as_slice())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            order
-                .iter()
-                .map(|&i| micros(batch[i].retention))
-                .collect::<Vec<_>>(),
-        )
-        .fetch_all(&pool)
-        .await
-        .map_err(classify)?;
+    let namespaces: Vec<&str> = order
+        .iter()
+        .map(|&i| batch[i].id.namespace.as_str())
+        .collect();
+    let keys: Vec<&str> = order.iter().map(|&i| batch[i].id.key.as_str()).collect();
+    let tokens: Vec<i64> = order.iter().map(|&i| batch[i].token).collect();
+    let responses: Vec<&[u8]> = order
+        .iter()
+        .map(|&i| batch[i].response.as_slice())
+        .collect();
+    let retentions: Vec<i64> = order.iter().map(|&i| micros(batch[i].retention)).collect();
+    let rows = retry_on_deadlock(|| {
+        sqlx::query(COMPLETE_BATCH)
+            .bind(&namespaces)
+            .bind(&keys)
+            .bind(&tokens)
+            .bind(&responses)
+            .bind(&retentions)
+            .fetch_all(&pool)
+    })
+    .await?;
     let mut completed = HashMap::with_capacity(rows.len());
     for row in rows {
         let key = (
@@ -543,6 +527,29 @@ async fn complete_batch(
         results.push(Ok(decision));
     }
     Ok(results)
+}
+
+/// Runs a statement again when Postgres aborted it as a deadlock victim or for a
+/// serialization failure: nothing of it committed, and batches of unrelated callers
+/// should not fail together for a lock-order accident.
+async fn retry_on_deadlock<T, F, Fut>(mut statement: F) -> Result<T, LedgerError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+{
+    let mut retries_left = DEADLOCK_RETRIES;
+    loop {
+        match statement().await {
+            Err(sqlx::Error::Database(error))
+                if retries_left > 0
+                    && matches!(error.code().as_deref(), Some("40P01" | "40001")) =>
+            {
+                retries_left -= 1;
+                tracing::debug!(%error, "batch statement aborted by Postgres; running it again");
+            }
+            result => return result.map_err(classify),
+        }
+    }
 }
 
 fn completion_from_row(row: &PgRow) -> Result<CompleteDecision, LedgerError> {
