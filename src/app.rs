@@ -12,6 +12,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::cache::{HotTier, MemoryHotTier, MemoryOptions, RedisHotTier, RedisOptions};
 use crate::config::{ServeArgs, StorageArgs};
@@ -22,6 +23,7 @@ use crate::ledger::sqlite::SqliteOptions;
 use crate::ledger::{Ledger, PostgresLedger, SqliteLedger};
 use crate::proto;
 use crate::retention::Retention;
+use crate::tenants::{ConfigFile, Gatekeeper};
 
 /// How often histogram buckets are folded for rendering.
 const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
@@ -29,6 +31,10 @@ const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 /// A built sidecar: connected, migrated and bound, not yet serving.
 pub struct Application {
     listener: TcpListener,
+    gatekeeper: Arc<Gatekeeper>,
+    tls: Option<ServerTlsConfig>,
+    rpc_timeout: Duration,
+    max_concurrent_streams: u32,
     metrics_listener: TcpListener,
     engine: Arc<Engine>,
     ledger: Arc<dyn Ledger>,
@@ -43,6 +49,8 @@ impl Application {
     pub async fn build(args: &ServeArgs) -> anyhow::Result<Self> {
         let metrics = crate::metrics::install();
         let limits = args.limits()?;
+        let gatekeeper = Arc::new(gatekeeper(args)?);
+        let tls = tls_config(args)?;
         let ledger = connect_ledger(&args.storage).await?;
         let hot: Arc<dyn HotTier> = match &args.redis_url {
             Some(url) => {
@@ -82,6 +90,10 @@ impl Application {
             .with_context(|| format!("cannot listen on {} for metrics", args.metrics_listen))?;
         Ok(Self {
             listener,
+            gatekeeper,
+            tls,
+            rpc_timeout: args.rpc_timeout,
+            max_concurrent_streams: args.max_concurrent_streams,
             metrics_listener,
             engine,
             ledger,
@@ -137,10 +149,18 @@ impl Application {
         ));
         tracing::info!(%addr, "serving gRPC");
 
-        let served = tonic::transport::Server::builder()
+        let mut server = tonic::transport::Server::builder()
+            .timeout(self.rpc_timeout)
+            .max_concurrent_streams(self.max_concurrent_streams);
+        if let Some(tls) = self.tls {
+            server = server
+                .tls_config(tls)
+                .context("invalid TLS configuration")?;
+        }
+        let served = server
             .add_service(health)
             .add_service(reflection)
-            .add_service(OncewardService::server(self.engine))
+            .add_service(OncewardService::server(self.engine, self.gatekeeper))
             .serve_with_incoming_shutdown(TcpIncoming::from(self.listener), shutdown)
             .await;
 
@@ -152,6 +172,43 @@ impl Application {
         tracing::info!("stopped");
         served.context("gRPC server failed")
     }
+}
+
+/// The tenants from `--config`, with a loud warning when authentication is off.
+fn gatekeeper(args: &ServeArgs) -> anyhow::Result<Gatekeeper> {
+    let config = match &args.config {
+        Some(path) => ConfigFile::load(path)?,
+        None => ConfigFile::default(),
+    };
+    let gatekeeper = Gatekeeper::new(config)?;
+    if gatekeeper.is_enabled() {
+        let tenants: Vec<&str> = gatekeeper.tenant_names().collect();
+        tracing::info!(?tenants, "authentication on");
+    } else if args.require_auth {
+        anyhow::bail!("--require-auth is set but no tenants are configured (see --config)");
+    } else {
+        tracing::warn!(
+            "AUTHENTICATION IS OFF: any caller can read and change any namespace; \
+             configure tenants with --config (and --require-auth) before production"
+        );
+    }
+    Ok(gatekeeper)
+}
+
+/// TLS (and mutual TLS) from the PEM files named by the flags.
+fn tls_config(args: &ServeArgs) -> anyhow::Result<Option<ServerTlsConfig>> {
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        return Ok(None);
+    };
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
+    if let Some(ca) = &args.tls_client_ca {
+        tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
+    }
+    tracing::info!(mutual = args.tls_client_ca.is_some(), "serving TLS");
+    Ok(Some(tls))
 }
 
 /// Connects the ledger named by the storage flags (and migrates it).

@@ -41,6 +41,8 @@ pub enum Command {
     Migrate(StorageArgs),
     /// Run one retention pass (delete expired records) and exit; for cron jobs.
     Gc(GcArgs),
+    /// Print a fresh random bearer token and the SHA-256 to put in the config file.
+    Token,
 }
 
 /// `onceward gc`.
@@ -136,6 +138,35 @@ pub struct ServeArgs {
     /// Longest retention a Complete may ask for.
     #[arg(long, env = "ONCEWARD_MAX_RETENTION", value_parser = parse_duration, default_value = "30d")]
     pub max_retention: Duration,
+
+    /// Tenants and their tokens (TOML; see SECURITY.md). Without it, or with no
+    /// tenants in it, authentication is off.
+    #[arg(long, env = "ONCEWARD_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Refuse to start without tenants (authentication must be on).
+    #[arg(long, env = "ONCEWARD_REQUIRE_AUTH")]
+    pub require_auth: bool,
+
+    /// Serve TLS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, env = "ONCEWARD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "ONCEWARD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Require client certificates signed by this CA (PEM): mutual TLS.
+    #[arg(long, env = "ONCEWARD_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Server-side deadline of every RPC.
+    #[arg(long, env = "ONCEWARD_RPC_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
+    pub rpc_timeout: Duration,
+
+    /// Most concurrent RPCs (HTTP/2 streams) per client connection.
+    #[arg(long, env = "ONCEWARD_MAX_CONCURRENT_STREAMS", default_value_t = 256)]
+    pub max_concurrent_streams: u32,
 
     /// Time between retention passes inside `serve`; 0 turns the job off (e.g. when
     /// `onceward gc` runs from cron instead).

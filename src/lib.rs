@@ -9,6 +9,7 @@
 //!   says "no".
 //! - [`ledger`]: the authority (Postgres or SQLite), a table with a UNIQUE (namespace, key).
 //! - [`grpc`]: the tonic edge: parse requests, call the engine, map errors once.
+//! - [`tenants`]: who may call, which namespaces each may use, and how fast.
 //! - [`app`]: build (connect, migrate, bind) and run until shutdown.
 //! - [`config`]: the command line and its environment fallbacks.
 //! - [`retention`]: the cleanup job that deletes expired records.
@@ -28,6 +29,7 @@ pub mod metrics;
 pub mod retention;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tenants;
 
 /// The generated `onceward.v1` protobuf types, gRPC client and server.
 #[allow(missing_docs, clippy::all)]

@@ -23,6 +23,12 @@ async fn main() -> anyhow::Result<()> {
             println!("deleted {deleted} expired records");
             Ok(())
         }
+        Command::Token => {
+            let (token, hash) = onceward::tenants::new_token();
+            println!("token:        {token}");
+            println!("token_sha256: {hash}");
+            Ok(())
+        }
         Command::Migrate(storage) => {
             app::connect_ledger(&storage).await?;
             tracing::info!("migrations applied");

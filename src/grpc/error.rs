@@ -8,6 +8,7 @@ use tonic::{Code, Status};
 
 use crate::domain::ValidationError;
 use crate::engine::EngineError;
+use crate::tenants::Refusal;
 
 /// Everything a handler can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -18,12 +19,24 @@ pub enum ApiError {
     /// The engine refused or failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The caller is unknown, not granted the namespace, or over its rate.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
 }
 
 impl From<ApiError> for Status {
     fn from(error: ApiError) -> Self {
         match error {
             ApiError::Invalid(invalid) => Status::invalid_argument(invalid.to_string()),
+            ApiError::Refused(refusal @ Refusal::Unauthenticated) => {
+                Status::unauthenticated(refusal.to_string())
+            }
+            ApiError::Refused(refusal @ Refusal::NotGranted { .. }) => {
+                Status::permission_denied(refusal.to_string())
+            }
+            ApiError::Refused(refusal @ Refusal::RateLimited { .. }) => {
+                Status::resource_exhausted(refusal.to_string())
+            }
             ApiError::Engine(EngineError::NotHolder) => Status::failed_precondition(
                 "fencing_token is not the current holder's (lease lost, released, completed, or unknown key)",
             ),

@@ -22,20 +22,38 @@ use crate::proto::{
     ClaimRequest, ClaimResponse, CompleteRequest, CompleteResponse, ExtendLeaseRequest,
     ExtendLeaseResponse, LookupRequest, LookupResponse, ReleaseRequest, ReleaseResponse,
 };
+use crate::tenants::{Caller, Gatekeeper};
 
 /// The `onceward.v1.Onceward` service.
 pub struct OncewardService {
     engine: Arc<Engine>,
+    gatekeeper: Arc<Gatekeeper>,
 }
 
+/// Room for every field but `response` in the largest message.
+const MESSAGE_OVERHEAD: usize = 64 * 1024;
+
 impl OncewardService {
-    /// The tonic server for `engine`, accepting messages large enough for the biggest
-    /// allowed response plus the other fields.
-    pub fn server(engine: Arc<Engine>) -> OncewardServer<Self> {
-        let max_message = engine.limits().max_response_bytes + 64 * 1024;
-        OncewardServer::new(Self { engine })
+    /// The tonic server for `engine`, behind `gatekeeper`. The transport refuses
+    /// messages larger than the biggest allowed response plus the other fields.
+    pub fn server(engine: Arc<Engine>, gatekeeper: Arc<Gatekeeper>) -> OncewardServer<Self> {
+        let max_message = engine.limits().max_response_bytes + MESSAGE_OVERHEAD;
+        OncewardServer::new(Self { engine, gatekeeper })
             .max_decoding_message_size(max_message)
             .max_encoding_message_size(max_message)
+    }
+
+    /// Identifies the caller by its bearer token and charges its rate budget.
+    fn admit<T>(&self, request: &Request<T>) -> Result<Caller<'_>, ApiError> {
+        let bearer = request
+            .metadata()
+            .get("authorization")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| {
+                let (scheme, token) = value.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            });
+        Ok(self.gatekeeper.admit(bearer)?)
     }
 }
 
@@ -46,7 +64,9 @@ impl Onceward for OncewardService {
         request: Request<ClaimRequest>,
     ) -> Result<Response<ClaimResponse>, Status> {
         observe("Claim", async {
+            let caller = self.admit(&request)?;
             let command = convert::claim_command(request.into_inner(), self.engine.limits())?;
+            caller.authorize(&command.id.namespace)?;
             let answer = self.engine.claim(command).await?;
             Ok(convert::claim_response(answer))
         })
@@ -58,7 +78,9 @@ impl Onceward for OncewardService {
         request: Request<CompleteRequest>,
     ) -> Result<Response<CompleteResponse>, Status> {
         observe("Complete", async {
+            let caller = self.admit(&request)?;
             let command = convert::complete_command(request.into_inner(), self.engine.limits())?;
+            caller.authorize(&command.id.namespace)?;
             let completion = self.engine.complete(command).await?;
             Ok(CompleteResponse {
                 expires_at: Some(convert::timestamp(completion.expires_at)),
@@ -72,8 +94,10 @@ impl Onceward for OncewardService {
         request: Request<ReleaseRequest>,
     ) -> Result<Response<ReleaseResponse>, Status> {
         observe("Release", async {
+            let caller = self.admit(&request)?;
             let request = request.into_inner();
             let id = convert::record_id(request.namespace, request.key)?;
+            caller.authorize(&id.namespace)?;
             let token = convert::token(request.fencing_token);
             self.engine.release(&id, token).await?;
             Ok(ReleaseResponse {})
@@ -86,8 +110,10 @@ impl Onceward for OncewardService {
         request: Request<ExtendLeaseRequest>,
     ) -> Result<Response<ExtendLeaseResponse>, Status> {
         observe("ExtendLease", async {
+            let caller = self.admit(&request)?;
             let request = request.into_inner();
             let id = convert::record_id(request.namespace, request.key)?;
+            caller.authorize(&id.namespace)?;
             let token = convert::token(request.fencing_token);
             let lease = convert::lease(request.lease, self.engine.limits())?;
             let lease_expires_at = self.engine.extend_lease(&id, token, lease).await?;
@@ -103,8 +129,10 @@ impl Onceward for OncewardService {
         request: Request<LookupRequest>,
     ) -> Result<Response<LookupResponse>, Status> {
         observe("Lookup", async {
+            let caller = self.admit(&request)?;
             let request = request.into_inner();
             let id = convert::record_id(request.namespace, request.key)?;
+            caller.authorize(&id.namespace)?;
             let record = self.engine.lookup(&id).await?;
             Ok(LookupResponse {
                 found: record.is_some(),
