@@ -10,6 +10,7 @@
 //! - [`grpc`]: the tonic edge: parse requests, call the engine, map errors once.
 //! - [`app`]: build (connect, migrate, bind) and run until shutdown.
 //! - [`config`]: the command line and its environment fallbacks.
+//! - [`cli`]: the command-line client (`onceward claim …`) and its exit codes.
 //! - [`metrics`]: every metric's name and help text.
 //! - [`proto`]: the generated `onceward.v1` types, client and server.
 
@@ -17,6 +18,7 @@
 
 pub mod app;
 pub mod cache;
+pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod engine;
