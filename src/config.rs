@@ -1,5 +1,7 @@
 //! The command line: every flag has a default or says it is required, and an
 //! `ONCEWARD_*` environment fallback. Nothing else in the crate reads the environment.
+//! The client commands' flags live next to their code in [`crate::cli`] and are parsed
+//! here, in the same one pass.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::cli::ClientCommand;
 use crate::domain::{DurationBounds, parse_duration};
 use crate::engine::Limits;
 
@@ -43,6 +46,10 @@ pub enum Command {
     Gc(GcArgs),
     /// Print a fresh random bearer token and the SHA-256 to put in the config file.
     Token,
+    /// The command-line client (claim, complete, release, extend, lookup): talks to a
+    /// running sidecar and exits with a code that says what happened.
+    #[command(flatten)]
+    Client(ClientCommand),
 }
 
 /// `onceward gc`.

@@ -13,6 +13,7 @@
 //! - [`app`]: build (connect, migrate, bind) and run until shutdown.
 //! - [`config`]: the command line and its environment fallbacks.
 //! - [`retention`]: the cleanup job that deletes expired records.
+//! - [`cli`]: the command-line client (`onceward claim …`) and its exit codes.
 //! - [`metrics`]: every metric's name and help text.
 //! - [`proto`]: the generated `onceward.v1` types, client and server.
 
@@ -20,6 +21,7 @@
 
 pub mod app;
 pub mod cache;
+pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod engine;

@@ -34,5 +34,6 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("migrations applied");
             Ok(())
         }
+        Command::Client(command) => std::process::exit(onceward::cli::run(command).await),
     }
 }

@@ -7,7 +7,7 @@
 mod convert;
 mod error;
 
-pub use error::ApiError;
+pub use error::{ApiError, code_label};
 
 use std::future::Future;
 use std::sync::Arc;
