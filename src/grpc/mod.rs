@@ -7,7 +7,8 @@
 mod convert;
 mod error;
 
-pub use error::ApiError;
+pub use convert::duration as proto_duration;
+pub use error::{ApiError, code_label};
 
 use std::future::Future;
 use std::sync::Arc;

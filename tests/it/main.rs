@@ -22,10 +22,12 @@ macro_rules! on_every_pairing {
     };
 }
 
+mod client;
 mod concurrency;
 mod edge;
 mod embedded;
 mod faults;
 mod harness;
+mod http;
 mod retention;
 mod semantics;
