@@ -29,5 +29,7 @@ mod embedded;
 mod faults;
 mod harness;
 mod http;
+mod python;
+mod readme;
 mod retention;
 mod semantics;
