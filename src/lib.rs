@@ -15,6 +15,8 @@
 //! - [`retention`]: the cleanup job that deletes expired records.
 //! - [`cli`]: the command-line client (`onceward claim …`) and its exit codes.
 //! - [`metrics`]: every metric's name and help text.
+//! - [`client`]: a Rust client and the `once` guard (claim, run, complete or release).
+//! - [`http`]: a tower layer that makes POST handlers idempotent by `Idempotency-Key`.
 //! - [`proto`]: the generated `onceward.v1` types, client and server.
 
 #![forbid(unsafe_code)]
@@ -22,10 +24,12 @@
 pub mod app;
 pub mod cache;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod grpc;
+pub mod http;
 pub mod ledger;
 pub mod metrics;
 pub mod retention;

@@ -130,7 +130,8 @@ pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
     }
 }
 
-fn duration(duration: Duration) -> prost_types::Duration {
+/// A std duration as a protobuf one (what every request and response carries).
+pub fn duration(duration: Duration) -> prost_types::Duration {
     prost_types::Duration {
         seconds: duration.as_secs() as i64,
         nanos: duration.subsec_nanos() as i32,

@@ -7,6 +7,7 @@
 mod convert;
 mod error;
 
+pub use convert::duration as proto_duration;
 pub use error::{ApiError, code_label};
 
 use std::future::Future;

@@ -23,10 +23,14 @@ macro_rules! on_every_pairing {
 }
 
 mod cli;
+mod client;
 mod concurrency;
 mod edge;
 mod embedded;
 mod faults;
 mod harness;
+mod http;
+mod python;
+mod readme;
 mod retention;
 mod semantics;

@@ -1,0 +1,35 @@
+"""Client for the onceward idempotency sidecar.
+
+``Client(target).once(namespace, key, fingerprint, effect)`` runs ``effect`` at most
+once per key across every caller: it claims the key, runs the effect while extending
+the lease, stores the result, and hands every duplicate the stored result instead.
+``onceward.aio.Client`` is the same for asyncio. The generated stubs are ``onceward.v1``.
+"""
+
+from onceward._common import (
+    ClientConfig,
+    FingerprintMismatch,
+    LeaseLost,
+    NotStored,
+    Once,
+    OncewardError,
+    Rejected,
+    RetryBudgetExhausted,
+    StillInProgress,
+    Unavailable,
+)
+from onceward.client import Client
+
+__all__ = [
+    "Client",
+    "ClientConfig",
+    "FingerprintMismatch",
+    "LeaseLost",
+    "NotStored",
+    "Once",
+    "OncewardError",
+    "Rejected",
+    "RetryBudgetExhausted",
+    "StillInProgress",
+    "Unavailable",
+]

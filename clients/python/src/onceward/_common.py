@@ -1,0 +1,210 @@
+"""What the sync and asyncio clients share: configuration, errors, the result type,
+the retry budget, jittered backoff and the classification of gRPC failures.
+
+Nothing here does I/O, so both clients use it unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import threading
+import time
+from typing import Optional
+
+import grpc
+from google.protobuf import duration_pb2
+
+from onceward.v1 import onceward_pb2 as pb
+
+# The floor of a wait on another holder, so a retry_after of zero (a lease about to
+# run out) does not become a busy loop.
+MIN_IN_PROGRESS_WAIT = 0.01
+
+# Worth another attempt: the sidecar or the path to it failed, not the request.
+# UNAVAILABLE is the sidecar failing closed (always safe to retry); UNKNOWN and
+# CANCELLED are how a broken connection surfaces; DEADLINE_EXCEEDED is our own timeout.
+RETRYABLE = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientConfig:
+    """How a client retries, leases and waits. Durations are in seconds."""
+
+    #: Longest wait for one RPC before it counts as a failed attempt.
+    rpc_timeout: float = 10.0
+    #: The lease each claim asks for; the guard extends it every third of it.
+    lease: float = 30.0
+    #: How long completed results are kept; None takes the server's default.
+    retention: Optional[float] = None
+    #: The first retry's backoff ceiling; it doubles per attempt.
+    initial_backoff: float = 0.05
+    #: The largest backoff ceiling.
+    max_backoff: float = 2.0
+    #: Most attempts of one RPC, the first included.
+    max_attempts: int = 8
+    #: Retries the client may make per request it sends (0.1 = 10 %).
+    retry_ratio: float = 0.1
+    #: Retries allowed per second however few requests there were.
+    min_retries_per_second: float = 1.0
+    #: The most retries the budget can save up; it starts full.
+    max_retry_tokens: float = 10.0
+    #: Longest the guard waits for another holder of the key to finish.
+    in_progress_timeout: float = 60.0
+    #: Longest the guard keeps retrying Complete after the effect ran.
+    complete_timeout: float = 60.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Once:
+    """What ``once`` returns: the effect's response, and whether an earlier call ran it."""
+
+    response: bytes
+    #: True if an earlier call ran the effect and this is its stored result.
+    replayed: bool
+
+
+class OncewardError(Exception):
+    """Base of every error this package raises (the effect's own exceptions pass through)."""
+
+
+class FingerprintMismatch(OncewardError):
+    """The key was used before with a different fingerprint: a bug in the caller."""
+
+
+class StillInProgress(OncewardError):
+    """Another caller held the key for longer than ``in_progress_timeout``."""
+
+    def __init__(self, waited: float):
+        super().__init__(f"another caller still holds the key after {waited:.2f}s")
+        self.waited = waited
+
+
+class LeaseLost(OncewardError):
+    """FAILED_PRECONDITION: the fencing token is not the current holder's any more."""
+
+
+class RetryBudgetExhausted(OncewardError):
+    """The client's retry budget refused a retry: too many calls are failing at once."""
+
+    def __init__(self, attempts: int, last_error: str):
+        super().__init__(f"retry budget exhausted after {attempts} attempt(s); last error: {last_error}")
+        self.attempts = attempts
+        self.last_error = last_error
+
+
+class Unavailable(OncewardError):
+    """The sidecar kept failing for every allowed attempt."""
+
+    def __init__(self, attempts: int, last_error: str):
+        super().__init__(f"the sidecar failed {attempts} attempt(s); last error: {last_error}")
+        self.attempts = attempts
+        self.last_error = last_error
+
+
+class Rejected(OncewardError):
+    """The sidecar refused the request for a reason a retry cannot fix."""
+
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(f"the sidecar refused the request ({code.name}): {message}")
+        self.code = code
+        self.message = message
+
+
+class NotStored(OncewardError):
+    """The effect ran but its result was not stored (lease lost, or Complete kept failing)."""
+
+    def __init__(self, response: bytes, cause: OncewardError):
+        super().__init__(f"the effect ran but its result was not stored: {cause}")
+        self.response = response
+        self.cause = cause
+
+
+class RetryBudget:
+    """A token bucket of retries shared by every call of one client.
+
+    Each request deposits ``ratio`` tokens and each retry withdraws one, so retries
+    stay a fraction of real traffic and an outage does not become a retry storm.
+    A thread lock: the critical section is a few float operations.
+    """
+
+    def __init__(self, ratio: float, per_second: float, maximum: float):
+        self._ratio = ratio
+        self._per_second = per_second
+        self._max = maximum
+        self._tokens = maximum
+        self._refilled_at = time.monotonic()
+        self._lock = threading.Lock()
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self._tokens = min(self._max, self._tokens + (now - self._refilled_at) * self._per_second)
+        self._refilled_at = now
+
+    def deposit(self) -> None:
+        with self._lock:
+            self._refill()
+            self._tokens = min(self._max, self._tokens + self._ratio)
+
+    def withdraw(self) -> bool:
+        with self._lock:
+            self._refill()
+            if self._tokens >= 1.0:
+                self._tokens -= 1.0
+                return True
+            return False
+
+
+def backoff(config: ClientConfig, retry: int) -> float:
+    """Full jitter: uniform in [0, min(max, initial * 2**retry)]."""
+    ceiling = min(config.max_backoff, config.initial_backoff * (2 ** min(retry, 31)))
+    return random.uniform(0.0, ceiling)
+
+
+def in_progress_wait(retry_after: float) -> float:
+    """How long to wait before claiming a held key again: retry_after with full jitter."""
+    return max(MIN_IN_PROGRESS_WAIT, random.uniform(0.0, retry_after))
+
+
+def describe(error: grpc.RpcError) -> str:
+    return f"{error.code().name}: {error.details()}"
+
+
+def final_error(error: grpc.RpcError) -> Optional[OncewardError]:
+    """None if the failure is worth a retry, else the error to raise."""
+    code = error.code()
+    if code in RETRYABLE:
+        return None
+    if code == grpc.StatusCode.FAILED_PRECONDITION:
+        return LeaseLost(error.details() or "not the current holder")
+    return Rejected(code, error.details() or "")
+
+
+def duration(seconds: float) -> duration_pb2.Duration:
+    value = duration_pb2.Duration()
+    value.FromNanoseconds(int(seconds * 1e9))
+    return value
+
+
+def claim_request(namespace: str, key: str, fingerprint: bytes, config: ClientConfig) -> pb.ClaimRequest:
+    return pb.ClaimRequest(namespace=namespace, key=key, fingerprint=fingerprint, lease=duration(config.lease))
+
+
+def complete_request(namespace: str, key: str, token: int, response: bytes, config: ClientConfig) -> pb.CompleteRequest:
+    request = pb.CompleteRequest(namespace=namespace, key=key, fencing_token=token, response=response)
+    if config.retention is not None:
+        request.retention.CopyFrom(duration(config.retention))
+    return request
+
+
+def retry_after_seconds(response: pb.ClaimResponse) -> float:
+    return response.retry_after.ToNanoseconds() / 1e9 if response.HasField("retry_after") else 0.0

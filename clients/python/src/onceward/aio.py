@@ -1,0 +1,129 @@
+"""The asyncio client and its ``once`` guard; same behaviour as ``onceward.Client``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Awaitable, Callable, Optional
+
+import grpc
+import grpc.aio
+
+from onceward import _common as c
+from onceward.v1 import onceward_pb2 as pb
+from onceward.v1 import onceward_pb2_grpc as pb_grpc
+
+
+class Client:
+    """An asyncio connection to an onceward sidecar; its calls share one retry budget.
+
+    Create it inside a running event loop (grpc.aio channels belong to one loop).
+    """
+
+    def __init__(self, target: str, config: Optional[c.ClientConfig] = None):
+        self.config = config or c.ClientConfig()
+        self._channel = grpc.aio.insecure_channel(target)
+        self._stub = pb_grpc.OncewardStub(self._channel)
+        self._budget = c.RetryBudget(
+            self.config.retry_ratio, self.config.min_retries_per_second, self.config.max_retry_tokens
+        )
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> "Client":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def _call(self, method, request, deadline: Optional[float] = None):
+        """One RPC with retries; see ``onceward.Client._call``."""
+        self._budget.deposit()
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                return await method(request, timeout=self.config.rpc_timeout)
+            except grpc.aio.AioRpcError as error:
+                final = c.final_error(error)
+                if final is not None:
+                    raise final from error
+                last = c.describe(error)
+            pause = c.backoff(self.config, attempts - 1)
+            if deadline is None:
+                if attempts >= self.config.max_attempts:
+                    raise c.Unavailable(attempts, last)
+                if not self._budget.withdraw():
+                    raise c.RetryBudgetExhausted(attempts, last)
+            elif time.monotonic() + pause >= deadline:
+                raise c.Unavailable(attempts, last)
+            await asyncio.sleep(pause)
+
+    async def claim(self, namespace: str, key: str, fingerprint: bytes = b"") -> pb.ClaimResponse:
+        """One Claim (failed calls retried; IN_PROGRESS is returned, not waited on)."""
+        return await self._call(self._stub.Claim, c.claim_request(namespace, key, fingerprint, self.config))
+
+    async def once(
+        self, namespace: str, key: str, fingerprint: bytes, effect: Callable[[int], Awaitable[bytes]]
+    ) -> c.Once:
+        """Runs ``await effect(fencing_token)`` at most once for (namespace, key); see
+        ``onceward.Client.once``."""
+        started = time.monotonic()
+        while True:
+            answer = await self.claim(namespace, key, fingerprint)
+            if answer.outcome == pb.OUTCOME_ACQUIRED:
+                break
+            if answer.outcome == pb.OUTCOME_COMPLETED:
+                return c.Once(response=answer.response, replayed=True)
+            if answer.outcome == pb.OUTCOME_FINGERPRINT_MISMATCH:
+                raise c.FingerprintMismatch(f"{namespace}/{key} was used with a different fingerprint")
+            if answer.outcome != pb.OUTCOME_IN_PROGRESS:
+                raise c.OncewardError(f"unexpected claim outcome {answer.outcome}")
+            wait = c.in_progress_wait(c.retry_after_seconds(answer))
+            if time.monotonic() + wait - started > self.config.in_progress_timeout:
+                raise c.StillInProgress(time.monotonic() - started)
+            await asyncio.sleep(wait)
+
+        token = answer.fencing_token
+        keeper = asyncio.create_task(self._keep_alive(namespace, key, token))
+        try:
+            try:
+                response = await effect(token)
+            except BaseException:
+                await self._release(namespace, key, token)
+                raise
+            try:
+                await self._call(
+                    self._stub.Complete,
+                    c.complete_request(namespace, key, token, response, self.config),
+                    deadline=time.monotonic() + self.config.complete_timeout,
+                )
+            except c.OncewardError as cause:
+                raise c.NotStored(response, cause) from cause
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+        return c.Once(response=response, replayed=False)
+
+    async def _keep_alive(self, namespace: str, key: str, token: int) -> None:
+        """Extends the lease every third of it until cancelled."""
+        request = pb.ExtendLeaseRequest(
+            namespace=namespace, key=key, fencing_token=token, lease=c.duration(self.config.lease)
+        )
+        while True:
+            await asyncio.sleep(self.config.lease / 3)
+            try:
+                await self._stub.ExtendLease(request, timeout=self.config.rpc_timeout)
+            except grpc.aio.AioRpcError as error:
+                if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                    return  # lost: Complete will say so
+                # transient: the next tick tries again
+
+    async def _release(self, namespace: str, key: str, token: int) -> None:
+        try:
+            await self._call(self._stub.Release, pb.ReleaseRequest(namespace=namespace, key=key, fencing_token=token))
+        except c.OncewardError:
+            pass  # lost means not stuck on us; unreachable means the lease will run out

@@ -1,0 +1,141 @@
+"""The blocking client and its ``once`` guard (threads; see ``onceward.aio`` for asyncio)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable, Optional
+
+import grpc
+
+from onceward import _common as c
+from onceward.v1 import onceward_pb2 as pb
+from onceward.v1 import onceward_pb2_grpc as pb_grpc
+
+
+class Client:
+    """A connection to an onceward sidecar. Thread-safe; its calls share one retry budget."""
+
+    def __init__(self, target: str, config: Optional[c.ClientConfig] = None, channel: Optional[grpc.Channel] = None):
+        """``target`` is ``host:port``. The channel connects lazily, on the first call."""
+        self.config = config or c.ClientConfig()
+        self._channel = channel or grpc.insecure_channel(target)
+        self._stub = pb_grpc.OncewardStub(self._channel)
+        self._budget = c.RetryBudget(
+            self.config.retry_ratio, self.config.min_retries_per_second, self.config.max_retry_tokens
+        )
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _call(self, method, request, deadline: Optional[float] = None):
+        """One RPC with retries: backoff with full jitter and, unless a deadline is given
+        (Complete after the effect ran), the attempt cap and the retry budget."""
+        self._budget.deposit()
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                return method(request, timeout=self.config.rpc_timeout)
+            except grpc.RpcError as error:
+                final = c.final_error(error)
+                if final is not None:
+                    raise final from error
+                last = c.describe(error)
+            pause = c.backoff(self.config, attempts - 1)
+            if deadline is None:
+                if attempts >= self.config.max_attempts:
+                    raise c.Unavailable(attempts, last)
+                if not self._budget.withdraw():
+                    raise c.RetryBudgetExhausted(attempts, last)
+            elif time.monotonic() + pause >= deadline:
+                raise c.Unavailable(attempts, last)
+            time.sleep(pause)
+
+    def claim(self, namespace: str, key: str, fingerprint: bytes = b"") -> pb.ClaimResponse:
+        """One Claim (failed calls retried; IN_PROGRESS is returned, not waited on)."""
+        return self._call(self._stub.Claim, c.claim_request(namespace, key, fingerprint, self.config))
+
+    def once(self, namespace: str, key: str, fingerprint: bytes, effect: Callable[[int], bytes]) -> c.Once:
+        """Runs ``effect(fencing_token)`` at most once for (namespace, key).
+
+        Returns the effect's bytes (``replayed=False``) or, if an earlier call ran it,
+        the stored bytes (``replayed=True``). If ``effect`` raises, the effect did not
+        happen: the claim is released and the exception propagates.
+        """
+        started = time.monotonic()
+        while True:
+            answer = self.claim(namespace, key, fingerprint)
+            if answer.outcome == pb.OUTCOME_ACQUIRED:
+                break
+            if answer.outcome == pb.OUTCOME_COMPLETED:
+                return c.Once(response=answer.response, replayed=True)
+            if answer.outcome == pb.OUTCOME_FINGERPRINT_MISMATCH:
+                raise c.FingerprintMismatch(f"{namespace}/{key} was used with a different fingerprint")
+            if answer.outcome != pb.OUTCOME_IN_PROGRESS:
+                raise c.OncewardError(f"unexpected claim outcome {answer.outcome}")
+            wait = c.in_progress_wait(c.retry_after_seconds(answer))
+            if time.monotonic() + wait - started > self.config.in_progress_timeout:
+                raise c.StillInProgress(time.monotonic() - started)
+            time.sleep(wait)
+
+        token = answer.fencing_token
+        with _LeaseKeeper(self, namespace, key, token):
+            try:
+                response = effect(token)
+            except BaseException:
+                self._release(namespace, key, token)
+                raise
+            try:
+                self._call(
+                    self._stub.Complete,
+                    c.complete_request(namespace, key, token, response, self.config),
+                    deadline=time.monotonic() + self.config.complete_timeout,
+                )
+            except c.OncewardError as cause:
+                raise c.NotStored(response, cause) from cause
+        return c.Once(response=response, replayed=False)
+
+    def _release(self, namespace: str, key: str, token: int) -> None:
+        try:
+            self._call(self._stub.Release, pb.ReleaseRequest(namespace=namespace, key=key, fencing_token=token))
+        except c.LeaseLost:
+            pass  # someone else holds it, or it is already gone: not stuck on us
+        except c.OncewardError:
+            pass  # the key frees when the lease runs out
+
+
+class _LeaseKeeper:
+    """Extends the lease every third of it from a daemon thread while the effect runs."""
+
+    def __init__(self, client: Client, namespace: str, key: str, token: int):
+        self._client = client
+        self._request = pb.ExtendLeaseRequest(
+            namespace=namespace, key=key, fencing_token=token, lease=c.duration(client.config.lease)
+        )
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="onceward-lease", daemon=True)
+
+    def __enter__(self) -> "_LeaseKeeper":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        period = self._client.config.lease / 3
+        while not self._stop.wait(period):
+            try:
+                self._client._stub.ExtendLease(self._request, timeout=self._client.config.rpc_timeout)
+            except grpc.RpcError as error:
+                if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                    return  # lost: Complete will say so
+                # transient: the next tick tries again (two more before the lease ends)

@@ -1,0 +1,139 @@
+//! Every knob of the client in one place, with defaults that suit a sidecar on the same
+//! host: short backoffs (the sidecar is near), a lease long enough for a typical side
+//! effect, and a retry budget that keeps an outage from turning into a retry storm.
+
+use std::time::Duration;
+
+/// How a [`Client`](super::Client) retries, leases and waits. Build one with
+/// [`ClientConfig::builder`] or take [`ClientConfig::default`].
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub(crate) connect_timeout: Duration,
+    pub(crate) rpc_timeout: Duration,
+    pub(crate) lease: Duration,
+    pub(crate) retention: Option<Duration>,
+    pub(crate) initial_backoff: Duration,
+    pub(crate) max_backoff: Duration,
+    pub(crate) max_attempts: u32,
+    pub(crate) retry_ratio: f64,
+    pub(crate) min_retries_per_second: f64,
+    pub(crate) max_retry_tokens: f64,
+    pub(crate) in_progress_timeout: Duration,
+    pub(crate) complete_timeout: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            rpc_timeout: Duration::from_secs(10),
+            lease: Duration::from_secs(30),
+            retention: None,
+            initial_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(2),
+            max_attempts: 8,
+            retry_ratio: 0.1,
+            min_retries_per_second: 1.0,
+            max_retry_tokens: 10.0,
+            in_progress_timeout: Duration::from_secs(60),
+            complete_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl ClientConfig {
+    /// A builder starting from the defaults.
+    pub fn builder() -> ClientConfigBuilder {
+        ClientConfigBuilder(Self::default())
+    }
+
+    /// The lease each claim asks for; the guard extends it every third of it.
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+}
+
+/// Builds a [`ClientConfig`]; every setter has a default.
+#[derive(Debug, Clone)]
+pub struct ClientConfigBuilder(ClientConfig);
+
+impl ClientConfigBuilder {
+    /// Longest wait for the TCP and HTTP/2 handshake (default 5 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.0.connect_timeout = timeout;
+        self
+    }
+
+    /// Longest wait for one RPC before it counts as a failed attempt (default 10 s).
+    pub fn rpc_timeout(mut self, timeout: Duration) -> Self {
+        self.0.rpc_timeout = timeout;
+        self
+    }
+
+    /// The lease each claim asks for (default 30 s). The guard extends it every third of
+    /// it while the effect runs, so it only needs to outlast a stalled holder's crash.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.0.lease = lease;
+        self
+    }
+
+    /// How long completed results are kept; `None` (default) takes the server's.
+    pub fn retention(mut self, retention: Option<Duration>) -> Self {
+        self.0.retention = retention;
+        self
+    }
+
+    /// The first retry's backoff ceiling; it doubles per attempt (default 50 ms).
+    pub fn initial_backoff(mut self, backoff: Duration) -> Self {
+        self.0.initial_backoff = backoff;
+        self
+    }
+
+    /// The largest backoff ceiling (default 2 s).
+    pub fn max_backoff(mut self, backoff: Duration) -> Self {
+        self.0.max_backoff = backoff;
+        self
+    }
+
+    /// Most attempts of one RPC, the first included (default 8).
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.0.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// Retries the client may make per request it sends (default 0.1: 10 %).
+    pub fn retry_ratio(mut self, ratio: f64) -> Self {
+        self.0.retry_ratio = ratio.max(0.0);
+        self
+    }
+
+    /// Retries allowed per second however few requests there were, so a quiet client
+    /// can still ride out a blip (default 1).
+    pub fn min_retries_per_second(mut self, rate: f64) -> Self {
+        self.0.min_retries_per_second = rate.max(0.0);
+        self
+    }
+
+    /// The most retries the budget can save up; it starts full (default 10).
+    pub fn max_retry_tokens(mut self, tokens: f64) -> Self {
+        self.0.max_retry_tokens = tokens.max(0.0);
+        self
+    }
+
+    /// Longest the guard waits for another holder of the key to finish (default 60 s).
+    pub fn in_progress_timeout(mut self, timeout: Duration) -> Self {
+        self.0.in_progress_timeout = timeout;
+        self
+    }
+
+    /// Longest the guard keeps retrying `Complete` after the effect ran (default 60 s).
+    pub fn complete_timeout(mut self, timeout: Duration) -> Self {
+        self.0.complete_timeout = timeout;
+        self
+    }
+
+    /// The finished configuration.
+    pub fn build(self) -> ClientConfig {
+        self.0
+    }
+}

@@ -1,0 +1,88 @@
+//! The client's errors: [`ClientError`] for one RPC (after its retries), [`OnceError`]
+//! for the guard, which adds what only the guard can know (the effect's own error, a
+//! result that ran but was not stored).
+//!
+//! gRPC statuses are turned into these at the edge (`rpc.rs`), so no tonic type shows
+//! in a signature.
+
+use std::time::Duration;
+
+/// Why a call to the sidecar failed after the client's retries.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The address is not a valid URI, or the first connection failed.
+    #[error("cannot connect to the sidecar at {addr}: {message}")]
+    Connect {
+        /// The address given.
+        addr: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The fencing token is not the current holder's any more (FAILED_PRECONDITION):
+    /// the lease ran out and another caller took the key over, or it was already
+    /// released.
+    #[error("the lease was lost: another caller holds the key now")]
+    LeaseLost,
+    /// Retries were refused by the client's retry budget: too many calls are failing
+    /// at once, so this one fails fast instead of adding load.
+    #[error("retry budget exhausted after {attempts} attempt(s); last error: {last_error}")]
+    RetryBudgetExhausted {
+        /// Attempts made, the first included.
+        attempts: u32,
+        /// The last attempt's error.
+        last_error: String,
+    },
+    /// The sidecar stayed unreachable (or kept failing) for every allowed attempt.
+    #[error("the sidecar failed {attempts} attempt(s); last error: {last_error}")]
+    Unavailable {
+        /// Attempts made, the first included.
+        attempts: u32,
+        /// The last attempt's error.
+        last_error: String,
+    },
+    /// The sidecar refused the request for a reason a retry cannot fix (for example
+    /// INVALID_ARGUMENT: a namespace or key out of bounds).
+    #[error("the sidecar refused the request ({code}): {message}")]
+    Rejected {
+        /// The gRPC status code's name, e.g. `INVALID_ARGUMENT`.
+        code: &'static str,
+        /// The sidecar's message.
+        message: String,
+    },
+    /// The sidecar sent an answer this client does not understand (a newer server?).
+    #[error("unexpected answer from the sidecar: {0}")]
+    Protocol(String),
+}
+
+/// Why [`Client::once`](super::Client::once) did not return a result.
+#[derive(Debug, thiserror::Error)]
+pub enum OnceError<E> {
+    /// The effect reported that it did not happen; the claim was released, so the
+    /// next caller acquires the key at once.
+    #[error("the effect did not happen (the claim was released)")]
+    Effect(#[source] E),
+    /// The key was claimed before with a different fingerprint: the same key was
+    /// reused for a different request, which is a bug in the caller.
+    #[error("the key was used before with a different fingerprint")]
+    FingerprintMismatch,
+    /// Another caller held the key for longer than the configured wait.
+    #[error("another caller still holds the key after {waited:?}")]
+    StillInProgress {
+        /// How long this call waited.
+        waited: Duration,
+    },
+    /// The effect ran, but its result could not be stored: either the lease was lost
+    /// (another caller may run the effect again) or `Complete` kept failing until the
+    /// configured deadline. `response` is the effect's result.
+    #[error("the effect ran but its result was not stored: {cause}")]
+    NotStored {
+        /// What the effect returned.
+        response: Vec<u8>,
+        /// Why it was not stored.
+        #[source]
+        cause: ClientError,
+    },
+    /// A call to the sidecar failed before the effect ran; the effect did not run.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+}

@@ -1,0 +1,109 @@
+//! The guard: [`Client::once`] runs an effect at most once per key, whoever calls.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::backoff;
+use super::error::{ClientError, OnceError};
+use super::rpc::{Claim, Client};
+use crate::domain::FencingToken;
+
+/// The floor of a wait on another holder, so a `retry_after` of zero (a lease about to
+/// run out) does not become a busy loop.
+const MIN_IN_PROGRESS_WAIT: Duration = Duration::from_millis(10);
+
+/// The result of [`Client::once`]: the effect's response, and whether this call ran
+/// the effect or replayed what an earlier call stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Once {
+    /// This call ran the effect and stored its result.
+    Ran(Vec<u8>),
+    /// An earlier call ran the effect; this is its stored result.
+    Replayed(Vec<u8>),
+}
+
+impl Once {
+    /// The response, however it was obtained.
+    pub fn response(&self) -> &[u8] {
+        match self {
+            Once::Ran(response) | Once::Replayed(response) => response,
+        }
+    }
+
+    /// The response, owned.
+    pub fn into_response(self) -> Vec<u8> {
+        match self {
+            Once::Ran(response) | Once::Replayed(response) => response,
+        }
+    }
+
+    /// Whether an earlier call ran the effect.
+    pub fn was_replayed(&self) -> bool {
+        matches!(self, Once::Replayed(_))
+    }
+}
+
+impl Client {
+    /// Runs `effect` at most once for `(namespace, key)`, across every caller of every
+    /// sidecar sharing the ledger.
+    ///
+    /// - Acquired: runs `effect(token)` while extending the lease, then stores its
+    ///   `Ok` result (retrying `Complete` until it lands or the lease is provably
+    ///   lost) and returns [`Once::Ran`]. An `Err` means the effect did not happen: the
+    ///   claim is released and [`OnceError::Effect`] returned.
+    /// - Another caller holds the key: waits `retry_after` (with full jitter) and
+    ///   claims again, for at most the configured in-progress timeout.
+    /// - Completed: returns the stored result as [`Once::Replayed`].
+    /// - A different fingerprint: [`OnceError::FingerprintMismatch`].
+    pub async fn once<F, Fut, E>(
+        &self,
+        namespace: &str,
+        key: &str,
+        fingerprint: &[u8],
+        effect: F,
+    ) -> Result<Once, OnceError<E>>
+    where
+        F: FnOnce(FencingToken) -> Fut,
+        Fut: Future<Output = Result<Vec<u8>, E>>,
+    {
+        let started = Instant::now();
+        let deadline = started + self.config().in_progress_timeout;
+        let lease = loop {
+            match self.claim(namespace, key, fingerprint).await? {
+                Claim::Acquired(lease) => break lease,
+                Claim::Completed { response } => return Ok(Once::Replayed(response)),
+                Claim::FingerprintMismatch => return Err(OnceError::FingerprintMismatch),
+                Claim::InProgress { retry_after } => {
+                    let wait = backoff::full_jitter(retry_after).max(MIN_IN_PROGRESS_WAIT);
+                    if Instant::now() + wait > deadline {
+                        return Err(OnceError::StillInProgress {
+                            waited: started.elapsed(),
+                        });
+                    }
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        };
+
+        match lease.keep_alive(effect(lease.token())).await {
+            Ok(response) => match lease.complete(&response).await {
+                Ok(()) => Ok(Once::Ran(response)),
+                Err(cause) => Err(OnceError::NotStored { response, cause }),
+            },
+            Err(error) => {
+                match lease.release().await {
+                    // Lost means someone else holds it or it is already gone: either
+                    // way the key is not stuck on us.
+                    Ok(()) | Err(ClientError::LeaseLost) => {}
+                    Err(release_error) => tracing::warn!(
+                        namespace, key, error = %release_error,
+                        "could not release after the effect failed; the key frees when the lease runs out"
+                    ),
+                }
+                Err(OnceError::Effect(error))
+            }
+        }
+    }
+}

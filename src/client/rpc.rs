@@ -1,0 +1,311 @@
+//! The connected client and its RPCs, each retried under one policy: exponential
+//! backoff with full jitter, a per-call attempt cap, and the client-wide retry budget.
+//! gRPC statuses become [`ClientError`]s here, the one place that sees tonic.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+use super::backoff;
+use super::budget::RetryBudget;
+use super::config::ClientConfig;
+use super::error::ClientError;
+use super::lease::Lease;
+use crate::domain::FencingToken;
+use crate::grpc::{code_label, proto_duration};
+use crate::proto::{self, onceward_client::OncewardClient};
+
+/// A connection to an onceward sidecar. Cheap to clone: clones share the connection
+/// and the retry budget.
+#[derive(Debug, Clone)]
+pub struct Client {
+    // One pointer: a `Client` travels inside every `Lease` and `Claim`.
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    rpc: OncewardClient<Channel>,
+    config: ClientConfig,
+    budget: RetryBudget,
+}
+
+/// What a [`Client::claim`] found.
+#[derive(Debug)]
+pub enum Claim {
+    /// This caller holds the key: run the effect, then [`Lease::complete`] or
+    /// [`Lease::release`].
+    Acquired(Lease),
+    /// Another caller holds the key; claim again after `retry_after`.
+    InProgress {
+        /// The sidecar's advice on when to look again.
+        retry_after: Duration,
+    },
+    /// The key was completed; this is the stored result.
+    Completed {
+        /// The result stored by the caller that ran the effect.
+        response: Vec<u8>,
+    },
+    /// The key was used before with a different fingerprint.
+    FingerprintMismatch,
+}
+
+/// How long one RPC may keep retrying.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Retries {
+    /// Up to the configured attempts, each retry paid from the retry budget.
+    Budgeted,
+    /// Until the deadline, outside the budget: for `Complete` after the effect ran,
+    /// where giving up early means a duplicate may run the effect again, and whose
+    /// count is bounded by the in-flight effects rather than by incoming requests.
+    Until(Instant),
+}
+
+impl Client {
+    /// Connects with the default [`ClientConfig`]. `addr` is `host:port` or an
+    /// `http://` URI.
+    pub async fn connect(addr: impl AsRef<str>) -> Result<Self, ClientError> {
+        Self::connect_with(addr, ClientConfig::default()).await
+    }
+
+    /// Connects with the given configuration.
+    pub async fn connect_with(
+        addr: impl AsRef<str>,
+        config: ClientConfig,
+    ) -> Result<Self, ClientError> {
+        let addr = addr.as_ref();
+        let uri = if addr.contains("://") {
+            addr.to_owned()
+        } else {
+            format!("http://{addr}")
+        };
+        let connect_error = |message: String| ClientError::Connect {
+            addr: addr.to_owned(),
+            message,
+        };
+        let channel = Endpoint::from_shared(uri)
+            .map_err(|error| connect_error(error.to_string()))?
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.rpc_timeout)
+            .connect()
+            .await
+            .map_err(|error| connect_error(crate::telemetry::chain(&error)))?;
+        let budget = RetryBudget::new(
+            config.retry_ratio,
+            config.min_retries_per_second,
+            config.max_retry_tokens,
+        );
+        Ok(Self {
+            shared: Arc::new(Shared {
+                rpc: OncewardClient::new(channel),
+                config,
+                budget,
+            }),
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &ClientConfig {
+        &self.shared.config
+    }
+
+    /// Claims `(namespace, key)` once (retrying only failed calls, not `IN_PROGRESS`).
+    /// Most callers want [`Client::once`]; this is the building block for callers that
+    /// answer "in progress" themselves, like the HTTP layer.
+    pub async fn claim(
+        &self,
+        namespace: &str,
+        key: &str,
+        fingerprint: &[u8],
+    ) -> Result<Claim, ClientError> {
+        let request = proto::ClaimRequest {
+            namespace: namespace.to_owned(),
+            key: key.to_owned(),
+            fingerprint: fingerprint.to_vec(),
+            lease: Some(proto_duration(self.shared.config.lease)),
+        };
+        let response = self
+            .call(Retries::Budgeted, |mut rpc| {
+                let request = request.clone();
+                async move { rpc.claim(request).await }
+            })
+            .await?;
+        match proto::Outcome::try_from(response.outcome) {
+            Ok(proto::Outcome::Acquired) => Ok(Claim::Acquired(Lease::new(
+                self.clone(),
+                namespace,
+                key,
+                FencingToken::new(response.fencing_token),
+            ))),
+            Ok(proto::Outcome::InProgress) => Ok(Claim::InProgress {
+                retry_after: response.retry_after.map(std_duration).unwrap_or_default(),
+            }),
+            Ok(proto::Outcome::Completed) => Ok(Claim::Completed {
+                response: response.response,
+            }),
+            Ok(proto::Outcome::FingerprintMismatch) => Ok(Claim::FingerprintMismatch),
+            Ok(proto::Outcome::Unspecified) | Err(_) => Err(ClientError::Protocol(format!(
+                "claim outcome {}",
+                response.outcome
+            ))),
+        }
+    }
+
+    pub(crate) async fn complete(
+        &self,
+        namespace: &str,
+        key: &str,
+        token: FencingToken,
+        response: Vec<u8>,
+        retries: Retries,
+    ) -> Result<(), ClientError> {
+        let request = proto::CompleteRequest {
+            namespace: namespace.to_owned(),
+            key: key.to_owned(),
+            fencing_token: token.get(),
+            response,
+            retention: self.shared.config.retention.map(proto_duration),
+        };
+        self.call(retries, |mut rpc| {
+            let request = request.clone();
+            async move { rpc.complete(request).await }
+        })
+        .await
+        .map(drop)
+    }
+
+    pub(crate) async fn release(
+        &self,
+        namespace: &str,
+        key: &str,
+        token: FencingToken,
+    ) -> Result<(), ClientError> {
+        let request = proto::ReleaseRequest {
+            namespace: namespace.to_owned(),
+            key: key.to_owned(),
+            fencing_token: token.get(),
+        };
+        self.call(Retries::Budgeted, |mut rpc| {
+            let request = request.clone();
+            async move { rpc.release(request).await }
+        })
+        .await
+        .map(drop)
+    }
+
+    /// One attempt only: the lease keeper tries again on its next tick anyway.
+    pub(crate) async fn extend_lease(
+        &self,
+        namespace: &str,
+        key: &str,
+        token: FencingToken,
+    ) -> Result<(), ClientError> {
+        let request = proto::ExtendLeaseRequest {
+            namespace: namespace.to_owned(),
+            key: key.to_owned(),
+            fencing_token: token.get(),
+            lease: Some(proto_duration(self.shared.config.lease)),
+        };
+        let mut rpc = self.shared.rpc.clone();
+        match rpc.extend_lease(request).await {
+            Ok(_) => Ok(()),
+            Err(status) => Err(match classify(&status) {
+                Failure::Retryable => ClientError::Unavailable {
+                    attempts: 1,
+                    last_error: describe(&status),
+                },
+                Failure::Final(error) => error,
+            }),
+        }
+    }
+
+    /// Runs `attempt` until it succeeds, fails for good, or `retries` says stop.
+    async fn call<T, F, Fut>(&self, retries: Retries, mut attempt: F) -> Result<T, ClientError>
+    where
+        F: FnMut(OncewardClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        self.shared.budget.deposit();
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let status = match attempt(self.shared.rpc.clone()).await {
+                Ok(response) => return Ok(response.into_inner()),
+                Err(status) => status,
+            };
+            if let Failure::Final(error) = classify(&status) {
+                return Err(error);
+            }
+            let last_error = describe(&status);
+            let backoff = backoff::full_jitter(backoff::ceiling(
+                self.shared.config.initial_backoff,
+                self.shared.config.max_backoff,
+                attempts - 1,
+            ));
+            match retries {
+                Retries::Budgeted => {
+                    if attempts >= self.shared.config.max_attempts {
+                        return Err(ClientError::Unavailable {
+                            attempts,
+                            last_error,
+                        });
+                    }
+                    if !self.shared.budget.withdraw() {
+                        return Err(ClientError::RetryBudgetExhausted {
+                            attempts,
+                            last_error,
+                        });
+                    }
+                }
+                Retries::Until(deadline) => {
+                    if Instant::now() + backoff >= deadline {
+                        return Err(ClientError::Unavailable {
+                            attempts,
+                            last_error,
+                        });
+                    }
+                }
+            }
+            tracing::debug!(attempts, error = %last_error, ?backoff, "retrying onceward call");
+            tokio::time::sleep(backoff).await;
+        }
+    }
+}
+
+enum Failure {
+    /// Worth another attempt: the sidecar or the path to it failed, not the request.
+    Retryable,
+    /// A retry would get the same answer.
+    Final(ClientError),
+}
+
+fn classify(status: &Status) -> Failure {
+    match status.code() {
+        // UNAVAILABLE: the ledger or the connection is down (the sidecar fails closed,
+        // so this is always safe to retry). UNKNOWN and CANCELLED are how a broken
+        // HTTP/2 connection surfaces; DEADLINE_EXCEEDED is our own RPC timeout.
+        Code::Unavailable
+        | Code::Unknown
+        | Code::Cancelled
+        | Code::DeadlineExceeded
+        | Code::Aborted
+        | Code::ResourceExhausted => Failure::Retryable,
+        Code::FailedPrecondition => Failure::Final(ClientError::LeaseLost),
+        code => Failure::Final(ClientError::Rejected {
+            code: code_label(code),
+            message: status.message().to_owned(),
+        }),
+    }
+}
+
+fn describe(status: &Status) -> String {
+    format!("{}: {}", code_label(status.code()), status.message())
+}
+
+fn std_duration(duration: prost_types::Duration) -> Duration {
+    Duration::try_from(duration).unwrap_or_default()
+}

@@ -1,0 +1,270 @@
+//! The Rust guard (`Client::once`) against a real sidecar: every branch, a lease kept
+//! alive past its length, a `Complete` retried through a cut connection, and a retry
+//! budget that stops an outage from becoming a retry storm.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use onceward::client::{Client, ClientConfig, ClientError, Once, OnceError};
+use onceward::proto::{Outcome, RecordState};
+
+use crate::harness::*;
+
+const NS: &str = "guard";
+
+/// An effect that counts its runs and returns `response`.
+fn counted(
+    runs: &Arc<AtomicU32>,
+    response: &'static [u8],
+) -> impl FnOnce(onceward::client::FencingToken) -> std::future::Ready<Result<Vec<u8>, Infallible>> + use<>
+{
+    let runs = runs.clone();
+    move |_| {
+        runs.fetch_add(1, Ordering::SeqCst);
+        std::future::ready(Ok(response.to_vec()))
+    }
+}
+
+async fn connect(app: &TestApp) -> Client {
+    Client::connect(app.addr.to_string())
+        .await
+        .expect("connect")
+}
+
+#[tokio::test]
+async fn the_first_call_runs_the_effect_and_stores_its_result() {
+    let setup = spawn_app().await;
+    let client = connect(&setup.app).await;
+    let runs = Arc::new(AtomicU32::new(0));
+
+    let result = client
+        .once(NS, "k", b"fp", counted(&runs, b"receipt"))
+        .await
+        .unwrap();
+
+    assert_eq!(result, Once::Ran(b"receipt".to_vec()));
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    let record = lookup(&mut setup.app.client.clone(), NS, "k")
+        .await
+        .record
+        .unwrap();
+    assert_eq!(record.state, RecordState::Completed as i32);
+    assert_eq!(record.response, b"receipt");
+}
+
+#[tokio::test]
+async fn a_duplicate_gets_the_stored_result_as_replayed_without_running_the_effect() {
+    let setup = spawn_app().await;
+    let client = connect(&setup.app).await;
+    let runs = Arc::new(AtomicU32::new(0));
+
+    client
+        .once(NS, "k", b"fp", counted(&runs, b"receipt"))
+        .await
+        .unwrap();
+    let again = client
+        .once(NS, "k", b"fp", counted(&runs, b"second"))
+        .await
+        .unwrap();
+
+    assert_eq!(again, Once::Replayed(b"receipt".to_vec()));
+    assert!(again.was_replayed());
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_caller_waits_while_another_holds_the_key_and_returns_the_holders_result() {
+    let setup = spawn_app().await;
+    let mut raw = setup.app.client.clone();
+    let held = claim(&mut raw, NS, "k").await;
+    assert_eq!(outcome(&held), Outcome::Acquired);
+    let client = connect(&setup.app).await;
+    let runs = Arc::new(AtomicU32::new(0));
+
+    let waiter = tokio::spawn({
+        let effect = counted(&runs, b"mine");
+        async move { client.once(NS, "k", b"", effect).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiter.is_finished(), "the guard waits for the holder");
+    complete(&mut raw, NS, "k", held.fencing_token, b"theirs")
+        .await
+        .unwrap();
+
+    let result = waiter.await.unwrap().unwrap();
+    assert_eq!(result, Once::Replayed(b"theirs".to_vec()));
+    assert_eq!(runs.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_different_fingerprint_is_a_typed_error_and_runs_nothing() {
+    let setup = spawn_app().await;
+    let client = connect(&setup.app).await;
+    let runs = Arc::new(AtomicU32::new(0));
+    client
+        .once(NS, "k", b"fp-1", counted(&runs, b"receipt"))
+        .await
+        .unwrap();
+
+    let mismatch = client
+        .once(NS, "k", b"fp-2", counted(&runs, b"other"))
+        .await;
+
+    assert!(matches!(mismatch, Err(OnceError::FingerprintMismatch)));
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("card declined")]
+struct Declined;
+
+#[tokio::test]
+async fn an_effect_that_did_not_happen_releases_the_key_and_the_next_caller_acquires_it() {
+    let setup = spawn_app().await;
+    let client = connect(&setup.app).await;
+
+    let failed = client
+        .once(NS, "k", b"", |_| async { Err::<Vec<u8>, _>(Declined) })
+        .await;
+    assert!(matches!(failed, Err(OnceError::Effect(Declined))));
+
+    let next = claim(&mut setup.app.client.clone(), NS, "k").await;
+    assert_eq!(
+        outcome(&next),
+        Outcome::Acquired,
+        "released, not left to expire"
+    );
+    let retried = client
+        .once(NS, "k2", b"", |_| async {
+            Ok::<_, Declined>(b"ok".to_vec())
+        })
+        .await
+        .unwrap();
+    assert_eq!(retried, Once::Ran(b"ok".to_vec()));
+}
+
+#[tokio::test]
+async fn an_effect_longer_than_its_lease_keeps_the_key_and_no_second_caller_acquires() {
+    let setup = spawn_app().await;
+    let lease = Duration::from_millis(600);
+    let client = Client::connect_with(
+        setup.app.addr.to_string(),
+        ClientConfig::builder().lease(lease).build(),
+    )
+    .await
+    .unwrap();
+    let raw = setup.app.client.clone();
+
+    let result = client
+        .once(NS, "k", b"", |_| async move {
+            let mut raw = raw;
+            // Three and more leases long; a competitor keeps trying the whole time.
+            let until = tokio::time::Instant::now() + lease * 3;
+            while tokio::time::Instant::now() < until {
+                let competitor = claim(&mut raw, NS, "k").await;
+                assert_eq!(outcome(&competitor), Outcome::InProgress, "taken over");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Ok::<_, Infallible>(b"slow".to_vec())
+        })
+        .await
+        .unwrap();
+
+    assert_eq!(result, Once::Ran(b"slow".to_vec()));
+}
+
+#[tokio::test]
+async fn a_complete_that_hits_a_cut_connection_is_retried_until_it_lands() {
+    let setup = spawn_app().await;
+    let proxy = Arc::new(TcpProxy::start(setup.app.addr).await);
+    let client = Client::connect_with(
+        proxy.addr.to_string(),
+        ClientConfig::builder()
+            .initial_backoff(Duration::from_millis(20))
+            .max_backoff(Duration::from_millis(100))
+            .build(),
+    )
+    .await
+    .unwrap();
+
+    let result = client
+        .once(NS, "k", b"", |_| {
+            let proxy = proxy.clone();
+            async move {
+                // The effect happened; now the network fails right before Complete.
+                proxy.cut();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    proxy.restore();
+                });
+                Ok::<_, Infallible>(b"charged".to_vec())
+            }
+        })
+        .await
+        .unwrap();
+
+    assert_eq!(result, Once::Ran(b"charged".to_vec()));
+    let record = lookup(&mut setup.app.client.clone(), NS, "k")
+        .await
+        .record
+        .unwrap();
+    assert_eq!(record.state, RecordState::Completed as i32);
+    assert_eq!(record.response, b"charged");
+}
+
+#[tokio::test]
+async fn an_unreachable_sidecar_exhausts_the_retry_budget_after_a_bounded_number_of_attempts() {
+    let setup = spawn_app().await;
+    let proxy = TcpProxy::start(setup.app.addr).await;
+    let client = Client::connect_with(
+        proxy.addr.to_string(),
+        ClientConfig::builder()
+            .max_retry_tokens(3.0)
+            .min_retries_per_second(0.0)
+            .max_attempts(100)
+            .initial_backoff(Duration::from_millis(10))
+            .max_backoff(Duration::from_millis(50))
+            .build(),
+    )
+    .await
+    .unwrap();
+    proxy.cut();
+    let runs = Arc::new(AtomicU32::new(0));
+
+    let first = client.once(NS, "k", b"", counted(&runs, b"x")).await;
+    // The budget is the client's, not the call's: the next call may not retry at all.
+    let second = client.once(NS, "k", b"", counted(&runs, b"x")).await;
+
+    match first {
+        Err(OnceError::Client(ClientError::RetryBudgetExhausted { attempts, .. })) => {
+            assert_eq!(attempts, 4, "the first attempt and the three saved retries")
+        }
+        other => panic!("expected the budget to stop retries, got {other:?}"),
+    }
+    assert!(matches!(
+        second,
+        Err(OnceError::Client(ClientError::RetryBudgetExhausted {
+            attempts: 1,
+            ..
+        }))
+    ));
+    assert_eq!(runs.load(Ordering::SeqCst), 0);
+}
+
+#[path = "../../examples/guard.rs"]
+#[allow(dead_code)]
+mod guard_example;
+
+#[tokio::test]
+async fn the_readme_guard_example_sends_once_and_then_replays() {
+    let setup = spawn_app().await;
+    let client = connect(&setup.app).await;
+
+    let first = guard_example::send_welcome(&client).await.unwrap();
+    let second = guard_example::send_welcome(&client).await.unwrap();
+
+    assert_eq!(first, Once::Ran(b"message-id-1".to_vec()));
+    assert_eq!(second, Once::Replayed(b"message-id-1".to_vec()));
+}
