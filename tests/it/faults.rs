@@ -173,9 +173,8 @@ async fn with_redis_unresponsive_from_the_start_the_breaker_costs_one_timeout_no
 async fn with_postgres_cut_off_a_new_claim_fails_closed_and_service_recovers_when_it_returns() {
     let db = TestDatabase::create().await;
     // Migrate directly, then point the sidecar at Postgres through the proxy.
-    let proxy = TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
-    let (_, db_name) = db.url.rsplit_once('/').unwrap();
-    let proxied_url = format!("postgres://postgres@{}/{db_name}", proxy.addr);
+    let proxy = TcpProxy::start(postgres_addr()).await;
+    let proxied_url = db.url_through(proxy.addr);
     let app = TestApp::spawn(AppConfig {
         database_url: proxied_url,
         redis_url: shared_redis_url(),

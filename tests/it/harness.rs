@@ -25,6 +25,22 @@ pub fn postgres_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
+/// The socket address of that Postgres server, for a [`TcpProxy`] in front of it.
+pub fn postgres_addr() -> SocketAddr {
+    use std::net::ToSocketAddrs as _;
+    let url = postgres_admin_url();
+    let (_, rest) = url.split_once("://").expect("a URL");
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host_port = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    host_port
+        .to_socket_addrs()
+        .expect("resolve the Postgres host")
+        .next()
+        .expect("an address for the Postgres host")
+}
+
 /// The shared Redis the tests isolate themselves on by key prefix.
 pub fn shared_redis_url() -> String {
     std::env::var("ONCEWARD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
@@ -55,6 +71,17 @@ impl TestDatabase {
             url: format!("{base}/{name}"),
             name,
         }
+    }
+
+    /// This database's URL with its host and port replaced by `addr`, e.g. a
+    /// [`TcpProxy`] in front of the server.
+    pub fn url_through(&self, addr: SocketAddr) -> String {
+        let (scheme, rest) = self.url.split_once("://").expect("a URL");
+        let (authority, path) = rest.split_once('/').expect("a database path");
+        let userinfo = authority
+            .rsplit_once('@')
+            .map_or(String::new(), |(user, _)| format!("{user}@"));
+        format!("{scheme}://{userinfo}{addr}/{path}")
     }
 
     /// Runs one SQL statement on this database and returns the first column of the
@@ -187,9 +214,16 @@ impl RedisServer {
         }
     }
 
+    /// A connection of the test's own. Its replies may take up to 5 s (the client's
+    /// default is 500 ms): on a busy machine, or behind `CLIENT PAUSE`, a test's own
+    /// command must wait, not fail.
     pub async fn connection(&self) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
         let client = redis::Client::open(self.url())?;
-        client.get_multiplexed_async_connection().await
+        let config =
+            redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(5)));
+        client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
     }
 
     pub async fn flushall(&self) {
@@ -474,37 +508,44 @@ impl TestApp {
 
     /// `/metrics` as text.
     pub async fn metrics(&self) -> String {
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-        let mut socket = TcpStream::connect(self.metrics_addr)
-            .await
-            .expect("metrics");
-        socket
-            .write_all(b"GET /metrics HTTP/1.1\r\nhost: test\r\n\r\n")
-            .await
-            .expect("write");
-        let mut reply = String::new();
-        socket.read_to_string(&mut reply).await.expect("read");
-        reply
+        scrape_metrics(self.metrics_addr).await
     }
 
     /// The value of one sample, e.g. `onceward_claims_total{outcome="acquired",tier="ledger"}`;
     /// 0 if absent. Labels are matched as a set, in any order.
     pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let text = self.metrics().await;
-        text.lines()
-            .filter(|line| !line.starts_with('#'))
-            .filter_map(|line| line.rsplit_once(' '))
-            .filter(|(series, _)| {
-                let (metric, rest) = series.split_once('{').unwrap_or((series, "}"));
-                metric == name
-                    && labels
-                        .iter()
-                        .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
-                    && rest.matches('=').count() == labels.len()
-            })
-            .map(|(_, value)| value.parse::<f64>().expect("a number"))
-            .sum()
+        metric_value(&self.metrics().await, name, labels)
     }
+}
+
+/// `GET /metrics` from a sidecar's metrics listener, as text.
+pub async fn scrape_metrics(metrics_addr: SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut socket = TcpStream::connect(metrics_addr).await.expect("metrics");
+    socket
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: test\r\n\r\n")
+        .await
+        .expect("write");
+    let mut reply = String::new();
+    socket.read_to_string(&mut reply).await.expect("read");
+    reply
+}
+
+/// The value of one sample in a scrape; 0 if absent. Labels are matched as a set.
+pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.rsplit_once(' '))
+        .filter(|(series, _)| {
+            let (metric, rest) = series.split_once('{').unwrap_or((series, "}"));
+            metric == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
+                && rest.matches('=').count() == labels.len()
+        })
+        .map(|(_, value)| value.parse::<f64>().expect("a number"))
+        .sum()
 }
 
 impl Drop for TestApp {

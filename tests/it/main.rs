@@ -22,12 +22,14 @@ macro_rules! on_every_pairing {
     };
 }
 
+mod chaos;
 mod cli;
 mod client;
 mod concurrency;
 mod edge;
 mod embedded;
 mod faults;
+mod fencing;
 mod harness;
 mod http;
 mod python;
