@@ -191,12 +191,13 @@ impl Engine {
                 token,
                 lease_expires_at,
                 takeover,
+                fingerprint: stored,
             } => {
                 if takeover {
                     metrics::takeover();
                     tracing::info!(%id, token = token.get(), "took over an expired lease");
                 }
-                let confirmed = CacheEntry::in_progress(&fingerprint, lease_expires_at);
+                let confirmed = CacheEntry::in_progress(&stored, lease_expires_at);
                 let _ = self.hot.put(&id, &confirmed, lease).await;
                 Ok(answered(
                     Outcome::Acquired {

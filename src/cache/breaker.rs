@@ -48,9 +48,19 @@ impl CircuitBreaker {
             .is_ok()
     }
 
-    /// A command succeeded: close the circuit.
+    /// A command succeeded: close the circuit — unless the cooldown is still running,
+    /// in which case the command was sent before the failure that opened it and says
+    /// nothing about the tier now; only the probe after the cooldown may close it.
     pub fn record_success(&self) {
-        if self.open_until_ms.swap(0, Ordering::AcqRel) != 0 {
+        let open_until = self.open_until_ms.load(Ordering::Acquire);
+        if open_until == 0 || self.now_ms() < open_until {
+            return;
+        }
+        if self
+            .open_until_ms
+            .compare_exchange(open_until, 0, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
             self.probing.store(false, Ordering::Release);
             metrics::cache_circuit_open(false);
             tracing::info!("hot tier answered again; circuit closed");
@@ -99,6 +109,15 @@ mod tests {
             breaker.admit() && breaker.admit(),
             "closed after a good probe"
         );
+    }
+
+    #[test]
+    fn a_late_success_from_before_the_failure_does_not_close_the_circuit() {
+        let breaker = CircuitBreaker::new(Duration::from_secs(60));
+        breaker.record_failure();
+        breaker.record_success();
+        assert!(breaker.is_open());
+        assert!(!breaker.admit());
     }
 
     #[test]

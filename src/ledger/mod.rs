@@ -44,6 +44,9 @@ pub enum ClaimDecision {
         lease_expires_at: DateTime<Utc>,
         /// Whether this claim took the key over from a holder whose lease expired.
         takeover: bool,
+        /// The fingerprint stored with the claim: the request's, or on a takeover by a
+        /// request without one, the fingerprint the key already had.
+        fingerprint: Fingerprint,
     },
     /// Someone else's record stands: a live claim, a completed record, or a record
     /// whose fingerprint differs from the request's.

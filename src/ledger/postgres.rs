@@ -59,7 +59,8 @@ ON CONFLICT (namespace, key) DO UPDATE
       AND (octet_length(r.fingerprint) = 0
            OR octet_length(EXCLUDED.fingerprint) = 0
            OR r.fingerprint = EXCLUDED.fingerprint)
-RETURNING r.namespace, r.key, r.fencing_token, r.lease_expires_at, r.created_at < now() AS takeover
+RETURNING r.namespace, r.key, r.fencing_token, r.fingerprint, r.lease_expires_at,
+          r.created_at < now() AS takeover
 "#;
 
 const SELECT_RECORDS: &str = r#"
@@ -381,6 +382,7 @@ async fn claim_batch(
                 token: FencingToken::new(token as u64),
                 lease_expires_at: row.try_get("lease_expires_at").map_err(internal)?,
                 takeover: row.try_get("takeover").map_err(internal)?,
+                fingerprint: fingerprint_from_row(&row)?,
             };
             acquired.insert(key, decision);
         }

@@ -288,10 +288,16 @@ impl Ledger for SqliteLedger {
             }
         }
         tx.commit().await.map_err(classify)?;
+        let takeover = taken_over.is_some();
+        let fingerprint = match taken_over {
+            Some((_, stored)) if claim.fingerprint.as_bytes().is_empty() => stored,
+            _ => claim.fingerprint.clone(),
+        };
         Ok(ClaimDecision::Acquired {
             token: FencingToken::new(token as u64),
             lease_expires_at: timestamp(lease_expires_at)?,
-            takeover: taken_over.is_some(),
+            takeover,
+            fingerprint,
         })
     }
 
@@ -571,6 +577,7 @@ mod tests {
             token,
             lease_expires_at,
             takeover,
+            ..
         } = decision
         else {
             panic!("expected Acquired, got {decision:?}");

@@ -19,6 +19,7 @@ on_every_pairing!(
     a_different_fingerprint_is_a_mismatch_from_the_cache_and_from_the_ledger,
     the_same_key_in_two_namespaces_lives_two_independent_lives,
     lookup_reports_the_record_without_its_token,
+    a_takeover_without_a_fingerprint_keeps_the_stored_one_in_both_tiers,
 );
 
 async fn a_new_key_is_acquired_a_held_key_is_in_progress_and_a_completed_key_replays_from_the_cache(
@@ -397,5 +398,29 @@ async fn lookup_reports_the_record_without_its_token(pairing: Pairing) {
     assert!(
         (86_399..=86_401).contains(&expires),
         "default retention is 24 h, got {expires}s"
+    );
+}
+
+async fn a_takeover_without_a_fingerprint_keeps_the_stored_one_in_both_tiers(pairing: Pairing) {
+    let PairedSetup {
+        app,
+        ledger: _ledger,
+    } = spawn_pairing(pairing).await;
+    let mut client = app.client.clone();
+    let lease = Duration::from_millis(100);
+    let first = claim_with(&mut client, "pay", "k", b"amount=10", Some(lease)).await;
+    assert_eq!(outcome(&first), Outcome::Acquired);
+    tokio::time::sleep(lease * 2).await;
+
+    let takeover = claim_with(&mut client, "pay", "k", b"", None).await;
+    assert_eq!(outcome(&takeover), Outcome::Acquired);
+    let other = claim_with(&mut client, "pay", "k", b"amount=99", None).await;
+    assert_eq!(outcome(&other), Outcome::FingerprintMismatch);
+    assert_eq!(tier(&other), Tier::Cache);
+    app.forget("pay", "k").await;
+    let other = claim_with(&mut client, "pay", "k", b"amount=99", None).await;
+    assert_eq!(
+        (outcome(&other), tier(&other)),
+        (Outcome::FingerprintMismatch, Tier::Ledger)
     );
 }
