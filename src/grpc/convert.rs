@@ -1,4 +1,5 @@
-//! Proto ⇄ domain conversions. Parsing happens here, once.
+//! Proto ⇄ domain conversions. Parsing happens here, once; public so the fuzz
+//! target (`fuzz/`) can drive exactly what the server runs.
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use crate::domain::{
 use crate::engine::{ClaimCommand, CompleteCommand, Limits};
 use crate::proto;
 
+/// Parses a namespace and key, naming the field that is out of bounds.
 pub fn record_id(namespace: String, key: String) -> Result<RecordId, ValidationError> {
     Ok(RecordId {
         namespace: Namespace::try_from(namespace)?,
@@ -23,6 +25,7 @@ pub fn token(raw: u64) -> FencingToken {
     FencingToken::new(raw)
 }
 
+/// Resolves a requested lease against the server's bounds.
 pub fn lease(
     raw: Option<prost_types::Duration>,
     limits: &Limits,
@@ -30,6 +33,7 @@ pub fn lease(
     bounded("lease", raw, limits.lease)
 }
 
+/// Parses a `ClaimRequest` into a validated command.
 pub fn claim_command(
     request: proto::ClaimRequest,
     limits: &Limits,
@@ -41,6 +45,7 @@ pub fn claim_command(
     })
 }
 
+/// Parses a `CompleteRequest` into a validated command, enforcing the response limit.
 pub fn complete_command(
     request: proto::CompleteRequest,
     limits: &Limits,
@@ -73,6 +78,7 @@ fn bounded(
     Ok(BoundedDuration::resolve(field, raw, bounds)?.get())
 }
 
+/// Converts a claim answer to its wire form.
 pub fn claim_response(answer: ClaimAnswer) -> proto::ClaimResponse {
     let served_by = match answer.served_by {
         Tier::Cache => proto::Tier::Cache,
@@ -106,6 +112,7 @@ pub fn claim_response(answer: ClaimAnswer) -> proto::ClaimResponse {
     response
 }
 
+/// Converts a record to its wire form (no fencing token).
 pub fn record(record: Record) -> proto::Record {
     proto::Record {
         namespace: record.id.namespace.to_string(),
@@ -123,6 +130,7 @@ pub fn record(record: Record) -> proto::Record {
     }
 }
 
+/// A `google.protobuf.Timestamp`.
 pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: at.timestamp(),

@@ -4,7 +4,7 @@
 //! command here (`convert`), and every error leaves through the one mapping in
 //! `error`. Each handler records its latency and status code on every exit path.
 
-mod convert;
+pub mod convert;
 mod error;
 
 pub use convert::duration as proto_duration;

@@ -423,6 +423,16 @@ impl TestApp {
         key_prefix: String,
         extra_args: Vec<String>,
     ) -> Self {
+        Self::spawn_inner(database_url, redis_url, key_prefix, extra_args, true).await
+    }
+
+    async fn spawn_inner(
+        database_url: Option<String>,
+        redis_url: Option<String>,
+        key_prefix: String,
+        extra_args: Vec<String>,
+        plaintext: bool,
+    ) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_default_env()
@@ -457,7 +467,15 @@ impl TestApp {
         let server = tokio::spawn(application.run_until(async {
             let _ = stopped.await;
         }));
-        let client = Self::connect(addr).await;
+        let client = if plaintext {
+            Self::connect(addr).await
+        } else {
+            OncewardClient::new(
+                Channel::from_shared(format!("http://{addr}"))
+                    .expect("uri")
+                    .connect_lazy(),
+            )
+        };
         Self {
             addr,
             metrics_addr,
@@ -467,6 +485,19 @@ impl TestApp {
             stop: Some(stop),
             server: Some(server),
         }
+    }
+
+    /// Like `spawn`, for a sidecar serving TLS: its `client` is not connected (the
+    /// test makes its own TLS client).
+    pub async fn spawn_tls(config: AppConfig) -> Self {
+        Self::spawn_inner(
+            Some(config.database_url),
+            Some(config.redis_url),
+            config.key_prefix,
+            config.extra_args,
+            false,
+        )
+        .await
     }
 
     /// A client on a connection of its own.
