@@ -17,7 +17,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::domain::{Completion, FencingToken, Fingerprint, Record, RecordId};
+use crate::domain::{
+    Completion, FencingToken, Fingerprint, IdempotencyKey, Namespace, Record, RecordId, RecordState,
+};
 
 /// A claim the engine asks the ledger to record.
 #[derive(Debug, Clone)]
@@ -146,6 +148,35 @@ pub trait Ledger: Send + Sync + 'static {
     /// claim or an unexpired record; rows another cleaner or a claim holds are skipped,
     /// not waited for. Returns how many rows it deleted.
     async fn purge_expired(&self, limit: u32) -> Result<u64, LedgerError>;
+}
+
+/// The stored `state` column of an in-progress record (both ledgers).
+pub(crate) const STATE_IN_PROGRESS: i64 = 1;
+/// The stored `state` column of a completed record (both ledgers).
+pub(crate) const STATE_COMPLETED: i64 = 2;
+
+/// The identity and state columns of a stored record, parsed: both ledgers store them
+/// alike and only differ in how they store time.
+pub(crate) fn stored_identity(
+    namespace: String,
+    key: String,
+    state: i64,
+) -> Result<(RecordId, RecordState), LedgerError> {
+    let id = RecordId {
+        namespace: Namespace::try_from(namespace).map_err(internal)?,
+        key: IdempotencyKey::try_from(key).map_err(internal)?,
+    };
+    let state = match state {
+        STATE_IN_PROGRESS => RecordState::InProgress,
+        STATE_COMPLETED => RecordState::Completed,
+        other => return Err(internal(format!("unknown record state {other}"))),
+    };
+    Ok((id, state))
+}
+
+/// A stored fingerprint column, parsed.
+pub(crate) fn stored_fingerprint(bytes: Vec<u8>) -> Result<Fingerprint, LedgerError> {
+    Fingerprint::try_from(bytes).map_err(internal)
 }
 
 /// Tokens are a signed 64-bit integer in every ledger, starting at 1: a token of 0 or

@@ -17,11 +17,9 @@ use sqlx::{ConnectOptions, Row};
 use super::batcher::Batcher;
 use super::{
     ClaimDecision, CompleteDecision, ExtendedLease, Ledger, LedgerError, NewClaim, db_token,
-    internal, micros,
+    internal, micros, stored_fingerprint, stored_identity,
 };
-use crate::domain::{
-    Completion, FencingToken, Fingerprint, IdempotencyKey, Namespace, Record, RecordId, RecordState,
-};
+use crate::domain::{Completion, FencingToken, Fingerprint, Record, RecordId, RecordState};
 
 /// How many times a claim re-reads when the row it conflicted with changed under it
 /// (released, deleted, or its lease ran out between two statements).
@@ -32,9 +30,6 @@ const WRITERS: usize = 4;
 const DEADLOCK_RETRIES: usize = 3;
 /// The most requests one batched statement carries.
 const MAX_BATCH: usize = 256;
-
-const STATE_IN_PROGRESS: i16 = 1;
-const STATE_COMPLETED: i16 = 2;
 
 // Claims arrive in batches (see `batcher`): one statement inserts every new key and
 // takes over every expired lease in the batch, and commits once. Rows are sorted by
@@ -573,19 +568,15 @@ fn key_order(id: &RecordId) -> (&str, &str) {
 }
 
 fn record_from_row(row: &PgRow) -> Result<Record, LedgerError> {
-    let namespace: String = row.try_get("namespace").map_err(internal)?;
-    let key: String = row.try_get("key").map_err(internal)?;
     let state: i16 = row.try_get("state").map_err(internal)?;
+    let (id, state) = stored_identity(
+        row.try_get("namespace").map_err(internal)?,
+        row.try_get("key").map_err(internal)?,
+        i64::from(state),
+    )?;
     Ok(Record {
-        id: RecordId {
-            namespace: Namespace::try_from(namespace).map_err(internal)?,
-            key: IdempotencyKey::try_from(key).map_err(internal)?,
-        },
-        state: match state {
-            STATE_IN_PROGRESS => RecordState::InProgress,
-            STATE_COMPLETED => RecordState::Completed,
-            other => return Err(internal(format!("unknown record state {other}"))),
-        },
+        id,
+        state,
         fingerprint: fingerprint_from_row(row)?,
         response: row.try_get("response").map_err(internal)?,
         created_at: row.try_get("created_at").map_err(internal)?,
@@ -596,8 +587,7 @@ fn record_from_row(row: &PgRow) -> Result<Record, LedgerError> {
 }
 
 fn fingerprint_from_row(row: &PgRow) -> Result<Fingerprint, LedgerError> {
-    let bytes: Vec<u8> = row.try_get("fingerprint").map_err(internal)?;
-    Fingerprint::try_from(bytes).map_err(internal)
+    stored_fingerprint(row.try_get("fingerprint").map_err(internal)?)
 }
 
 /// Sorts sqlx errors into "unreachable, retry" and "unexpected".

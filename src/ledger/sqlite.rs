@@ -27,14 +27,9 @@ use sqlx::{Row, Sqlite, Transaction};
 
 use super::{
     ClaimDecision, CompleteDecision, ExtendedLease, Ledger, LedgerError, NewClaim, db_token,
-    internal, micros,
+    internal, micros, stored_fingerprint, stored_identity,
 };
-use crate::domain::{
-    Completion, FencingToken, Fingerprint, IdempotencyKey, Namespace, Record, RecordId, RecordState,
-};
-
-const STATE_IN_PROGRESS: i64 = 1;
-const STATE_COMPLETED: i64 = 2;
+use crate::domain::{Completion, FencingToken, Fingerprint, Record, RecordId, RecordState};
 
 const SELECT_RECORD: &str = r#"
 SELECT namespace, key, state, fingerprint, fencing_token, response, created_at,
@@ -452,19 +447,14 @@ fn optional_timestamp(row: &SqliteRow, column: &str) -> Result<Option<DateTime<U
 }
 
 fn record_from_row(row: &SqliteRow) -> Result<Record, LedgerError> {
-    let namespace: String = row.try_get("namespace").map_err(internal)?;
-    let key: String = row.try_get("key").map_err(internal)?;
-    let state: i64 = row.try_get("state").map_err(internal)?;
+    let (id, state) = stored_identity(
+        row.try_get("namespace").map_err(internal)?,
+        row.try_get("key").map_err(internal)?,
+        row.try_get("state").map_err(internal)?,
+    )?;
     Ok(Record {
-        id: RecordId {
-            namespace: Namespace::try_from(namespace).map_err(internal)?,
-            key: IdempotencyKey::try_from(key).map_err(internal)?,
-        },
-        state: match state {
-            STATE_IN_PROGRESS => RecordState::InProgress,
-            STATE_COMPLETED => RecordState::Completed,
-            other => return Err(internal(format!("unknown record state {other}"))),
-        },
+        id,
+        state,
         fingerprint: fingerprint_from_row(row)?,
         response: row.try_get("response").map_err(internal)?,
         created_at: timestamp(row.try_get("created_at").map_err(internal)?)?,
@@ -475,8 +465,7 @@ fn record_from_row(row: &SqliteRow) -> Result<Record, LedgerError> {
 }
 
 fn fingerprint_from_row(row: &SqliteRow) -> Result<Fingerprint, LedgerError> {
-    let bytes: Vec<u8> = row.try_get("fingerprint").map_err(internal)?;
-    Fingerprint::try_from(bytes).map_err(internal)
+    stored_fingerprint(row.try_get("fingerprint").map_err(internal)?)
 }
 
 /// Sorts sqlx errors into "unreachable or busy, retry" and "unexpected".
@@ -505,6 +494,7 @@ fn classify(error: sqlx::Error) -> LedgerError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{IdempotencyKey, Namespace};
 
     const LEASE: Duration = Duration::from_secs(30);
     const ABANDON: Duration = Duration::from_secs(3600);
