@@ -17,7 +17,7 @@ use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use crate::cache::{HotTier, MemoryHotTier, MemoryOptions, RedisHotTier, RedisOptions};
 use crate::config::{ServeArgs, StorageArgs};
 use crate::engine::Engine;
-use crate::grpc::OncewardService;
+use crate::grpc::{OncewardService, transport_limit_as_resource_exhausted};
 use crate::ledger::postgres::PostgresOptions;
 use crate::ledger::sqlite::SqliteOptions;
 use crate::ledger::{Ledger, PostgresLedger, SqliteLedger};
@@ -151,7 +151,10 @@ impl Application {
 
         let mut server = tonic::transport::Server::builder()
             .timeout(self.rpc_timeout)
-            .max_concurrent_streams(self.max_concurrent_streams);
+            .max_concurrent_streams(self.max_concurrent_streams)
+            .layer(tower::util::MapResponseLayer::new(
+                transport_limit_as_resource_exhausted::<tonic::body::Body>,
+            ));
         if let Some(tls) = self.tls {
             server = server
                 .tls_config(tls)

@@ -144,6 +144,27 @@ impl Onceward for OncewardService {
     }
 }
 
+/// Reports a message over the transport limit as `RESOURCE_EXHAUSTED`, as the gRPC
+/// spec and onceward's SPEC have it; tonic's decoder says `OUT_OF_RANGE`. No handler
+/// of onceward answers `OUT_OF_RANGE`, so every such status is the transport limit's.
+pub fn transport_limit_as_resource_exhausted<B>(
+    mut response: http::Response<B>,
+) -> http::Response<B> {
+    const OUT_OF_RANGE: &str = "11";
+    const RESOURCE_EXHAUSTED: &str = "8";
+    let headers = response.headers_mut();
+    if headers
+        .get("grpc-status")
+        .is_some_and(|code| code == OUT_OF_RANGE)
+    {
+        headers.insert(
+            "grpc-status",
+            http::HeaderValue::from_static(RESOURCE_EXHAUSTED),
+        );
+    }
+    response
+}
+
 /// Runs a handler body, maps its error to a status and records the call's latency
 /// and code, whichever way it ends.
 async fn observe<T>(

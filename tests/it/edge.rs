@@ -303,3 +303,23 @@ async fn graceful_shutdown_finishes_in_flight_work_and_returns_cleanly() {
     let refused = tokio::net::TcpStream::connect(addr).await;
     assert!(refused.is_err(), "no longer accepting");
 }
+
+#[tokio::test]
+async fn a_message_over_the_transport_limit_is_resource_exhausted() {
+    let Setup { app, db: _db } = spawn_app_with(&["--max-response-bytes=1024"]).await;
+    let mut client = app.client.clone();
+    let held = claim(&mut client, "big", "k").await;
+    // Over the 1 KiB response limit but within the transport's: named by the edge.
+    let over_field = complete(&mut client, "big", "k", held.fencing_token, &[1; 2048]).await;
+    assert_eq!(over_field.unwrap_err().code(), Code::InvalidArgument);
+    // Over the transport limit (max response + 64 KiB): refused before decoding.
+    let over_transport = complete(&mut client, "big", "k", held.fencing_token, &[1; 200_000]).await;
+    let status = over_transport.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    let record = lookup(&mut client, "big", "k").await.record.unwrap();
+    assert_eq!(
+        record.state(),
+        proto::RecordState::InProgress,
+        "nothing stored"
+    );
+}
