@@ -111,6 +111,11 @@ impl Application {
             .expect("a bound listener has an address")
     }
 
+    /// The ledger in use, for tooling such as a one-off retention pass.
+    pub fn ledger(&self) -> Arc<dyn Ledger> {
+        self.ledger.clone()
+    }
+
     /// The hot tier in use, for tooling that needs to inspect or evict entries.
     pub fn hot_tier(&self) -> Arc<dyn HotTier> {
         self.hot.clone()

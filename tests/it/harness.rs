@@ -376,6 +376,7 @@ pub async fn spawn_pairing(pairing: Pairing) -> PairedSetup {
 pub struct TestApp {
     pub addr: SocketAddr,
     hot: std::sync::Arc<dyn onceward::cache::HotTier>,
+    ledger: std::sync::Arc<dyn onceward::ledger::Ledger>,
     pub metrics_addr: SocketAddr,
     pub client: OncewardClient<Channel>,
     pub key_prefix: String,
@@ -463,6 +464,7 @@ impl TestApp {
         let addr = application.local_addr();
         let metrics_addr = application.metrics_addr();
         let hot = application.hot_tier();
+        let ledger = application.ledger();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(application.run_until(async {
             let _ = stopped.await;
@@ -481,6 +483,7 @@ impl TestApp {
             metrics_addr,
             client,
             hot,
+            ledger,
             key_prefix,
             stop: Some(stop),
             server: Some(server),
@@ -521,6 +524,11 @@ impl TestApp {
                 .expect("server task")
                 .expect("server ran cleanly");
         }
+    }
+
+    /// The sidecar's ledger, whichever it is, for driving the retention job directly.
+    pub fn ledger(&self) -> std::sync::Arc<dyn onceward::ledger::Ledger> {
+        self.ledger.clone()
     }
 
     /// Makes the hot tier forget a key, whichever tier it is.

@@ -187,3 +187,41 @@ async fn onceward_gc_runs_one_pass_and_prints_what_it_deleted() {
     );
     assert_eq!(db.scalar("SELECT count(*) FROM onceward_records").await, 0);
 }
+
+#[tokio::test]
+async fn the_sqlite_ledger_is_cleaned_too_and_live_records_stay() {
+    let PairedSetup {
+        app,
+        ledger: _ledger,
+    } = spawn_pairing(Pairing::SqliteMemory).await;
+    let mut client = app.client.clone();
+    for i in 0..30 {
+        let key = format!("old-{i}");
+        let held = claim(&mut client, "r", &key).await;
+        client
+            .complete(onceward::proto::CompleteRequest {
+                namespace: "r".into(),
+                key,
+                fencing_token: held.fencing_token,
+                response: b"old".to_vec(),
+                retention: Some(proto_duration(Duration::from_millis(1))),
+            })
+            .await
+            .unwrap();
+    }
+    let kept = claim(&mut client, "r", "kept").await;
+    complete(&mut client, "r", "kept", kept.fencing_token, b"new")
+        .await
+        .unwrap();
+    claim(&mut client, "r", "held").await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    let deleted = one_pass(app.ledger(), 7)
+        .run_once(&CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(deleted, 30, "in batches of 7 until one came back short");
+    assert!(!lookup(&mut client, "r", "old-0").await.found);
+    assert!(lookup(&mut client, "r", "kept").await.found);
+    assert!(lookup(&mut client, "r", "held").await.found);
+}
