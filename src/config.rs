@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::bench::BenchArgs;
 use crate::domain::{DurationBounds, parse_duration};
 use crate::engine::Limits;
 
@@ -41,6 +42,8 @@ pub enum Command {
     Migrate(StorageArgs),
     /// Run one retention pass (delete expired records) and exit; for cron jobs.
     Gc(GcArgs),
+    /// Measure a running sidecar's throughput and latency, and its baselines.
+    Bench(BenchArgs),
 }
 
 /// `onceward gc`.

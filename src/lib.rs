@@ -13,11 +13,13 @@
 //! - [`config`]: the command line and its environment fallbacks.
 //! - [`retention`]: the cleanup job that deletes expired records.
 //! - [`metrics`]: every metric's name and help text.
+//! - [`bench`]: `onceward bench`, the load generator and its baselines.
 //! - [`proto`]: the generated `onceward.v1` types, client and server.
 
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod bench;
 pub mod cache;
 pub mod config;
 pub mod domain;

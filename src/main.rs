@@ -23,6 +23,7 @@ async fn main() -> anyhow::Result<()> {
             println!("deleted {deleted} expired records");
             Ok(())
         }
+        Command::Bench(args) => onceward::bench::run(args).await,
         Command::Migrate(storage) => {
             app::connect_ledger(&storage).await?;
             tracing::info!("migrations applied");
