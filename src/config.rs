@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::bench::BenchArgs;
 use crate::cli::ClientCommand;
 use crate::domain::{DurationBounds, parse_duration};
 use crate::engine::Limits;
@@ -50,6 +51,8 @@ pub enum Command {
     /// running sidecar and exits with a code that says what happened.
     #[command(flatten)]
     Client(ClientCommand),
+    /// Measure a running sidecar's throughput and latency, and its baselines.
+    Bench(BenchArgs),
 }
 
 /// `onceward gc`.

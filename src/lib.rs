@@ -17,11 +17,13 @@
 //! - [`metrics`]: every metric's name and help text.
 //! - [`client`]: a Rust client and the `once` guard (claim, run, complete or release).
 //! - [`http`]: a tower layer that makes POST handlers idempotent by `Idempotency-Key`.
+//! - [`bench`]: `onceward bench`, the load generator and its baselines.
 //! - [`proto`]: the generated `onceward.v1` types, client and server.
 
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod bench;
 pub mod cache;
 pub mod cli;
 pub mod client;

@@ -29,6 +29,7 @@ async fn main() -> anyhow::Result<()> {
             println!("token_sha256: {hash}");
             Ok(())
         }
+        Command::Bench(args) => onceward::bench::run(args).await,
         Command::Migrate(storage) => {
             app::connect_ledger(&storage).await?;
             tracing::info!("migrations applied");

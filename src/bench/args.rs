@@ -1,0 +1,284 @@
+//! `onceward bench`'s command line.
+//!
+//! Unlike `serve`, no flag here has an environment fallback: a benchmark run should be
+//! described entirely by the command that produced it, so BENCHMARKS.md can quote it
+//! and anyone can repeat it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+
+use crate::domain::parse_duration;
+
+/// `onceward bench`: a load generator for a running sidecar and its baselines.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// The sidecar's gRPC address (also used by the grpc-floor baseline).
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    pub addr: String,
+
+    /// What to measure; --compare measures every target.
+    #[arg(long, value_enum, default_value_t = Target::Onceward)]
+    pub target: Target,
+
+    /// What one operation is; --compare measures both `new` and `duplicate`.
+    #[arg(long, value_enum, default_value_t = Workload::New)]
+    pub workload: Workload,
+
+    /// In the mixed workload, the share of operations that repeat a completed key.
+    #[arg(long, default_value_t = 0.9, value_parser = parse_ratio)]
+    pub duplicate_ratio: f64,
+
+    /// Client connections (one HTTP/2 connection each for gRPC targets).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub connections: u32,
+
+    /// Operations in flight on each connection at once.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub in_flight: u32,
+
+    /// How long each measured run lasts.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub duration: Duration,
+
+    /// Unmeasured load before each run, so connections, pools and caches are warm.
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub warmup: Duration,
+
+    /// Open loop: start this many operations per second in total on a fixed
+    /// timetable, and measure latency from each operation's scheduled start.
+    /// Without it the loop is closed (each worker starts the next as soon as the
+    /// last one finished).
+    #[arg(long, value_parser = parse_rate)]
+    pub rate: Option<f64>,
+
+    /// Measure onceward and every baseline (new and duplicate workloads), print the
+    /// ratios, then the p99 of an open-loop run at half of onceward's peak.
+    #[arg(long)]
+    pub compare: bool,
+
+    /// Total concurrency levels to run at instead of --connections × --in-flight:
+    /// each level L uses min(L, --connections) connections and L / connections
+    /// operations in flight on each.
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..))]
+    pub sweep: Vec<u32>,
+
+    /// Write an SVG plot of throughput and p99 against concurrency here.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+
+    /// Print the report as JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Also write the JSON report to this file (whatever --json says), so one run
+    /// gives both the tables and the machine-readable figures.
+    #[arg(long)]
+    pub json_file: Option<PathBuf>,
+
+    /// Postgres for the direct-postgres baseline (its table lives in a schema of its
+    /// own, `onceward_bench`, so it never touches onceward's records).
+    #[arg(long)]
+    pub database_url: Option<String>,
+
+    /// Redis for the direct-redis baseline (keys under `onceward-bench-baseline:`).
+    #[arg(long)]
+    pub redis_url: Option<String>,
+
+    /// How many completed keys the duplicate workload repeats.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub keys: u64,
+
+    /// Size of the response each Complete stores.
+    #[arg(long, default_value_t = 64)]
+    pub response_bytes: usize,
+
+    /// Report the peak RSS (VmHWM) of this sidecar process at the end.
+    #[arg(long, conflicts_with = "spawn_sidecar")]
+    pub sidecar_pid: Option<u32>,
+
+    /// Start the sidecar (`onceward serve` with the arguments after `--`), measure
+    /// it, report its peak RSS and stop it.
+    #[arg(long)]
+    pub spawn_sidecar: bool,
+
+    /// Arguments for `onceward serve` when --spawn-sidecar is given.
+    #[arg(last = true, requires = "spawn_sidecar")]
+    pub serve_args: Vec<String>,
+}
+
+impl BenchArgs {
+    /// The concurrency levels to measure at.
+    pub fn levels(&self) -> Vec<Level> {
+        if self.sweep.is_empty() {
+            return vec![Level {
+                connections: self.connections,
+                in_flight: self.in_flight,
+            }];
+        }
+        self.sweep
+            .iter()
+            .map(|&total| {
+                let connections = total.min(self.connections);
+                Level {
+                    connections,
+                    in_flight: total.div_ceil(connections),
+                }
+            })
+            .collect()
+    }
+
+    /// How the loop is paced.
+    pub fn pacing(&self) -> Pacing {
+        match self.rate {
+            Some(rate) => Pacing::Open { rate },
+            None => Pacing::Closed,
+        }
+    }
+}
+
+/// What is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Target {
+    /// The sidecar at --addr.
+    Onceward,
+    /// What a team would hand-roll: INSERT … ON CONFLICT DO NOTHING, then UPDATE, each
+    /// its own autocommit statement.
+    DirectPostgres,
+    /// One `SET key value NX PX ttl GET` per operation on one multiplexed connection.
+    DirectRedis,
+    /// The same server answering `grpc.health.v1.Health/Check`: the cost of gRPC alone.
+    GrpcFloor,
+}
+
+impl Target {
+    /// Every target, in report order.
+    pub const ALL: [Target; 4] = [
+        Target::Onceward,
+        Target::DirectPostgres,
+        Target::DirectRedis,
+        Target::GrpcFloor,
+    ];
+
+    /// The name used in tables, JSON and the plot.
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Onceward => "onceward",
+            Target::DirectPostgres => "direct-postgres",
+            Target::DirectRedis => "direct-redis",
+            Target::GrpcFloor => "grpc-floor",
+        }
+    }
+}
+
+/// What one operation is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Workload {
+    /// Claim a fresh key, then Complete it: one operation is both RPCs.
+    New,
+    /// Claim a key that was completed before the run (the stored result comes back).
+    Duplicate,
+    /// `--duplicate-ratio` duplicates, the rest new.
+    Mixed,
+}
+
+impl Workload {
+    /// The name used in tables, JSON and the plot.
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::New => "new",
+            Workload::Duplicate => "duplicate",
+            Workload::Mixed => "mixed",
+        }
+    }
+}
+
+/// A concurrency level: `connections × in_flight` operations at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Level {
+    /// Client connections.
+    pub connections: u32,
+    /// Operations in flight per connection.
+    pub in_flight: u32,
+}
+
+impl Level {
+    /// Operations in flight in total.
+    pub fn total(self) -> u32 {
+        self.connections * self.in_flight
+    }
+}
+
+impl std::fmt::Display for Level {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}×{}", self.connections, self.in_flight)
+    }
+}
+
+/// How operations are started.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pacing {
+    /// Each worker starts its next operation when the last one finished.
+    Closed,
+    /// Operations start on a fixed timetable of `rate` per second in total.
+    Open {
+        /// Operations per second.
+        rate: f64,
+    },
+}
+
+fn parse_ratio(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(ratio),
+        _ => Err(format!("{text:?} is not a ratio between 0 and 1")),
+    }
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!(
+            "{text:?} is not a positive rate (operations per second)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: BenchArgs,
+    }
+
+    fn parse(argv: &[&str]) -> BenchArgs {
+        Wrapper::try_parse_from(std::iter::once("bench").chain(argv.iter().copied()))
+            .expect("valid flags")
+            .args
+    }
+
+    #[test]
+    fn a_sweep_level_splits_into_connections_and_in_flight() {
+        let args = parse(&["--connections", "4", "--sweep", "1,4,16,64"]);
+        let levels: Vec<(u32, u32)> = args
+            .levels()
+            .into_iter()
+            .map(|l| (l.connections, l.in_flight))
+            .collect();
+        assert_eq!(levels, [(1, 1), (4, 1), (4, 4), (4, 16)]);
+    }
+
+    #[test]
+    fn serve_arguments_follow_a_double_dash() {
+        let args = parse(&["--spawn-sidecar", "--", "--listen", "127.0.0.1:1"]);
+        assert_eq!(args.serve_args, ["--listen", "127.0.0.1:1"]);
+        assert_eq!(args.pacing(), Pacing::Closed);
+    }
+}

@@ -1,0 +1,374 @@
+//! `onceward bench`: a load generator for a running sidecar, and the baselines the
+//! spec's performance bars are ratios against, measured by the same command, in the
+//! same run, at the same concurrency, so that machine noise mostly cancels.
+//!
+//! # Layout
+//! - [`args`]: the command line.
+//! - `driver`: the closed/open load loop and its HDR histograms.
+//! - `workloads`: Claim+Complete of fresh keys, Claim of completed keys, a mix.
+//! - `baselines`: direct-postgres, direct-redis and grpc-floor.
+//! - `report`: measurements, ratios, text tables and JSON.
+//! - `plot`: the SVG of throughput and p99 against concurrency.
+//! - `sidecar`: starting the sidecar under test, and reading its peak RSS.
+
+pub mod args;
+mod baselines;
+mod driver;
+mod plot;
+mod report;
+mod sidecar;
+mod workloads;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use redis::aio::MultiplexedConnection;
+use sqlx::PgPool;
+use tonic::transport::{Channel, Endpoint};
+
+pub use args::BenchArgs;
+use args::{Level, Pacing, Target, Workload};
+use baselines::{HealthWorker, PostgresWorker, RedisPopulator, RedisWorker};
+use driver::Worker;
+use report::{HalfPeak, Measurement, Report};
+use sidecar::Sidecar;
+use workloads::{KeyPlan, OncewardWorker, unique_prefix};
+
+/// Runs the benchmark the arguments describe and prints its report.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let spawned = match args.spawn_sidecar {
+        true => Some(Sidecar::spawn(&args.serve_args, &args.addr).await?),
+        false => None,
+    };
+    let pid = spawned.as_ref().map(Sidecar::pid).or(args.sidecar_pid);
+    let measured = Bench::new(&args).run().await;
+    // Read before stopping it: the numbers vanish with the process.
+    let memory = pid.map(sidecar::memory).transpose();
+    if let Some(sidecar) = spawned
+        && let Err(error) = sidecar.stop().await
+    {
+        tracing::warn!(error = %error, "the sidecar did not stop cleanly");
+    }
+    let mut report = measured?;
+    report.sidecar = memory?;
+
+    if let Some(path) = &args.plot {
+        let title = format!(
+            "onceward vs baselines: closed loop, {} s per point",
+            args.duration.as_secs_f64()
+        );
+        std::fs::write(path, plot::svg(&report.runs, &title))
+            .with_context(|| format!("cannot write the plot to {}", path.display()))?;
+    }
+    let json = serde_json::to_string_pretty(&report)?;
+    if let Some(path) = &args.json_file {
+        std::fs::write(path, &json)
+            .with_context(|| format!("cannot write the JSON report to {}", path.display()))?;
+    }
+    if args.json {
+        println!("{json}");
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(())
+}
+
+/// One bench invocation's state.
+struct Bench<'a> {
+    args: &'a BenchArgs,
+    response: Arc<[u8]>,
+    /// The prefix of each target's completed keys, filled once and reused by every
+    /// duplicate run after.
+    completed: HashMap<Target, String>,
+    runs: Vec<Measurement>,
+}
+
+/// The connections of one concurrency level, shared by every run at that level.
+struct Connections {
+    /// One HTTP/2 connection per client connection.
+    channels: Vec<Channel>,
+    /// One Postgres connection per worker.
+    postgres: Option<PgPool>,
+    /// One multiplexed connection for every worker.
+    redis: Option<MultiplexedConnection>,
+}
+
+impl<'a> Bench<'a> {
+    fn new(args: &'a BenchArgs) -> Self {
+        Self {
+            args,
+            response: vec![b'r'; args.response_bytes].into(),
+            completed: HashMap::new(),
+            runs: Vec::new(),
+        }
+    }
+
+    async fn run(mut self) -> anyhow::Result<Report> {
+        let args = self.args;
+        let (targets, workloads) = if args.compare {
+            anyhow::ensure!(
+                args.database_url.is_some() && args.redis_url.is_some(),
+                "--compare measures the direct-postgres and direct-redis baselines too: \
+                 give --database-url and --redis-url"
+            );
+            let mut workloads = vec![Workload::New, Workload::Duplicate];
+            if args.workload == Workload::Mixed {
+                workloads.push(Workload::Mixed);
+            }
+            (Target::ALL.to_vec(), workloads)
+        } else {
+            (vec![args.target], vec![args.workload])
+        };
+        // The floor does the same thing whatever the workload: measure it once per
+        // level, next to the run it is compared with.
+        let floor_workload = match workloads.contains(&Workload::Duplicate) {
+            true => Workload::Duplicate,
+            false => workloads[0],
+        };
+
+        for level in args.levels() {
+            let connections = self.connect(level, &targets).await?;
+            for &workload in &workloads {
+                for &target in &targets {
+                    if target == Target::GrpcFloor && workload != floor_workload {
+                        continue;
+                    }
+                    let run = self
+                        .measure(target, workload, level, args.pacing(), &connections)
+                        .await?;
+                    self.runs.push(run);
+                }
+            }
+            if let Some(pool) = connections.postgres {
+                pool.close().await;
+            }
+        }
+
+        let half_peak = match args.compare {
+            true => self.half_peak().await?,
+            false => None,
+        };
+        let mut report = Report {
+            addr: args.addr.clone(),
+            duration_s: args.duration.as_secs_f64(),
+            warmup_s: args.warmup.as_secs_f64(),
+            runs: self.runs,
+            ratios: Vec::new(),
+            half_peak,
+            sidecar: None,
+        };
+        report.compute_ratios();
+        Ok(report)
+    }
+
+    /// Opens what `targets` need at `level`.
+    async fn connect(&self, level: Level, targets: &[Target]) -> anyhow::Result<Connections> {
+        let args = self.args;
+        let mut connections = Connections {
+            channels: Vec::new(),
+            postgres: None,
+            redis: None,
+        };
+        if targets
+            .iter()
+            .any(|t| matches!(t, Target::Onceward | Target::GrpcFloor))
+        {
+            let endpoint = Endpoint::from_shared(args.addr.clone())
+                .with_context(|| format!("invalid --addr {:?}", args.addr))?;
+            for _ in 0..level.connections {
+                // Each connect() opens a connection of its own.
+                let channel = endpoint
+                    .connect()
+                    .await
+                    .with_context(|| format!("cannot connect to the sidecar at {}", args.addr))?;
+                connections.channels.push(channel);
+            }
+        }
+        if targets.contains(&Target::DirectPostgres) {
+            let url = args
+                .database_url
+                .as_deref()
+                .context("the direct-postgres baseline needs --database-url")?;
+            connections.postgres = Some(baselines::connect_postgres(url, level.total()).await?);
+        }
+        if targets.contains(&Target::DirectRedis) {
+            let url = args
+                .redis_url
+                .as_deref()
+                .context("the direct-redis baseline needs --redis-url")?;
+            connections.redis = Some(baselines::connect_redis(url).await?);
+        }
+        Ok(connections)
+    }
+
+    /// Warms up, then measures one run.
+    async fn measure(
+        &mut self,
+        target: Target,
+        workload: Workload,
+        level: Level,
+        pacing: Pacing,
+        connections: &Connections,
+    ) -> anyhow::Result<Measurement> {
+        tracing::info!(
+            target = target.name(),
+            workload = workload.name(),
+            %level,
+            ?pacing,
+            "measuring"
+        );
+        let completed_prefix = match (target, workload) {
+            (Target::GrpcFloor, _) | (_, Workload::New) => unique_prefix("unused"),
+            _ => self.completed_keys(target, level, connections).await?,
+        };
+        let plan = |label: &str| {
+            Arc::new(KeyPlan {
+                workload,
+                duplicate_ratio: self.args.duplicate_ratio,
+                fresh_prefix: unique_prefix(label),
+                completed_prefix: completed_prefix.clone(),
+                completed_keys: self.args.keys,
+                response: self.response.clone(),
+            })
+        };
+        if !self.args.warmup.is_zero() {
+            let workers = workers(target, &plan("warmup"), level, connections)?;
+            driver::drive(workers, self.args.warmup, pacing).await;
+        }
+        let workers = workers(target, &plan("run"), level, connections)?;
+        let tally = driver::drive(workers, self.args.duration, pacing).await;
+        Ok(Measurement::new(target, workload, level, pacing, &tally))
+    }
+
+    /// The prefix of `target`'s completed keys, completing them first if this is
+    /// the target's first duplicate run.
+    async fn completed_keys(
+        &mut self,
+        target: Target,
+        level: Level,
+        connections: &Connections,
+    ) -> anyhow::Result<String> {
+        if let Some(prefix) = self.completed.get(&target) {
+            return Ok(prefix.clone());
+        }
+        let plan = Arc::new(KeyPlan {
+            workload: Workload::Duplicate,
+            duplicate_ratio: 1.0,
+            fresh_prefix: unique_prefix("unused"),
+            completed_prefix: unique_prefix("completed"),
+            completed_keys: self.args.keys,
+            response: self.response.clone(),
+        });
+        tracing::info!(
+            target = target.name(),
+            keys = self.args.keys,
+            "completing the keys duplicates will repeat"
+        );
+        let fill = |workers: Vec<Box<dyn Worker>>| async {
+            driver::run_each(workers, self.args.keys)
+                .await
+                .map_err(|error| anyhow::anyhow!("{}: {error}", target.name()))
+                .context("cannot complete the keys for the duplicate workload")
+        };
+        match target {
+            Target::Onceward => {
+                let workers = (0..level.total() as usize)
+                    .map(|i| {
+                        Box::new(OncewardWorker::populating(
+                            connections.channels[i % connections.channels.len()].clone(),
+                            plan.clone(),
+                        )) as Box<dyn Worker>
+                    })
+                    .collect();
+                fill(workers).await?;
+            }
+            Target::DirectRedis => {
+                let redis = connections.redis.clone().context("no Redis connection")?;
+                let workers = (0..level.total())
+                    .map(|_| {
+                        Box::new(RedisPopulator(RedisWorker::new(
+                            redis.clone(),
+                            plan.clone(),
+                        ))) as Box<dyn Worker>
+                    })
+                    .collect();
+                fill(workers).await?;
+            }
+            Target::DirectPostgres => {
+                let pool = connections.postgres.as_ref().context("no Postgres pool")?;
+                baselines::populate_postgres(pool, &plan).await?;
+            }
+            Target::GrpcFloor => {}
+        }
+        self.completed.insert(target, plan.completed_prefix.clone());
+        Ok(plan.completed_prefix.clone())
+    }
+
+    /// An open-loop run at half of onceward's best closed-loop new-op throughput, at
+    /// the concurrency that reached it.
+    async fn half_peak(&mut self) -> anyhow::Result<Option<HalfPeak>> {
+        let Some(peak) = self
+            .runs
+            .iter()
+            .filter(|r| r.target == Target::Onceward && r.workload == Workload::New)
+            .max_by(|a, b| a.throughput.total_cmp(&b.throughput))
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        let level = Level {
+            connections: peak.connections,
+            in_flight: peak.in_flight,
+        };
+        let rate = (peak.throughput / 2.0).max(1.0);
+        let connections = self.connect(level, &[Target::Onceward]).await?;
+        let run = self
+            .measure(
+                Target::Onceward,
+                Workload::New,
+                level,
+                Pacing::Open { rate },
+                &connections,
+            )
+            .await?;
+        Ok(Some(HalfPeak {
+            peak_throughput: peak.throughput,
+            run,
+        }))
+    }
+}
+
+/// One worker per operation in flight, spread over the level's connections.
+fn workers(
+    target: Target,
+    plan: &Arc<KeyPlan>,
+    level: Level,
+    connections: &Connections,
+) -> anyhow::Result<Vec<Box<dyn Worker>>> {
+    let count = level.total() as usize;
+    let channel = |i: usize| connections.channels[i % connections.channels.len()].clone();
+    let workers = match target {
+        Target::Onceward => (0..count)
+            .map(|i| Box::new(OncewardWorker::new(channel(i), plan.clone())) as Box<dyn Worker>)
+            .collect(),
+        Target::GrpcFloor => (0..count)
+            .map(|i| Box::new(HealthWorker::new(channel(i))) as Box<dyn Worker>)
+            .collect(),
+        Target::DirectPostgres => {
+            let pool = connections.postgres.clone().context("no Postgres pool")?;
+            (0..count)
+                .map(|_| {
+                    Box::new(PostgresWorker::new(pool.clone(), plan.clone())) as Box<dyn Worker>
+                })
+                .collect()
+        }
+        Target::DirectRedis => {
+            let redis = connections.redis.clone().context("no Redis connection")?;
+            (0..count)
+                .map(|_| Box::new(RedisWorker::new(redis.clone(), plan.clone())) as Box<dyn Worker>)
+                .collect()
+        }
+    };
+    Ok(workers)
+}

@@ -1,0 +1,357 @@
+//! What a bench run reports: one row per measured run, the ratios the spec sets bars
+//! for, the p99 at half of peak and the sidecar's peak RSS; as text tables for people
+//! or as one JSON document for machines.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::args::{Level, Pacing, Target, Workload};
+use super::driver::Tally;
+
+/// new-op throughput, onceward ÷ direct-postgres: onceward must win by batching.
+pub const NEW_VS_POSTGRES_BAR: f64 = 1.5;
+/// duplicate throughput, onceward ÷ grpc-floor: the hot tier must cost little.
+pub const DUPLICATE_VS_FLOOR_BAR: f64 = 0.6;
+
+/// One measured run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Measurement {
+    /// What was measured.
+    pub target: Target,
+    /// The workload (grpc-floor answers a health check whatever the workload).
+    pub workload: Workload,
+    /// Client connections.
+    pub connections: u32,
+    /// Operations in flight per connection.
+    pub in_flight: u32,
+    /// Operations in flight in total.
+    pub concurrency: u32,
+    /// `closed` or `open`.
+    pub mode: &'static str,
+    /// The open loop's asked-for rate (operations per second).
+    pub target_rate: Option<f64>,
+    /// Operations that succeeded.
+    pub ok: u64,
+    /// Operations that failed.
+    pub errors_total: u64,
+    /// Failed operations by gRPC status code (or baseline error label).
+    pub errors: BTreeMap<String, u64>,
+    /// Seconds from the first start to the last finish.
+    pub elapsed_s: f64,
+    /// Successful operations per second.
+    pub throughput: f64,
+    /// Latency of successful operations, in microseconds.
+    pub latency_us: Percentiles,
+}
+
+/// Latency percentiles in microseconds.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Slowest.
+    pub max: u64,
+    /// Mean.
+    pub mean: f64,
+}
+
+impl Measurement {
+    /// The measurement of `tally`.
+    pub fn new(
+        target: Target,
+        workload: Workload,
+        level: Level,
+        pacing: Pacing,
+        tally: &Tally,
+    ) -> Self {
+        let latency = &tally.latency;
+        let (mode, target_rate) = match pacing {
+            Pacing::Closed => ("closed", None),
+            Pacing::Open { rate } => ("open", Some(rate)),
+        };
+        Self {
+            target,
+            workload,
+            connections: level.connections,
+            in_flight: level.in_flight,
+            concurrency: level.total(),
+            mode,
+            target_rate,
+            ok: tally.ok,
+            errors_total: tally.error_count(),
+            errors: tally.errors.clone(),
+            elapsed_s: tally.elapsed.as_secs_f64(),
+            throughput: tally.throughput(),
+            latency_us: Percentiles {
+                p50: latency.value_at_quantile(0.50),
+                p90: latency.value_at_quantile(0.90),
+                p99: latency.value_at_quantile(0.99),
+                p999: latency.value_at_quantile(0.999),
+                max: latency.max(),
+                mean: latency.mean(),
+            },
+        }
+    }
+
+    /// The workload column: grpc-floor does the same thing for every workload.
+    pub fn workload_label(&self) -> &'static str {
+        match self.target {
+            Target::GrpcFloor => "health-check",
+            _ => self.workload.name(),
+        }
+    }
+}
+
+/// The ratios at one concurrency level.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ratios {
+    /// Operations in flight in total.
+    pub concurrency: u32,
+    /// new-op throughput, onceward ÷ direct-postgres (bar: ≥ 1.5).
+    pub new_vs_direct_postgres: Option<f64>,
+    /// duplicate throughput, onceward ÷ grpc-floor (bar: ≥ 0.6).
+    pub duplicate_vs_grpc_floor: Option<f64>,
+    /// new-op throughput, onceward ÷ direct-redis (no bar: Redis alone is not durable).
+    pub new_vs_direct_redis: Option<f64>,
+    /// duplicate throughput, onceward ÷ direct-redis.
+    pub duplicate_vs_direct_redis: Option<f64>,
+}
+
+/// The p99 of an open-loop run at half of onceward's peak new-op throughput.
+#[derive(Debug, Clone, Serialize)]
+pub struct HalfPeak {
+    /// The peak (closed loop) it is half of, in operations per second.
+    pub peak_throughput: f64,
+    /// The open-loop run.
+    pub run: Measurement,
+}
+
+/// Peak memory of the sidecar process, from `/proc/PID/status`.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct SidecarMemory {
+    /// The process measured.
+    pub pid: u32,
+    /// `VmHWM`: the most resident memory it ever had, in KiB.
+    pub peak_rss_kib: u64,
+    /// `VmRSS` at the end, in KiB.
+    pub rss_kib: u64,
+}
+
+/// Everything one `onceward bench` invocation measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The sidecar measured.
+    pub addr: String,
+    /// Seconds per measured run.
+    pub duration_s: f64,
+    /// Seconds of unmeasured warm-up before each run.
+    pub warmup_s: f64,
+    /// Every measured run, in the order run.
+    pub runs: Vec<Measurement>,
+    /// Ratios per concurrency level (with --compare).
+    pub ratios: Vec<Ratios>,
+    /// The p99 at half of peak (with --compare).
+    pub half_peak: Option<HalfPeak>,
+    /// The sidecar's memory (with --sidecar-pid or --spawn-sidecar).
+    pub sidecar: Option<SidecarMemory>,
+}
+
+impl Report {
+    /// The ratios at every concurrency level that has the runs they divide.
+    pub fn compute_ratios(&mut self) {
+        let mut levels: Vec<u32> = self.runs.iter().map(|r| r.concurrency).collect();
+        levels.dedup();
+        self.ratios = levels
+            .into_iter()
+            .map(|concurrency| {
+                let throughput = |target: Target, workload: Option<Workload>| {
+                    self.runs
+                        .iter()
+                        .find(|r| {
+                            r.concurrency == concurrency
+                                && r.mode == "closed"
+                                && r.target == target
+                                && workload.is_none_or(|w| r.workload == w)
+                        })
+                        .map(|r| r.throughput)
+                };
+                let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+                    (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+                    _ => None,
+                };
+                let new = throughput(Target::Onceward, Some(Workload::New));
+                let duplicate = throughput(Target::Onceward, Some(Workload::Duplicate));
+                Ratios {
+                    concurrency,
+                    new_vs_direct_postgres: ratio(
+                        new,
+                        throughput(Target::DirectPostgres, Some(Workload::New)),
+                    ),
+                    duplicate_vs_grpc_floor: ratio(duplicate, throughput(Target::GrpcFloor, None)),
+                    new_vs_direct_redis: ratio(
+                        new,
+                        throughput(Target::DirectRedis, Some(Workload::New)),
+                    ),
+                    duplicate_vs_direct_redis: ratio(
+                        duplicate,
+                        throughput(Target::DirectRedis, Some(Workload::Duplicate)),
+                    ),
+                }
+            })
+            .filter(|r| {
+                r.new_vs_direct_postgres.is_some()
+                    || r.duplicate_vs_grpc_floor.is_some()
+                    || r.new_vs_direct_redis.is_some()
+                    || r.duplicate_vs_direct_redis.is_some()
+            })
+            .collect();
+    }
+
+    /// The report as aligned text tables.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "onceward bench against {}: {} s per run after {} s of warm-up; latency in ms",
+            self.addr, self.duration_s, self.warmup_s
+        );
+        let _ = writeln!(out);
+        let header = [
+            "target", "workload", "conc", "loop", "ok ops", "ops/s", "p50", "p90", "p99", "p99.9",
+            "max", "errors",
+        ];
+        let mut rows = vec![header.map(str::to_owned).to_vec()];
+        let half_peak = self.half_peak.iter().map(|h| &h.run);
+        for run in self.runs.iter().chain(half_peak) {
+            let mode = match run.target_rate {
+                Some(rate) => format!("open {rate:.0}/s"),
+                None => run.mode.to_owned(),
+            };
+            let errors = if run.errors.is_empty() {
+                "0".to_owned()
+            } else {
+                run.errors
+                    .iter()
+                    .map(|(label, n)| format!("{label}: {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            rows.push(vec![
+                run.target.name().to_owned(),
+                run.workload_label().to_owned(),
+                format!("{}×{}", run.connections, run.in_flight),
+                mode,
+                run.ok.to_string(),
+                format!("{:.0}", run.throughput),
+                millis(run.latency_us.p50),
+                millis(run.latency_us.p90),
+                millis(run.latency_us.p99),
+                millis(run.latency_us.p999),
+                millis(run.latency_us.max),
+                errors,
+            ]);
+        }
+        out.push_str(&table(&rows));
+
+        if !self.ratios.is_empty() {
+            let _ = writeln!(out);
+            let mut rows = vec![
+                [
+                    "conc",
+                    "new: onceward/direct-postgres (bar ≥ 1.5)",
+                    "duplicate: onceward/grpc-floor (bar ≥ 0.6)",
+                    "new: onceward/direct-redis",
+                    "duplicate: onceward/direct-redis",
+                ]
+                .map(str::to_owned)
+                .to_vec(),
+            ];
+            for r in &self.ratios {
+                rows.push(vec![
+                    r.concurrency.to_string(),
+                    against_bar(r.new_vs_direct_postgres, NEW_VS_POSTGRES_BAR),
+                    against_bar(r.duplicate_vs_grpc_floor, DUPLICATE_VS_FLOOR_BAR),
+                    ratio_text(r.new_vs_direct_redis),
+                    ratio_text(r.duplicate_vs_direct_redis),
+                ]);
+            }
+            out.push_str(&table(&rows));
+        }
+        if let Some(half) = &self.half_peak {
+            let _ = writeln!(
+                out,
+                "\np99 at 50 % of peak: peak {:.0} new ops/s (closed loop); open loop at {:.0}/s \
+                 achieved {:.0}/s with p50 {} ms, p99 {} ms, p99.9 {} ms",
+                half.peak_throughput,
+                half.run.target_rate.unwrap_or_default(),
+                half.run.throughput,
+                millis(half.run.latency_us.p50),
+                millis(half.run.latency_us.p99),
+                millis(half.run.latency_us.p999),
+            );
+        }
+        if let Some(memory) = &self.sidecar {
+            let _ = writeln!(
+                out,
+                "\nsidecar pid {}: peak RSS (VmHWM) {:.1} MiB, RSS at the end {:.1} MiB",
+                memory.pid,
+                memory.peak_rss_kib as f64 / 1024.0,
+                memory.rss_kib as f64 / 1024.0
+            );
+        }
+        out
+    }
+}
+
+fn millis(micros: u64) -> String {
+    format!("{:.2}", micros as f64 / 1000.0)
+}
+
+fn ratio_text(ratio: Option<f64>) -> String {
+    ratio.map_or_else(|| "-".to_owned(), |r| format!("{r:.2}"))
+}
+
+fn against_bar(ratio: Option<f64>, bar: f64) -> String {
+    match ratio {
+        Some(r) if r >= bar => format!("{r:.2} met"),
+        Some(r) => format!("{r:.2} MISSED"),
+        None => "-".to_owned(),
+    }
+}
+
+/// Columns padded to their widest cell; numbers would read better right-aligned, but
+/// one rule for every column keeps the code and the output simple.
+fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|row| row.get(c))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for (i, row) in rows.iter().enumerate() {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, &width)| format!("{cell:<width$}"))
+            .collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+        if i == 0 {
+            let rule: Vec<String> = widths.iter().map(|&w| "-".repeat(w)).collect();
+            let _ = writeln!(out, "{}", rule.join("  "));
+        }
+    }
+    out
+}

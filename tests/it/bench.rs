@@ -1,0 +1,99 @@
+//! `onceward bench` as the real binary against a real sidecar: a smoke test that the
+//! load generator and a baseline run and report sane JSON. It checks that the bench
+//! works, never how fast anything is: figures come from BENCHMARKS.md, not from CI.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::harness::*;
+
+/// Runs `onceward bench <args> --json` for one short run and returns its report.
+async fn bench(args: &[&str]) -> Value {
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_onceward"))
+            .arg("bench")
+            .args(["--duration", "1s", "--warmup", "200ms"])
+            .args(["--connections", "2", "--in-flight", "2", "--keys", "50"])
+            .args(args)
+            .arg("--json")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the bench finishes")
+    .expect("the bench runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "bench failed: {stderr}");
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+        panic!(
+            "bench printed no JSON ({error}): {}\n{stderr}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
+/// The one run in `report`, checked to have done work without a single error.
+fn only_run(report: &Value) -> &Value {
+    let runs = report["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 1, "{report:#}");
+    let run = &runs[0];
+    assert!(run["ok"].as_u64().unwrap() > 0, "{run:#}");
+    assert!(run["throughput"].as_f64().unwrap() > 0.0, "{run:#}");
+    assert_eq!(run["errors_total"].as_u64(), Some(0), "{run:#}");
+    assert!(run["latency_us"]["p99"].as_u64().unwrap() > 0, "{run:#}");
+    run
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_claims_and_completes_new_keys_without_errors() {
+    let setup = spawn_app().await;
+    let addr = format!("http://{}", setup.app.addr);
+    let report = bench(&["--addr", &addr, "--workload", "new"]).await;
+    let run = only_run(&report);
+    assert_eq!(run["target"], "onceward");
+    assert_eq!(run["workload"], "new");
+    assert_eq!(run["concurrency"], 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_replays_completed_keys_without_errors() {
+    let setup = spawn_app().await;
+    let addr = format!("http://{}", setup.app.addr);
+    let report = bench(&["--addr", &addr, "--workload", "duplicate"]).await;
+    assert_eq!(only_run(&report)["workload"], "duplicate");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_runs_the_direct_postgres_baseline_in_a_schema_of_its_own() {
+    let setup = spawn_app().await;
+    let addr = format!("http://{}", setup.app.addr);
+    let report = bench(&[
+        "--addr",
+        &addr,
+        "--target",
+        "direct-postgres",
+        "--database-url",
+        &setup.db.url,
+    ])
+    .await;
+    let run = only_run(&report);
+    assert_eq!(run["target"], "direct-postgres");
+    let ledger_rows = setup
+        .db
+        .scalar("SELECT count(*) FROM onceward_records")
+        .await;
+    assert_eq!(
+        ledger_rows, 0,
+        "the baseline must not touch onceward's records"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_measures_the_grpc_floor_with_a_health_check() {
+    let setup = spawn_app().await;
+    let addr = format!("http://{}", setup.app.addr);
+    let report = bench(&["--addr", &addr, "--target", "grpc-floor"]).await;
+    assert_eq!(only_run(&report)["target"], "grpc-floor");
+}
