@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
-use crate::cache::{HotTier, MemoryHotTier, MemoryOptions, RedisHotTier, RedisOptions};
+use crate::cache::{HotTier, MemoryHotTier, MemoryOptions, NearCache, RedisHotTier, RedisOptions};
 use crate::config::{ServeArgs, StorageArgs};
 use crate::engine::Engine;
 use crate::grpc::{OncewardService, transport_limit_as_resource_exhausted};
@@ -55,7 +55,7 @@ impl Application {
         let hot: Arc<dyn HotTier> = match &args.redis_url {
             Some(url) => {
                 tracing::info!(url = %redact(url), "hot tier: Redis");
-                Arc::new(
+                let redis: Arc<dyn HotTier> = Arc::new(
                     RedisHotTier::new(&RedisOptions {
                         url: url.clone(),
                         key_prefix: args.redis_key_prefix.clone(),
@@ -63,7 +63,11 @@ impl Application {
                         breaker_cooldown: args.redis_breaker_cooldown,
                     })
                     .context("invalid Redis URL")?,
-                )
+                );
+                match args.near_cache_max_bytes {
+                    0 => redis,
+                    max_bytes => Arc::new(NearCache::new(redis, max_bytes)),
+                }
             }
             None => {
                 tracing::info!(
@@ -72,6 +76,7 @@ impl Application {
                 );
                 Arc::new(MemoryHotTier::new(&MemoryOptions {
                     max_entries: args.cache_max_entries,
+                    max_bytes: None,
                 }))
             }
         };

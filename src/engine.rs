@@ -248,8 +248,12 @@ impl Engine {
                 // has already expired must not leave the claim cached either.
                 let _ = match remaining(completion.expires_at, Utc::now()) {
                     Some(ttl) => {
-                        let entry =
-                            CacheEntry::completed(&fingerprint, &response, completion.completed_at);
+                        let entry = CacheEntry::completed(
+                            &fingerprint,
+                            &response,
+                            completion.completed_at,
+                            completion.expires_at,
+                        );
                         self.hot.put(&command.id, &entry, ttl).await
                     }
                     None => self.hot.remove(&command.id).await,
@@ -396,6 +400,7 @@ fn confirmed_entry(record: &Record, now: DateTime<Utc>) -> Option<(CacheEntry, D
                 &record.fingerprint,
                 record.response.as_deref().unwrap_or_default(),
                 record.completed_at.unwrap_or(record.created_at),
+                record.expires_at,
             ),
             remaining(record.expires_at, now)?,
         )),
@@ -461,7 +466,7 @@ mod tests {
     fn a_completed_entry_replays_or_reports_a_mismatch() {
         let now = Utc::now();
         let at = DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap();
-        let done = CacheEntry::completed(&fp(b"a"), b"charged", at);
+        let done = CacheEntry::completed(&fp(b"a"), b"charged", at, at);
         assert_eq!(
             answer_from_cache(&done, &Fingerprint::default(), now),
             Some(Outcome::Completed {

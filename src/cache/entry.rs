@@ -41,6 +41,10 @@ pub struct CacheEntry {
     /// only the writer can replace it.
     #[prost(uint64, tag = "6")]
     pub nonce: u64,
+    /// Completed entries: when the record expires (ledger clock), Unix milliseconds;
+    /// 0 if unknown (an entry written by an older version).
+    #[prost(int64, tag = "7")]
+    pub expires_at_ms: i64,
 }
 
 impl CacheEntry {
@@ -69,12 +73,14 @@ impl CacheEntry {
         fingerprint: &Fingerprint,
         response: &[u8],
         completed_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
     ) -> Self {
         Self {
             kind: EntryKind::Completed as i32,
             fingerprint: fingerprint.as_bytes().to_vec(),
             response: response.to_vec(),
             completed_at_ms: completed_at.timestamp_millis(),
+            expires_at_ms: expires_at.timestamp_millis(),
             ..Self::default()
         }
     }

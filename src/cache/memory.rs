@@ -28,6 +28,8 @@ const MIN_TTL: Duration = Duration::from_millis(1);
 pub struct MemoryOptions {
     /// The most keys held at once; beyond it the least useful entries are evicted.
     pub max_entries: u64,
+    /// If set, bound the cache by the bytes its entries hold instead of their number.
+    pub max_bytes: Option<u64>,
 }
 
 impl Default for MemoryOptions {
@@ -35,6 +37,7 @@ impl Default for MemoryOptions {
     fn default() -> Self {
         Self {
             max_entries: 100_000,
+            max_bytes: None,
         }
     }
 }
@@ -53,6 +56,15 @@ impl Stored {
             entry: Arc::new(entry.clone()),
             ttl: ttl.max(MIN_TTL),
         }
+    }
+}
+
+impl Stored {
+    /// Roughly the bytes an entry holds, for a cache bounded by size.
+    fn weight(&self) -> u32 {
+        const OVERHEAD: usize = 128;
+        let bytes = self.entry.response.len() + self.entry.fingerprint.len() + OVERHEAD;
+        u32::try_from(bytes).unwrap_or(u32::MAX)
     }
 }
 
@@ -93,12 +105,20 @@ impl std::fmt::Debug for MemoryHotTier {
 impl MemoryHotTier {
     /// An empty cache holding at most `options.max_entries` keys.
     pub fn new(options: &MemoryOptions) -> Self {
-        Self {
-            cache: Cache::builder()
-                .max_capacity(options.max_entries)
-                .expire_after(PerEntryTtl)
+        let builder = Cache::builder().expire_after(PerEntryTtl);
+        let cache = match options.max_bytes {
+            Some(bytes) => builder
+                .max_capacity(bytes)
+                .weigher(|_, stored: &Stored| stored.weight())
                 .build(),
-        }
+            None => builder.max_capacity(options.max_entries).build(),
+        };
+        Self { cache }
+    }
+
+    /// The live entry for a key, if any, without changing it.
+    pub fn get(&self, id: &RecordId) -> Option<Arc<CacheEntry>> {
+        self.cache.get(id).map(|stored| stored.entry)
     }
 }
 
@@ -229,7 +249,12 @@ mod tests {
     async fn put_overwrites_and_restarts_the_ttl() {
         let hot = tier();
         hot.claim(&id("k"), &tentative(1), LONG).await.unwrap();
-        let done = CacheEntry::completed(&Fingerprint::default(), b"ok", chrono::Utc::now());
+        let done = CacheEntry::completed(
+            &Fingerprint::default(),
+            b"ok",
+            chrono::Utc::now(),
+            chrono::Utc::now(),
+        );
         hot.put(&id("k"), &done, Duration::from_millis(50))
             .await
             .unwrap();

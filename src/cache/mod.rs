@@ -9,11 +9,13 @@
 mod breaker;
 mod entry;
 mod memory;
+mod near;
 mod redis;
 
 pub use self::breaker::CircuitBreaker;
 pub use self::entry::{CacheEntry, EntryKind};
 pub use self::memory::{MemoryHotTier, MemoryOptions};
+pub use self::near::NearCache;
 pub use self::redis::{RedisHotTier, RedisOptions};
 
 use std::time::Duration;

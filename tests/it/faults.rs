@@ -9,13 +9,24 @@ use tonic::Code;
 
 use crate::harness::*;
 
-/// A sidecar on a fresh database and a `redis-server` of the test's own.
+/// A sidecar on a fresh database and a `redis-server` of the test's own. The near
+/// cache is off: these tests are about what happens when Redis loses keys, and a
+/// sidecar's own copy of completed records would answer before the ledger is asked
+/// (`the_near_cache_answers_completed_keys_that_redis_lost` covers that).
 async fn spawn_with_own_redis(redis: &RedisServer, db: &TestDatabase) -> TestApp {
+    spawn_with_own_redis_and(redis, db, &["--near-cache-max-bytes=0"]).await
+}
+
+async fn spawn_with_own_redis_and(
+    redis: &RedisServer,
+    db: &TestDatabase,
+    extra_args: &[&str],
+) -> TestApp {
     TestApp::spawn(AppConfig {
         database_url: db.url.clone(),
         redis_url: redis.url(),
         key_prefix: "onceward:".to_owned(),
-        extra_args: vec![],
+        extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
     })
     .await
 }
@@ -133,7 +144,10 @@ async fn with_redis_unresponsive_from_the_start_the_breaker_costs_one_timeout_no
         database_url: db.url.clone(),
         redis_url: format!("redis://127.0.0.1:{port}"),
         key_prefix: "onceward:".to_owned(),
-        extra_args: vec!["--redis-breaker-cooldown=10m".to_owned()],
+        extra_args: vec![
+            "--redis-breaker-cooldown=10m".to_owned(),
+            "--near-cache-max-bytes=0".to_owned(),
+        ],
     })
     .await;
     let mut client = app.client.clone();
@@ -247,5 +261,30 @@ async fn with_postgres_cut_off_a_new_claim_fails_closed_and_service_recovers_whe
         db.scalar("SELECT count(*) FROM onceward_records WHERE key = 'new'")
             .await,
         1
+    );
+}
+
+#[tokio::test]
+async fn the_near_cache_answers_completed_keys_that_redis_lost() {
+    let redis = RedisServer::start().await;
+    let db = TestDatabase::create().await;
+    let app = spawn_with_own_redis_and(&redis, &db, &[]).await;
+    completed_and_held(&app).await;
+
+    redis.flushall().await;
+    let mut client = app.client.clone();
+    let replay = claim_with(&mut client, "pay", "done", b"fp", None).await;
+    assert_eq!(
+        (outcome(&replay), tier(&replay)),
+        (Outcome::Completed, Tier::Cache)
+    );
+    assert_eq!(replay.response, b"receipt-1");
+    let mismatch = claim_with(&mut client, "pay", "done", b"other", None).await;
+    assert_eq!(outcome(&mismatch), Outcome::FingerprintMismatch);
+    // Claims in progress are never kept near: the held key goes to the ledger.
+    let held = claim_with(&mut client, "pay", "held", b"fp", None).await;
+    assert_eq!(
+        (outcome(&held), tier(&held)),
+        (Outcome::InProgress, Tier::Ledger)
     );
 }
