@@ -241,6 +241,7 @@ pub async fn connect_ledger(storage: &StorageArgs) -> anyhow::Result<Arc<dyn Led
                 max_connections: storage.database_max_connections,
                 acquire_timeout: storage.ledger_timeout,
                 allow_async_commit: storage.allow_async_commit,
+                batch_writers: storage.ledger_batch_writers,
             },
         )
         .await?;

@@ -83,6 +83,10 @@ pub struct StorageArgs {
     #[arg(long, env = "ONCEWARD_DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
     pub database_max_connections: u32,
 
+    /// Concurrent batched statements per kind of ledger write (claims, completions).
+    #[arg(long, env = "ONCEWARD_LEDGER_BATCH_WRITERS", default_value_t = crate::ledger::postgres::DEFAULT_BATCH_WRITERS)]
+    pub ledger_batch_writers: usize,
+
     /// Start even if Postgres has synchronous_commit off (acknowledged claims could be
     /// lost in a Postgres crash).
     #[arg(long, env = "ONCEWARD_ALLOW_ASYNC_COMMIT")]

@@ -198,7 +198,19 @@ impl Engine {
                     tracing::info!(%id, token = token.get(), "took over an expired lease");
                 }
                 let confirmed = CacheEntry::in_progress(&stored, lease_expires_at);
-                let _ = self.hot.put(&id, &confirmed, lease).await;
+                if wrote_tentative {
+                    // Off the reply path: the caller need not wait for it. Replacing
+                    // only our own tentative entry means a late write can never undo
+                    // the holder's Complete or Release that overtook it.
+                    let (hot, id) = (self.hot.clone(), id.clone());
+                    tokio::spawn(async move {
+                        let _ = hot
+                            .replace(&id, &tentative, Some((&confirmed, lease)))
+                            .await;
+                    });
+                } else {
+                    let _ = self.hot.put(&id, &confirmed, lease).await;
+                }
                 Ok(answered(
                     Outcome::Acquired {
                         token,

@@ -24,8 +24,10 @@ use crate::domain::{Completion, FencingToken, Fingerprint, Record, RecordId, Rec
 /// How many times a claim re-reads when the row it conflicted with changed under it
 /// (released, deleted, or its lease ran out between two statements).
 const CLAIM_ATTEMPTS: usize = 4;
-/// Batch writers per kind of write; each holds at most one pool connection at a time.
-const WRITERS: usize = 4;
+/// Default batch writers per kind of write; each holds at most one pool connection at
+/// a time. Few writers make big batches (one statement and one commit for many
+/// callers); a second one keeps a batch forming while the first waits on its commit.
+pub const DEFAULT_BATCH_WRITERS: usize = 2;
 /// How often a batch aborted as a deadlock victim is run again.
 const DEADLOCK_RETRIES: usize = 3;
 /// The most requests one batched statement carries.
@@ -128,6 +130,8 @@ pub struct PostgresOptions {
     pub acquire_timeout: Duration,
     /// Start even if `synchronous_commit` is off (acknowledged writes may be lost).
     pub allow_async_commit: bool,
+    /// Batch writers per kind of write (claims, completions).
+    pub batch_writers: usize,
 }
 
 /// The Postgres ledger.
@@ -181,22 +185,22 @@ impl PostgresLedger {
             }
         }
 
-        let ledger = Self::new(pool);
+        let ledger = Self::new(pool, options.batch_writers);
         ledger.migrate().await?;
         Ok(ledger)
     }
 
     /// The ledger over an open pool, with its batch writers.
-    fn new(pool: PgPool) -> Self {
+    fn new(pool: PgPool, writers: usize) -> Self {
         let claims = {
             let pool = pool.clone();
-            Batcher::spawn(WRITERS, MAX_BATCH, move |batch| {
+            Batcher::spawn(writers, MAX_BATCH, move |batch| {
                 claim_batch(pool.clone(), batch)
             })
         };
         let completions = {
             let pool = pool.clone();
-            Batcher::spawn(WRITERS, MAX_BATCH, move |batch| {
+            Batcher::spawn(writers, MAX_BATCH, move |batch| {
                 complete_batch(pool.clone(), batch)
             })
         };

@@ -117,6 +117,7 @@ impl TestDatabase {
             max_connections: 4,
             acquire_timeout: Duration::from_secs(5),
             allow_async_commit: false,
+            batch_writers: onceward::ledger::postgres::DEFAULT_BATCH_WRITERS,
         };
         let ledger = onceward::ledger::PostgresLedger::connect(&self.url, &options)
             .await
