@@ -25,9 +25,11 @@ use crate::domain::{Completion, FencingToken, Fingerprint, Record, RecordId, Rec
 /// (released, deleted, or its lease ran out between two statements).
 const CLAIM_ATTEMPTS: usize = 4;
 /// Default batch writers per kind of write; each holds at most one pool connection at
-/// a time. Few writers make big batches (one statement and one commit for many
-/// callers); a second one keeps a batch forming while the first waits on its commit.
-pub const DEFAULT_BATCH_WRITERS: usize = 2;
+/// a time. One writer makes the biggest batches — one statement and one commit for
+/// everything queued while the previous batch ran — and measured best on a local
+/// Postgres (BENCHMARKS.md); a Postgres farther away, where a round trip dominates,
+/// may want more (`--ledger-batch-writers`).
+pub const DEFAULT_BATCH_WRITERS: usize = 1;
 /// How often a batch aborted as a deadlock victim is run again.
 const DEADLOCK_RETRIES: usize = 3;
 /// The most requests one batched statement carries.
