@@ -114,7 +114,9 @@ async fn with_redis_killed_and_restarted_every_answer_still_holds() {
     );
     let mut cache_errors = 0.0;
     for op in ["claim", "put", "replace", "remove"] {
-        cache_errors += app.metric("onceward_cache_errors_total", &[("op", op)]).await;
+        cache_errors += app
+            .metric("onceward_cache_errors_total", &[("op", op)])
+            .await;
     }
     assert!(cache_errors >= 1.0, "the dead Redis was noticed");
 
