@@ -197,7 +197,7 @@ pub struct ServeArgs {
     pub cleanup_batch_size: u32,
 
     /// Largest response a Complete may store, in bytes.
-    #[arg(long, env = "ONCEWARD_MAX_RESPONSE_BYTES", default_value_t = 256 * 1024)]
+    #[arg(long, env = "ONCEWARD_MAX_RESPONSE_BYTES", default_value_t = 256 * 1024, alias = "max-response-size")]
     pub max_response_bytes: usize,
 }
 

@@ -13,6 +13,7 @@
 //! - [`app`]: build (connect, migrate, bind) and run until shutdown.
 //! - [`config`]: the command line and its environment fallbacks.
 //! - [`retention`]: the cleanup job that deletes expired records.
+//! - [`shutdown`], [`telemetry`]: SIGTERM/SIGINT as a future; logging.
 //! - [`cli`]: the command-line client (`onceward claim …`) and its exit codes.
 //! - [`metrics`]: every metric's name and help text.
 //! - [`client`]: a Rust client and the `once` guard (claim, run, complete or release).
