@@ -149,7 +149,7 @@ impl Engine {
             }
             Ok(Some(existing)) => {
                 cache_reachable = true;
-                if let Some(outcome) = answer_from_cache(&existing, &fingerprint, Utc::now()) {
+                if let Some(outcome) = answer_from_cache(existing, &fingerprint, Utc::now()) {
                     metrics::cache_lookup("hit");
                     return Ok(answered(outcome, Tier::Cache));
                 }
@@ -352,15 +352,15 @@ fn answered(outcome: Outcome, served_by: Tier) -> ClaimAnswer {
 
 /// What a hot-tier entry may answer on its own, or `None` to ask the ledger.
 fn answer_from_cache(
-    entry: &CacheEntry,
+    entry: CacheEntry,
     fingerprint: &Fingerprint,
     now: DateTime<Utc>,
 ) -> Option<Outcome> {
     let compatible = entry.is_compatible_with(fingerprint);
     match entry.entry_kind() {
         EntryKind::Completed if compatible => Some(Outcome::Completed {
-            response: entry.response.clone(),
             completed_at: DateTime::from_timestamp_millis(entry.completed_at_ms)?,
+            response: entry.response,
         }),
         EntryKind::Completed => Some(Outcome::FingerprintMismatch),
         EntryKind::InProgress => {
@@ -448,28 +448,28 @@ mod tests {
         let now = Utc::now();
         let tentative = CacheEntry::tentative(&fp(b"a"), 7);
         assert_eq!(
-            answer_from_cache(&tentative, &fp(b"a"), now),
+            answer_from_cache(tentative.clone(), &fp(b"a"), now),
             Some(Outcome::InProgress {
                 retry_after: TENTATIVE_RETRY_AFTER
             })
         );
-        assert_eq!(answer_from_cache(&tentative, &fp(b"b"), now), None);
+        assert_eq!(answer_from_cache(tentative.clone(), &fp(b"b"), now), None);
     }
 
     #[test]
     fn a_confirmed_claim_whose_lease_ran_out_defers_to_the_ledger() {
         let now = Utc::now();
         let expired = CacheEntry::in_progress(&fp(b"a"), now - chrono::Duration::seconds(1));
-        assert_eq!(answer_from_cache(&expired, &fp(b"a"), now), None);
+        assert_eq!(answer_from_cache(expired.clone(), &fp(b"a"), now), None);
         let live = CacheEntry::in_progress(&fp(b"a"), now + chrono::Duration::seconds(10));
         assert_eq!(
-            answer_from_cache(&live, &fp(b"a"), now),
+            answer_from_cache(live.clone(), &fp(b"a"), now),
             Some(Outcome::InProgress {
                 retry_after: MAX_RETRY_AFTER
             })
         );
         assert_eq!(
-            answer_from_cache(&live, &fp(b"b"), now),
+            answer_from_cache(live.clone(), &fp(b"b"), now),
             Some(Outcome::FingerprintMismatch)
         );
     }
@@ -480,14 +480,14 @@ mod tests {
         let at = DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap();
         let done = CacheEntry::completed(&fp(b"a"), b"charged", at, at);
         assert_eq!(
-            answer_from_cache(&done, &Fingerprint::default(), now),
+            answer_from_cache(done.clone(), &Fingerprint::default(), now),
             Some(Outcome::Completed {
                 response: b"charged".to_vec(),
                 completed_at: at
             })
         );
         assert_eq!(
-            answer_from_cache(&done, &fp(b"b"), now),
+            answer_from_cache(done.clone(), &fp(b"b"), now),
             Some(Outcome::FingerprintMismatch)
         );
     }

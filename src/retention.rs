@@ -13,8 +13,6 @@ use tokio_util::sync::CancellationToken;
 use crate::ledger::{Ledger, LedgerError};
 use crate::metrics;
 
-/// Default time between cleanup passes.
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 /// Default rows per batch: small enough that each DELETE holds its row locks briefly.
 pub const DEFAULT_BATCH_SIZE: u32 = 1_000;
 

@@ -79,7 +79,8 @@ impl CircuitBreaker {
     }
 
     /// Whether the circuit is open (or half-open).
-    pub fn is_open(&self) -> bool {
+    #[cfg(test)]
+    fn is_open(&self) -> bool {
         self.open_until_ms.load(Ordering::Acquire) != 0
     }
 

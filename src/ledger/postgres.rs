@@ -221,11 +221,6 @@ impl PostgresLedger {
             .map_err(|e| anyhow::anyhow!(e).context("cannot apply Postgres migrations"))
     }
 
-    /// The connection pool, for the retention job.
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
     async fn read(&self, id: &RecordId) -> Result<Option<(Record, DateTime<Utc>)>, LedgerError> {
         let row = sqlx::query(SELECT_RECORD)
             .bind(id.namespace.as_str())

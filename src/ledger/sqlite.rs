@@ -188,9 +188,9 @@ impl SqliteLedger {
         Ok(Self { writer, reader })
     }
 
-    /// The single-connection write pool, for the retention job: every write must
-    /// queue here, or writers would fight over SQLite's lock.
-    pub fn pool(&self) -> &SqlitePool {
+    /// The single-connection write pool, for tests that inspect the file directly.
+    #[cfg(test)]
+    fn pool(&self) -> &SqlitePool {
         &self.writer
     }
 
