@@ -74,10 +74,10 @@ UPDATE onceward_records r
 SET state = 2, response = c.response, completed_at = now(), lease_expires_at = NULL,
     expires_at = now() + c.retention * interval '1 microsecond'
 FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bytea[], $5::bigint[])
-     AS c(namespace, key, fencing_token, response, retention)
+     WITH ORDINALITY AS c(namespace, key, fencing_token, response, retention, position)
 WHERE r.namespace = c.namespace AND r.key = c.key
   AND r.fencing_token = c.fencing_token AND r.state = 1
-RETURNING r.namespace, r.key, r.fencing_token, r.fingerprint, r.response, r.completed_at, r.expires_at
+RETURNING c.position, r.fingerprint, r.completed_at, r.expires_at
 "#;
 
 const SELECT_RECORD: &str = r#"
@@ -489,42 +489,41 @@ async fn complete_batch(
             .fetch_all(&pool)
     })
     .await?;
-    let mut completed = HashMap::with_capacity(rows.len());
+    // Each returned row names its request by position in the sent arrays; the
+    // stored response is the one the request just sent, so it is not sent back.
+    let mut results: Vec<Option<CompleteDecision>> = vec![None; batch.len()];
     for row in rows {
-        let key = (
-            row.try_get::<String, _>("namespace").map_err(internal)?,
-            row.try_get::<String, _>("key").map_err(internal)?,
-            row.try_get::<i64, _>("fencing_token").map_err(internal)?,
-        );
-        completed.insert(key, completion_from_row(&row)?);
+        let position: i64 = row.try_get("position").map_err(internal)?;
+        let i = usize::try_from(position - 1)
+            .ok()
+            .and_then(|sent| order.get(sent).copied())
+            .ok_or_else(|| internal(format!("no request at position {position}")))?;
+        let response = std::mem::take(&mut batch[i].response);
+        results[i] = Some(completion_from_row(&row, response)?);
     }
 
-    let mut results = Vec::with_capacity(batch.len());
-    for pending in &mut batch {
-        let key = (
-            pending.id.namespace.to_string(),
-            pending.id.key.to_string(),
-            pending.token,
-        );
-        let decision = match completed.get(&key) {
-            Some(decision) => decision.clone(),
-            None => {
-                let retried = sqlx::query(COMPLETED_BY_TOKEN)
-                    .bind(pending.id.namespace.as_str())
-                    .bind(pending.id.key.as_str())
-                    .bind(pending.token)
-                    .fetch_optional(&pool)
-                    .await
-                    .map_err(classify)?;
-                match retried {
-                    Some(row) => completion_from_row(&row)?,
-                    None => CompleteDecision::NotHolder,
-                }
+    // A request the UPDATE did not touch is a retry of a completion that already
+    // happened, or not the holder's.
+    for (pending, result) in batch.iter().zip(&mut results) {
+        if result.is_some() {
+            continue;
+        }
+        let retried = sqlx::query(COMPLETED_BY_TOKEN)
+            .bind(pending.id.namespace.as_str())
+            .bind(pending.id.key.as_str())
+            .bind(pending.token)
+            .fetch_optional(&pool)
+            .await
+            .map_err(classify)?;
+        *result = Some(match retried {
+            Some(row) => {
+                let stored: Option<Vec<u8>> = row.try_get("response").map_err(internal)?;
+                completion_from_row(&row, stored.unwrap_or_default())?
             }
-        };
-        results.push(Ok(decision));
+            None => CompleteDecision::NotHolder,
+        });
     }
-    Ok(results)
+    Ok(results.into_iter().flatten().map(Ok).collect())
 }
 
 /// Runs a statement again when Postgres aborted it as a deadlock victim or for a
@@ -550,17 +549,15 @@ where
     }
 }
 
-fn completion_from_row(row: &PgRow) -> Result<CompleteDecision, LedgerError> {
+/// A completed record from a row's `fingerprint`, `completed_at` and `expires_at`.
+fn completion_from_row(row: &PgRow, response: Vec<u8>) -> Result<CompleteDecision, LedgerError> {
     Ok(CompleteDecision::Completed {
         completion: Completion {
             completed_at: row.try_get("completed_at").map_err(internal)?,
             expires_at: row.try_get("expires_at").map_err(internal)?,
         },
         fingerprint: fingerprint_from_row(row)?,
-        response: row
-            .try_get::<Option<Vec<u8>>, _>("response")
-            .map_err(internal)?
-            .unwrap_or_default(),
+        response,
     })
 }
 
