@@ -57,15 +57,7 @@ async fn fifty_concurrent_claims_on_one_key_yield_exactly_one_acquired(pairing: 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_concurrent_claims_across_two_sidecars_yield_exactly_one_acquired() {
     let db = TestDatabase::create().await;
-    let prefix = unique("onceward-test:") + ":";
-    let config = || AppConfig {
-        database_url: db.url.clone(),
-        redis_url: shared_redis_url(),
-        key_prefix: prefix.clone(),
-        extra_args: vec![],
-    };
-    let first = TestApp::spawn(config()).await;
-    let second = TestApp::spawn(config()).await;
+    let (first, second) = two_sidecars(&db).await;
     for round in 0..5 {
         let outcomes = race(&[first.addr, second.addr], &format!("shared-{round}")).await;
         let acquired = outcomes.iter().filter(|o| **o == Outcome::Acquired).count();
@@ -87,4 +79,28 @@ async fn concurrent_claims_after_an_expired_lease_take_it_over_exactly_once(pair
     let acquired = outcomes.iter().filter(|o| **o == Outcome::Acquired).count();
     assert_eq!(acquired, 1, "{outcomes:?}");
     assert_eq!(app.metric("onceward_takeovers_total", &[]).await, 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_from_two_sidecars_keep_growing_across_release() {
+    let db = TestDatabase::create().await;
+    let (first, second) = two_sidecars(&db).await;
+    let mut clients = [first.client.clone(), second.client.clone()];
+    let mut last = 0;
+    for round in 0..20 {
+        let client = &mut clients[round % 2];
+        let held = claim(client, "order", "same-key").await;
+        assert_eq!(outcome(&held), Outcome::Acquired, "round {round}");
+        assert!(
+            held.fencing_token > last,
+            "round {round}: {} after {last}",
+            held.fencing_token
+        );
+        last = held.fencing_token;
+        // Another key claimed in between must not break the order either.
+        claim(client, "order", &format!("other-{round}")).await;
+        release(client, "order", "same-key", held.fencing_token)
+            .await
+            .unwrap();
+    }
 }

@@ -16,22 +16,6 @@ const LEASE: Duration = Duration::from_millis(200);
 /// Longer than `LEASE`: the stale holder's pause.
 const PAUSE: Duration = Duration::from_millis(350);
 
-/// Two sidecars on one database and one Redis key space, so the stale holder and its
-/// successor talk to different processes, as they would in production.
-async fn two_sidecars(db: &TestDatabase) -> (TestApp, TestApp) {
-    let prefix = unique("onceward-test:") + ":";
-    let config = || AppConfig {
-        database_url: db.url.clone(),
-        redis_url: shared_redis_url(),
-        key_prefix: prefix.clone(),
-        extra_args: vec![],
-    };
-    (
-        TestApp::spawn(config()).await,
-        TestApp::spawn(config()).await,
-    )
-}
-
 /// Holder A claims on the first sidecar with a short lease and "pauses" past it;
 /// holder B claims on the second and takes over. Returns both tokens.
 async fn stale_and_current_holder(first: &TestApp, second: &TestApp, key: &str) -> (u64, u64) {

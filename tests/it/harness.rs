@@ -408,6 +408,22 @@ pub async fn spawn_app_with(extra_args: &[&str]) -> Setup {
     Setup { app, db }
 }
 
+/// Two sidecars on one database and one Redis key space, as several pods
+/// would share them.
+pub async fn two_sidecars(db: &TestDatabase) -> (TestApp, TestApp) {
+    let prefix = unique("onceward-test:") + ":";
+    let config = || AppConfig {
+        database_url: db.url.clone(),
+        redis_url: shared_redis_url(),
+        key_prefix: prefix.clone(),
+        extra_args: vec![],
+    };
+    (
+        TestApp::spawn(config()).await,
+        TestApp::spawn(config()).await,
+    )
+}
+
 impl TestApp {
     pub async fn spawn(config: AppConfig) -> Self {
         Self::spawn_with(

@@ -20,6 +20,7 @@ on_every_pairing!(
     the_same_key_in_two_namespaces_lives_two_independent_lives,
     lookup_reports_the_record_without_its_token,
     a_takeover_without_a_fingerprint_keeps_the_stored_one_in_both_tiers,
+    concurrent_retries_of_one_complete_all_succeed_and_store_one_response,
 );
 
 async fn a_new_key_is_acquired_a_held_key_is_in_progress_and_a_completed_key_replays_from_the_cache(
@@ -441,4 +442,42 @@ async fn assert_mismatch_until_cached(
     })
     .await;
     assert!(cached, "the hot tier never answered the mismatch");
+}
+
+async fn concurrent_retries_of_one_complete_all_succeed_and_store_one_response(pairing: Pairing) {
+    let PairedSetup {
+        app,
+        ledger: _ledger,
+    } = spawn_pairing(pairing).await;
+    let mut client = app.client.clone();
+    let held = claim(&mut client, "mail", "digest").await;
+    let mut retries = tokio::task::JoinSet::new();
+    for attempt in 0..20u8 {
+        let mut client = app.client.clone();
+        retries.spawn(async move {
+            complete(
+                &mut client,
+                "mail",
+                "digest",
+                held.fencing_token,
+                &[attempt],
+            )
+            .await
+            .expect("every retry of the holder's Complete is OK")
+            .expires_at
+        });
+    }
+    let expiries = retries.join_all().await;
+    assert!(
+        expiries.windows(2).all(|pair| pair[0] == pair[1]),
+        "{expiries:?}"
+    );
+    let stored = lookup(&mut client, "mail", "digest")
+        .await
+        .record
+        .unwrap()
+        .response;
+    assert_eq!(stored.len(), 1, "one of the responses, stored once");
+    let replay = claim(&mut client, "mail", "digest").await;
+    assert_eq!(replay.response, stored);
 }
