@@ -245,7 +245,7 @@ impl Engine {
                 self.ledger.complete(
                     &command.id,
                     command.token,
-                    &command.response,
+                    command.response,
                     command.retention,
                 ),
             )

@@ -124,7 +124,7 @@ pub trait Ledger: Send + Sync + 'static {
         &self,
         id: &RecordId,
         token: FencingToken,
-        response: &[u8],
+        response: Vec<u8>,
         retention: Duration,
     ) -> Result<CompleteDecision, LedgerError>;
 

@@ -246,7 +246,7 @@ impl Ledger for PostgresLedger {
         &self,
         id: &RecordId,
         token: FencingToken,
-        response: &[u8],
+        response: Vec<u8>,
         retention: Duration,
     ) -> Result<CompleteDecision, LedgerError> {
         let Some(token) = db_token(token) else {
@@ -256,7 +256,7 @@ impl Ledger for PostgresLedger {
             .submit(PendingCompletion {
                 id: id.clone(),
                 token,
-                response: response.to_vec(),
+                response,
                 retention,
             })
             .await

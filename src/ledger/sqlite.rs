@@ -300,7 +300,7 @@ impl Ledger for SqliteLedger {
         &self,
         id: &RecordId,
         token: FencingToken,
-        response: &[u8],
+        response: Vec<u8>,
         retention: Duration,
     ) -> Result<CompleteDecision, LedgerError> {
         let Some(token) = db_token(token) else {
@@ -312,7 +312,7 @@ impl Ledger for SqliteLedger {
             .bind(id.namespace.as_str())
             .bind(id.key.as_str())
             .bind(token)
-            .bind(response)
+            .bind(&response)
             .bind(now)
             .bind(now.saturating_add(micros(retention)))
             .fetch_optional(&mut *tx)
@@ -629,7 +629,7 @@ mod tests {
         );
         assert_eq!(
             ledger
-                .complete(&id("k"), first, b"late", RETENTION)
+                .complete(&id("k"), first, b"late".to_vec(), RETENTION)
                 .await
                 .unwrap(),
             CompleteDecision::NotHolder
@@ -642,7 +642,7 @@ mod tests {
         let (token, _) = acquire(&ledger, &new_claim("k", b"fp", LEASE)).await;
 
         let first = ledger
-            .complete(&id("k"), token, b"charged", RETENTION)
+            .complete(&id("k"), token, b"charged".to_vec(), RETENTION)
             .await
             .unwrap();
         let CompleteDecision::Completed {
@@ -661,7 +661,12 @@ mod tests {
         );
 
         let retry = ledger
-            .complete(&id("k"), token, b"different", Duration::from_secs(5))
+            .complete(
+                &id("k"),
+                token,
+                b"different".to_vec(),
+                Duration::from_secs(5),
+            )
             .await
             .unwrap();
         assert_eq!(retry, first, "a retry changes nothing");
@@ -692,7 +697,7 @@ mod tests {
         let (ledger, _dir) = ledger().await;
         let (token, _) = acquire(&ledger, &new_claim("k", b"", LEASE)).await;
         let done = ledger
-            .complete(&id("k"), token, b"", RETENTION)
+            .complete(&id("k"), token, b"".to_vec(), RETENTION)
             .await
             .unwrap();
         assert!(matches!(
@@ -717,7 +722,7 @@ mod tests {
         for stranger in strangers {
             assert_eq!(
                 ledger
-                    .complete(&id("k"), stranger, b"x", RETENTION)
+                    .complete(&id("k"), stranger, b"x".to_vec(), RETENTION)
                     .await
                     .unwrap(),
                 CompleteDecision::NotHolder
@@ -733,7 +738,7 @@ mod tests {
         }
         assert_eq!(
             ledger
-                .complete(&id("unknown"), token, b"x", RETENTION)
+                .complete(&id("unknown"), token, b"x".to_vec(), RETENTION)
                 .await
                 .unwrap(),
             CompleteDecision::NotHolder
@@ -741,7 +746,7 @@ mod tests {
         // The holder was untouched by all of that.
         assert!(matches!(
             ledger
-                .complete(&id("k"), token, b"x", RETENTION)
+                .complete(&id("k"), token, b"x".to_vec(), RETENTION)
                 .await
                 .unwrap(),
             CompleteDecision::Completed { .. }
@@ -754,7 +759,7 @@ mod tests {
         let token = expired_claim(&ledger, "k", b"").await;
         assert!(matches!(
             ledger
-                .complete(&id("k"), token, b"ok", RETENTION)
+                .complete(&id("k"), token, b"ok".to_vec(), RETENTION)
                 .await
                 .unwrap(),
             CompleteDecision::Completed { .. }
