@@ -69,7 +69,7 @@ pub(super) async fn run(args: ClaimArgs) -> Result<Report, Failure> {
         namespace: args.namespace,
         key: args.key,
         fingerprint,
-        lease: args.lease.map(super::proto_duration),
+        lease: args.lease.map(crate::grpc::proto_duration),
     };
     let answer = connect(&args.connect)
         .await?

@@ -9,8 +9,9 @@ use serde::Serialize;
 
 use super::exit::{Exit, Failure};
 use super::output::{self, Report, push_field};
-use super::{ConnectArgs, connect, input, proto_duration};
+use super::{ConnectArgs, connect, input};
 use crate::domain::parse_duration;
+use crate::grpc::proto_duration;
 use crate::proto::CompleteRequest;
 
 /// `onceward complete NAMESPACE KEY --token N`.

@@ -8,8 +8,9 @@ use serde::Serialize;
 
 use super::exit::{Exit, Failure};
 use super::output::{self, Report, push_field};
-use super::{ConnectArgs, connect, proto_duration};
+use super::{ConnectArgs, connect};
 use crate::domain::parse_duration;
+use crate::grpc::proto_duration;
 use crate::proto::ExtendLeaseRequest;
 
 /// `onceward extend NAMESPACE KEY --token N`.

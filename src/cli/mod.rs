@@ -150,11 +150,3 @@ fn parse_addr(text: &str) -> Result<String, String> {
     })?;
     Ok(uri)
 }
-
-/// A std duration as the protobuf one requests carry.
-fn proto_duration(duration: Duration) -> prost_types::Duration {
-    prost_types::Duration {
-        seconds: i64::try_from(duration.as_secs()).unwrap_or(i64::MAX),
-        nanos: i32::try_from(duration.subsec_nanos()).expect("under a second of nanos"),
-    }
-}

@@ -141,7 +141,7 @@ pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
 /// A std duration as a protobuf one (what every request and response carries).
 pub fn duration(duration: Duration) -> prost_types::Duration {
     prost_types::Duration {
-        seconds: duration.as_secs() as i64,
+        seconds: i64::try_from(duration.as_secs()).unwrap_or(i64::MAX),
         nanos: duration.subsec_nanos() as i32,
     }
 }

@@ -628,12 +628,7 @@ pub fn claim_request(
     }
 }
 
-pub fn proto_duration(duration: Duration) -> prost_types::Duration {
-    prost_types::Duration {
-        seconds: duration.as_secs() as i64,
-        nanos: duration.subsec_nanos() as i32,
-    }
-}
+pub use onceward::grpc::proto_duration;
 
 pub async fn claim(
     client: &mut OncewardClient<Channel>,
