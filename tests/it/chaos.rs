@@ -331,22 +331,33 @@ fn check_effects(
     }
 }
 
-/// The sidecars' `onceward_claims_total`, summed over every process that ran, equals
-/// the Claim answers the workers tallied from processes that were scraped afterwards.
-fn check_claim_metrics(tally: &worker::Tally, metrics: &Scrape, problems: &mut Vec<String>) {
-    for outcome in OUTCOME_LABELS {
-        for tier in TIER_LABELS {
+/// For every (outcome, tier): the Claim answers the workers saw, and what the
+/// sidecars' `onceward_claims_total` counted.
+fn claims_seen_and_counted<'a>(
+    tally: &'a worker::Tally,
+    metrics: &'a Scrape,
+) -> impl Iterator<Item = (&'static str, &'static str, u64, u64)> + 'a {
+    OUTCOME_LABELS.into_iter().flat_map(move |outcome| {
+        TIER_LABELS.into_iter().map(move |tier| {
             let seen = tally
                 .live_claims
                 .get(&(outcome, tier))
                 .copied()
                 .unwrap_or(0);
             let counted = metrics.claims.get(&(outcome, tier)).copied().unwrap_or(0);
-            if seen != counted {
-                problems.push(format!(
-                    "claims_total{{outcome={outcome},tier={tier}}}: the sidecars counted {counted}, the workers saw {seen}"
-                ));
-            }
+            (outcome, tier, seen, counted)
+        })
+    })
+}
+
+/// The sidecars' `onceward_claims_total`, summed over every process that ran, equals
+/// the Claim answers the workers tallied from processes that were scraped afterwards.
+fn check_claim_metrics(tally: &worker::Tally, metrics: &Scrape, problems: &mut Vec<String>) {
+    for (outcome, tier, seen, counted) in claims_seen_and_counted(tally, metrics) {
+        if seen != counted {
+            problems.push(format!(
+                "claims_total{{outcome={outcome},tier={tier}}}: the sidecars counted {counted}, the workers saw {seen}"
+            ));
         }
     }
     for event in [
@@ -448,17 +459,9 @@ fn summary(
         let _ = writeln!(out, "  {event:<55} {n}");
     }
     let _ = writeln!(out, "claim outcomes (workers saw / sidecars counted):");
-    for outcome in OUTCOME_LABELS {
-        for tier in TIER_LABELS {
-            let seen = tally
-                .live_claims
-                .get(&(outcome, tier))
-                .copied()
-                .unwrap_or(0);
-            let counted = metrics.claims.get(&(outcome, tier)).copied().unwrap_or(0);
-            if seen + counted > 0 {
-                let _ = writeln!(out, "  {outcome:>20} {tier:<6} {seen:>6} / {counted}");
-            }
+    for (outcome, tier, seen, counted) in claims_seen_and_counted(tally, metrics) {
+        if seen + counted > 0 {
+            let _ = writeln!(out, "  {outcome:>20} {tier:<6} {seen:>6} / {counted}");
         }
     }
     let scraped: u64 = tally.scraped_claims.values().sum();
