@@ -36,6 +36,17 @@ const TENTATIVE_RETRY_AFTER: Duration = Duration::from_millis(25);
 /// write; a sidecar killed between the two steps leaves it behind for no longer.
 const TENTATIVE_TTL: Duration = Duration::from_secs(2);
 
+/// What step 1 of a claim left in the hot tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HotLookup {
+    /// The key was absent: our tentative entry is there now.
+    WroteTentative,
+    /// Someone else's entry stands and could not answer on its own.
+    Deferred,
+    /// The hot tier failed, timed out, or its circuit is open.
+    Unreachable,
+}
+
 /// The server's limits, shared by the engine and the gRPC edge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -127,65 +138,61 @@ impl Engine {
 
     /// Claims a key: see the module docs for the three steps.
     pub async fn claim(&self, command: ClaimCommand) -> Result<ClaimAnswer, EngineError> {
-        let ClaimCommand {
+        let claim = NewClaim {
+            id: command.id,
+            fingerprint: command.fingerprint,
+            lease: command.lease,
+            abandon_after: self.limits.retention.default,
+        };
+        let NewClaim {
             id,
             fingerprint,
             lease,
-        } = command;
+            ..
+        } = &claim;
 
         // Step 1: the hot tier.
-        let tentative = CacheEntry::tentative(&fingerprint, rand::random());
-        let mut wrote_tentative = false;
-        let mut cache_reachable = false;
-        match self
+        let tentative = CacheEntry::tentative(fingerprint, rand::random());
+        let hot = match self
             .hot
-            .claim(&id, &tentative, lease.min(TENTATIVE_TTL))
+            .claim(id, &tentative, (*lease).min(TENTATIVE_TTL))
             .await
         {
             Ok(None) => {
                 metrics::cache_lookup("miss");
-                wrote_tentative = true;
-                cache_reachable = true;
+                HotLookup::WroteTentative
             }
             Ok(Some(existing)) => {
-                cache_reachable = true;
-                if let Some(outcome) = answer_from_cache(existing, &fingerprint, Utc::now()) {
+                if let Some(outcome) = answer_from_cache(existing, fingerprint, Utc::now()) {
                     metrics::cache_lookup("hit");
                     return Ok(answered(outcome, Tier::Cache));
                 }
                 metrics::cache_lookup("defer");
+                HotLookup::Deferred
             }
-            Err(crate::cache::CacheError::CircuitOpen) => metrics::cache_lookup("bypass"),
+            Err(crate::cache::CacheError::CircuitOpen) => {
+                metrics::cache_lookup("bypass");
+                HotLookup::Unreachable
+            }
             Err(error) => {
                 metrics::cache_lookup("error");
                 tracing::debug!(%id, error = %error, "hot tier lookup failed; asking the ledger");
+                HotLookup::Unreachable
             }
-        }
+        };
 
         // Step 2: the ledger decides.
-        let new_claim = NewClaim {
-            id,
-            fingerprint,
-            lease,
-            abandon_after: self.limits.retention.default,
-        };
-        let decision = match self
-            .ledger_call("claim", self.ledger.claim(&new_claim))
-            .await
-        {
+        let decision = match self.ledger_call("claim", self.ledger.claim(&claim)).await {
             Ok(decision) => decision,
             Err(error) => {
-                if wrote_tentative {
-                    let _ = self.hot.replace(&new_claim.id, &tentative, None).await;
+                if hot == HotLookup::WroteTentative {
+                    let _ = self.hot.replace(id, &tentative, None).await;
                 }
                 return Err(error);
             }
         };
 
         // Step 3: answer, and cache what the ledger confirmed.
-        let NewClaim {
-            id, fingerprint, ..
-        } = new_claim;
         match decision {
             ClaimDecision::Acquired {
                 token,
@@ -198,7 +205,8 @@ impl Engine {
                     tracing::info!(%id, token = token.get(), "took over an expired lease");
                 }
                 let confirmed = CacheEntry::in_progress(&stored, lease_expires_at);
-                if wrote_tentative {
+                let lease = *lease;
+                if hot == HotLookup::WroteTentative {
                     // Off the reply path: the caller need not wait for it. Replacing
                     // only our own tentative entry means a late write can never undo
                     // the holder's Complete or Release that overtook it.
@@ -209,7 +217,7 @@ impl Engine {
                             .await;
                     });
                 } else {
-                    let _ = self.hot.put(&id, &confirmed, lease).await;
+                    let _ = self.hot.put(id, &confirmed, lease).await;
                 }
                 Ok(answered(
                     Outcome::Acquired {
@@ -220,17 +228,22 @@ impl Engine {
                 ))
             }
             ClaimDecision::Existing { record, now } => {
-                let outcome = answer_from_record(&record, &fingerprint, now);
+                let outcome = answer_from_record(&record, fingerprint, now);
                 let confirmed = confirmed_entry(&record, now);
-                if wrote_tentative {
-                    let replacement = confirmed.as_ref().map(|(entry, ttl)| (entry, *ttl));
-                    let _ = self.hot.replace(&id, &tentative, replacement).await;
-                } else if let (true, Some((entry, ttl))) = (cache_reachable, &confirmed)
-                    && entry.entry_kind() == EntryKind::Completed
-                {
-                    // A completed record is immutable, so writing it cannot undo anyone
-                    // else's change.
-                    let _ = self.hot.put(&id, entry, *ttl).await;
+                let confirmed = confirmed.as_ref().map(|(entry, ttl)| (entry, *ttl));
+                match (hot, confirmed) {
+                    (HotLookup::WroteTentative, replacement) => {
+                        let _ = self.hot.replace(id, &tentative, replacement).await;
+                    }
+                    // Someone else's entry stands: only a completed record may be
+                    // written over it — it is immutable, so writing it cannot undo
+                    // anyone else's change.
+                    (HotLookup::Deferred, Some((entry, ttl)))
+                        if entry.entry_kind() == EntryKind::Completed =>
+                    {
+                        let _ = self.hot.put(id, entry, ttl).await;
+                    }
+                    _ => {}
                 }
                 Ok(answered(outcome, Tier::Ledger))
             }
