@@ -21,6 +21,7 @@ on_every_pairing!(
     lookup_reports_the_record_without_its_token,
     a_takeover_without_a_fingerprint_keeps_the_stored_one_in_both_tiers,
     concurrent_retries_of_one_complete_all_succeed_and_store_one_response,
+    a_complete_right_after_the_claim_is_never_undone_by_the_claims_own_cache_write,
 );
 
 async fn a_new_key_is_acquired_a_held_key_is_in_progress_and_a_completed_key_replays_from_the_cache(
@@ -480,4 +481,28 @@ async fn concurrent_retries_of_one_complete_all_succeed_and_store_one_response(p
     assert_eq!(stored.len(), 1, "one of the responses, stored once");
     let replay = claim(&mut client, "mail", "digest").await;
     assert_eq!(replay.response, stored);
+}
+
+/// The holder confirms its claim in the hot tier off the reply path; a Complete that
+/// overtakes that write must still be what every later duplicate sees.
+async fn a_complete_right_after_the_claim_is_never_undone_by_the_claims_own_cache_write(
+    pairing: Pairing,
+) {
+    let PairedSetup {
+        app,
+        ledger: _ledger,
+    } = spawn_pairing(pairing).await;
+    let mut client = app.client.clone();
+    for i in 0..50 {
+        let key = format!("quick-{i}");
+        let held = claim(&mut client, "pay", &key).await;
+        complete(&mut client, "pay", &key, held.fencing_token, b"done")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        for _ in 0..2 {
+            let replay = claim(&mut client, "pay", &key).await;
+            assert_eq!(outcome(&replay), Outcome::Completed, "{key}");
+        }
+    }
 }
