@@ -174,7 +174,10 @@ impl Application {
             .add_service(health)
             .add_service(reflection)
             .add_service(OncewardService::server(self.engine, self.gatekeeper))
-            .serve_with_incoming_shutdown(TcpIncoming::from(self.listener), shutdown)
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(self.listener).with_nodelay(Some(true)),
+                shutdown,
+            )
             .await;
 
         stop.cancel();

@@ -9,7 +9,9 @@
 //! 2. The ledger claim (INSERT … ON CONFLICT, or compare-and-set takeover) decides.
 //!    Only its committed `Acquired` becomes `ACQUIRED`. If the ledger fails, the claim
 //!    fails closed with `UNAVAILABLE` and removes its own tentative entry.
-//! 3. The decision is cached: the new holder writes its confirmed claim; an observer
+//! 3. The decision is cached. A new holder keeps its tentative entry when it says
+//!    what the ledger stored (it already answers duplicates `IN_PROGRESS`, and
+//!    `Complete` replaces it), and writes its confirmed claim otherwise; an observer
 //!    only replaces its *own* tentative entry, so it can never resurrect a claim that
 //!    a concurrent `Release` just deleted.
 
@@ -30,10 +32,12 @@ use crate::metrics;
 /// The longest `retry_after` suggested for a live claim: holders usually complete
 /// well before their lease runs out, so callers should look again sooner than that.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(1);
-/// `retry_after` while another claim's ledger write is in flight.
+/// `retry_after` when a tentative entry answers: the claim behind it may be in its
+/// ledger write, or already held.
 const TENTATIVE_RETRY_AFTER: Duration = Duration::from_millis(25);
-/// How long a tentative entry lives at most. It only needs to outlast one ledger
-/// write; a sidecar killed between the two steps leaves it behind for no longer.
+/// How long a tentative entry lives at most (never longer than the lease). It covers
+/// the ledger write and then, for a new holder, the usual time to Complete; a sidecar
+/// killed between the two steps leaves it behind for no longer.
 const TENTATIVE_TTL: Duration = Duration::from_secs(2);
 
 /// What step 1 of a claim left in the hot tier.
@@ -206,18 +210,27 @@ impl Engine {
                 }
                 let confirmed = CacheEntry::in_progress(&stored, lease_expires_at);
                 let lease = *lease;
-                if hot == HotLookup::WroteTentative {
-                    // Off the reply path: the caller need not wait for it. Replacing
+                match hot {
+                    // Our own tentative entry already answers duplicates IN_PROGRESS
+                    // for as long as a holder usually needs (past it, they ask the
+                    // ledger and cache its answer): confirming it would cost every
+                    // new operation one more hot-tier command.
+                    HotLookup::WroteTentative if stored == *fingerprint => {}
+                    // A takeover without a fingerprint kept the stored one, which the
+                    // tentative entry does not carry. Off the reply path; replacing
                     // only our own tentative entry means a late write can never undo
                     // the holder's Complete or Release that overtook it.
-                    let (hot, id) = (self.hot.clone(), id.clone());
-                    tokio::spawn(async move {
-                        let _ = hot
-                            .replace(&id, &tentative, Some((&confirmed, lease)))
-                            .await;
-                    });
-                } else {
-                    let _ = self.hot.put(id, &confirmed, lease).await;
+                    HotLookup::WroteTentative => {
+                        let (hot, id) = (self.hot.clone(), id.clone());
+                        tokio::spawn(async move {
+                            let _ = hot
+                                .replace(&id, &tentative, Some((&confirmed, lease)))
+                                .await;
+                        });
+                    }
+                    HotLookup::Deferred | HotLookup::Unreachable => {
+                        let _ = self.hot.put(id, &confirmed, lease).await;
+                    }
                 }
                 Ok(answered(
                     Outcome::Acquired {

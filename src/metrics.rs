@@ -30,6 +30,10 @@ pub const FENCING_REJECTIONS: &str = "onceward_fencing_rejections_total";
 pub const CLEANUP_DELETED: &str = "onceward_cleanup_deleted_total";
 /// gRPC call latency, by `method` and status `code`.
 pub const RPC_DURATION: &str = "onceward_rpc_duration_seconds";
+/// Histogram: requests carried by one batched ledger statement.
+pub const LEDGER_BATCH_SIZE: &str = "onceward_ledger_batch_size";
+/// Histogram: time from sending one batched ledger statement to its commit.
+pub const LEDGER_BATCH_DURATION: &str = "onceward_ledger_batch_duration_seconds";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -45,6 +49,8 @@ pub fn install() -> PrometheusHandle {
             let handle = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
                 .expect("latency buckets are not empty")
+                .set_buckets_for_metric(Matcher::Full(LEDGER_BATCH_SIZE.into()), BATCH_SIZE_BUCKETS)
+                .expect("batch size buckets are not empty")
                 .install_recorder()
                 .expect("the metrics recorder is installed once per process");
             describe();
@@ -55,6 +61,9 @@ pub fn install() -> PrometheusHandle {
         })
         .clone()
 }
+
+/// Powers of two up to the largest batch.
+const BATCH_SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 
 fn describe() {
     describe_counter!(
@@ -89,6 +98,15 @@ fn describe() {
     describe_counter!(
         CLEANUP_DELETED,
         "Expired records deleted by the retention job."
+    );
+    describe_histogram!(
+        LEDGER_BATCH_SIZE,
+        "Requests carried by one batched ledger statement, by op (claim, complete)."
+    );
+    describe_histogram!(
+        LEDGER_BATCH_DURATION,
+        metrics::Unit::Seconds,
+        "Time from sending one batched ledger statement to its commit, by op."
     );
     describe_histogram!(
         RPC_DURATION,
@@ -167,6 +185,12 @@ pub fn cache_circuit_open(open: bool) {
 /// A ledger call finished.
 pub fn ledger_call(op: &'static str, result: &'static str, elapsed: Duration) {
     histogram!(LEDGER_DURATION, "op" => op, "result" => result).record(elapsed.as_secs_f64());
+}
+
+/// A batched ledger statement of `size` requests ran for `elapsed`.
+pub fn ledger_batch(op: &'static str, size: usize, elapsed: Duration) {
+    histogram!(LEDGER_BATCH_SIZE, "op" => op).record(size as f64);
+    histogram!(LEDGER_BATCH_DURATION, "op" => op).record(elapsed.as_secs_f64());
 }
 
 /// A claim took over an expired lease.

@@ -2,8 +2,8 @@
 //! the simplest way a team would write it by hand:
 //!
 //! - `direct-postgres`: a new operation is `INSERT … ON CONFLICT DO NOTHING RETURNING`
-//!   then `UPDATE`, each its own autocommit statement (two commits), on a pool of one
-//!   connection per worker; a duplicate is the same INSERT (which conflicts) and a
+//!   then `UPDATE`, each its own autocommit statement (two commits), each worker on a
+//!   connection of its own that it keeps (no pool checkout, so no ping, per statement); a duplicate is the same INSERT (which conflicts) and a
 //!   `SELECT` of the stored response. The table has the shape of onceward's and lives
 //!   in a schema of its own, so the baseline never touches onceward's records.
 //! - `direct-redis`: one `SET key value NX PX ttl GET` per operation on one
@@ -17,7 +17,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_trait::async_trait;
 use redis::aio::MultiplexedConnection;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, Postgres};
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -117,29 +118,52 @@ pub async fn populate_postgres(pool: &PgPool, plan: &KeyPlan) -> anyhow::Result<
 
 /// Opens the one multiplexed connection every direct-redis worker shares.
 pub async fn connect_redis(url: &str) -> anyhow::Result<MultiplexedConnection> {
-    redis::Client::open(url)
+    redis::Client::open(crate::cache::no_delay(url)?)
         .context("direct-redis: invalid --redis-url")?
         .get_multiplexed_async_connection()
         .await
         .context("direct-redis: cannot connect to --redis-url")
 }
 
-/// A direct-postgres worker; all of them share the pool.
+/// A direct-postgres worker: it takes a connection of the pool on its first call and
+/// keeps it, as a hand-rolled service holding one connection per request in flight
+/// would (a pool checkout would add a ping round trip to every statement).
 pub struct PostgresWorker {
     pool: PgPool,
+    connection: Option<PoolConnection<Postgres>>,
     plan: Arc<KeyPlan>,
 }
 
 impl PostgresWorker {
-    /// A worker running `plan` on `pool`.
+    /// A worker running `plan` on a connection of `pool`.
     pub fn new(pool: PgPool, plan: Arc<KeyPlan>) -> Self {
-        Self { pool, plan }
+        Self {
+            pool,
+            connection: None,
+            plan,
+        }
     }
 }
 
 #[async_trait]
 impl Worker for PostgresWorker {
     async fn call(&mut self, seq: u64) -> Result<(), String> {
+        let mut connection = match self.connection.take() {
+            Some(connection) => connection,
+            None => self.pool.acquire().await.map_err(postgres_error)?,
+        };
+        let outcome = self.run(&mut connection, seq).await;
+        // A connection that failed may be broken: dropping it hands it back to the
+        // pool, which tests it; the next call takes another.
+        if outcome.is_ok() {
+            self.connection = Some(connection);
+        }
+        outcome
+    }
+}
+
+impl PostgresWorker {
+    async fn run(&self, connection: &mut PgConnection, seq: u64) -> Result<(), String> {
         let (key, fresh) = match self.plan.key(seq) {
             Key::Fresh(key) => (key, true),
             Key::Completed(key) => (key, false),
@@ -148,7 +172,7 @@ impl Worker for PostgresWorker {
             .bind(NAMESPACE)
             .bind(&key)
             .bind(&FINGERPRINT[..])
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *connection)
             .await
             .map_err(postgres_error)?;
         match (fresh, token) {
@@ -158,7 +182,7 @@ impl Worker for PostgresWorker {
                     .bind(&key)
                     .bind(token)
                     .bind(&self.plan.response[..])
-                    .execute(&self.pool)
+                    .execute(&mut *connection)
                     .await
                     .map_err(postgres_error)?;
                 if done.rows_affected() == 1 {
@@ -171,7 +195,7 @@ impl Worker for PostgresWorker {
                 let (state, _response): (i16, Option<Vec<u8>>) = sqlx::query_as(REPLAY)
                     .bind(NAMESPACE)
                     .bind(&key)
-                    .fetch_one(&self.pool)
+                    .fetch_one(&mut *connection)
                     .await
                     .map_err(postgres_error)?;
                 if state == 2 {

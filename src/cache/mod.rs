@@ -16,7 +16,7 @@ pub use self::breaker::CircuitBreaker;
 pub use self::entry::{CacheEntry, EntryKind};
 pub use self::memory::{MemoryHotTier, MemoryOptions};
 pub use self::near::NearCache;
-pub use self::redis::{RedisHotTier, RedisOptions};
+pub use self::redis::{RedisHotTier, RedisOptions, no_delay};
 
 use std::time::Duration;
 

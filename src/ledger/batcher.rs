@@ -8,10 +8,12 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::LedgerError;
+use crate::metrics;
 
 type Reply<T> = oneshot::Sender<Result<T, LedgerError>>;
 /// The queue's consuming end, shared by the writers.
@@ -24,8 +26,9 @@ pub struct Batcher<Req, Resp> {
 
 impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
     /// Starts `writers` tasks that each take up to `max_batch` queued requests and
-    /// run them with `run`, which returns one result per request, in order.
-    pub fn spawn<F, Fut>(writers: usize, max_batch: usize, run: F) -> Self
+    /// run them with `run`, which returns one result per request, in order. `op`
+    /// names the batches in metrics.
+    pub fn spawn<F, Fut>(op: &'static str, writers: usize, max_batch: usize, run: F) -> Self
     where
         F: Fn(Vec<Req>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<Result<Resp, LedgerError>>, LedgerError>> + Send + 'static,
@@ -35,6 +38,7 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
         let run = Arc::new(run);
         for _ in 0..writers.max(1) {
             tokio::spawn(write_batches(
+                op,
                 receiver.clone(),
                 max_batch.max(1),
                 run.clone(),
@@ -56,6 +60,7 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
 }
 
 async fn write_batches<Req, Resp, F, Fut>(
+    op: &'static str,
     receiver: SharedQueue<Req, Resp>,
     max_batch: usize,
     run: Arc<F>,
@@ -92,7 +97,10 @@ async fn write_batches<Req, Resp, F, Fut>(
             continue;
         }
         let expected = requests.len();
-        match run(requests).await {
+        let started = Instant::now();
+        let outcome = run(requests).await;
+        metrics::ledger_batch(op, expected, started.elapsed());
+        match outcome {
             Ok(results) if results.len() == expected => {
                 for (reply, result) in replies.into_iter().zip(results) {
                     let _ = reply.send(result);
@@ -122,7 +130,7 @@ mod tests {
         let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
         let batcher = {
             let sizes = sizes.clone();
-            Batcher::spawn(1, 8, move |requests: Vec<u32>| {
+            Batcher::spawn("test", 1, 8, move |requests: Vec<u32>| {
                 sizes.lock().unwrap().push(requests.len());
                 async move {
                     tokio::task::yield_now().await;
@@ -163,7 +171,7 @@ mod tests {
         let gate = Arc::new(tokio::sync::Semaphore::new(0));
         let batcher = {
             let (written, gate) = (written.clone(), gate.clone());
-            Arc::new(Batcher::spawn(1, 100, move |requests: Vec<u32>| {
+            Arc::new(Batcher::spawn("test", 1, 100, move |requests: Vec<u32>| {
                 let (written, gate) = (written.clone(), gate.clone());
                 async move {
                     // The first batch waits until the test opens the gate.
@@ -192,7 +200,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_statement_fails_every_caller_in_it() {
-        let batcher = Batcher::spawn(1, 100, |_: Vec<u32>| async {
+        let batcher = Batcher::spawn("test", 1, 100, |_: Vec<u32>| async {
             Err::<Vec<Result<u32, LedgerError>>, _>(LedgerError::Unavailable("down".into()))
         });
         let error = batcher.submit(1).await.unwrap_err();

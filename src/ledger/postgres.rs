@@ -7,14 +7,22 @@
 //! the row lock against the latest committed row and `now()`, the database clock.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
+use std::time::Instant;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{ConnectOptions, Row};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{
+    PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow, Postgres,
+};
+use sqlx::query::Query;
+use sqlx::{ConnectOptions, Connection as _, Row};
 
 use super::batcher::Batcher;
+use super::io_thread::IoThread;
 use super::{
     ClaimDecision, CompleteDecision, ExtendedLease, Ledger, LedgerError, NewClaim, db_token,
     internal, micros, stored_fingerprint, stored_identity,
@@ -141,6 +149,54 @@ pub struct PostgresLedger {
     pool: PgPool,
     claims: Batcher<NewClaim, ClaimDecision>,
     completions: Batcher<PendingCompletion, CompleteDecision>,
+    io: IoThread,
+}
+
+/// The connections the batch writers keep between batches, so a batch costs one
+/// round trip: a pooled connection is pinged when handed out and again when given
+/// back, which would triple the round trips of a writer's loop. One that sat idle for
+/// a while is pinged before use, so a Postgres restart costs no batch.
+struct WriterConnections {
+    pool: PgPool,
+    idle: std::sync::Mutex<Vec<(PoolConnection<Postgres>, Instant)>>,
+}
+
+/// How long a writer's connection may sit unused before it is pinged before use.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
+impl WriterConnections {
+    fn new(pool: PgPool) -> Arc<Self> {
+        Arc::new(Self {
+            pool,
+            idle: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    /// A connection kept from an earlier batch, or a new one from the pool.
+    async fn take(&self) -> Result<PoolConnection<Postgres>, LedgerError> {
+        let kept = self.idle_list().pop();
+        if let Some((mut connection, since)) = kept {
+            if since.elapsed() < PING_AFTER_IDLE || connection.ping().await.is_ok() {
+                return Ok(connection);
+            }
+            // Broken: dropping it closes it.
+        }
+        self.pool.acquire().await.map_err(classify)
+    }
+
+    /// Keeps `connection` for the next batch, unless the batch failed in a way that
+    /// may have left it broken (dropping it hands it back to the pool, which tests it).
+    fn keep<T>(&self, connection: PoolConnection<Postgres>, outcome: &Result<T, LedgerError>) {
+        if !matches!(outcome, Err(LedgerError::Unavailable(_))) {
+            self.idle_list().push((connection, Instant::now()));
+        }
+    }
+
+    fn idle_list(&self) -> std::sync::MutexGuard<'_, Vec<(PoolConnection<Postgres>, Instant)>> {
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// A `Complete` waiting for its batch.
@@ -161,79 +217,127 @@ impl PostgresLedger {
             .parse::<PgConnectOptions>()
             .context("invalid Postgres URL")?
             .application_name("onceward")
+            // Every statement is a keyed lookup, batched through `unnest`. A generic
+            // plan made while the table was small (a new database) is a sequential
+            // scan, and a connection would keep it as the table grows; a plan made
+            // for each execution sees the table's size and the batch's.
+            .options([("plan_cache_mode", "force_custom_plan")])
             .disable_statement_logging();
-        let pool = PgPoolOptions::new()
-            .max_connections(options.max_connections)
-            .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect_options)
-            .await
-            .context("cannot connect to Postgres")?;
-
-        let synchronous_commit: String = sqlx::query_scalar("SHOW synchronous_commit")
-            .fetch_one(&pool)
-            .await
-            .context("cannot read synchronous_commit")?;
-        if synchronous_commit == "off" {
-            if options.allow_async_commit {
-                tracing::warn!(
-                    "Postgres synchronous_commit is off: an acknowledged ACQUIRED or Complete \
-                     may be lost if Postgres crashes (accepted by --allow-async-commit)"
-                );
-            } else {
-                anyhow::bail!(
-                    "Postgres synchronous_commit is off, so acknowledged claims could be lost \
-                     in a crash; turn it on, or pass --allow-async-commit to accept the risk"
-                );
-            }
-        }
-
-        let ledger = Self::new(pool, options.batch_writers);
-        ledger.migrate().await?;
-        Ok(ledger)
-    }
-
-    /// The ledger over an open pool, with its batch writers.
-    fn new(pool: PgPool, writers: usize) -> Self {
-        let claims = {
-            let pool = pool.clone();
-            Batcher::spawn(writers, MAX_BATCH, move |batch| {
-                claim_batch(pool.clone(), batch)
+        let io = IoThread::start("onceward-ledger").context("cannot start the ledger thread")?;
+        let options = options.clone();
+        // The pool, its connection tasks and the batch writers all live on the
+        // ledger's thread.
+        let (pool, claims, completions) = io
+            .run(async move {
+                let pool = PgPoolOptions::new()
+                    .max_connections(options.max_connections)
+                    .acquire_timeout(options.acquire_timeout)
+                    .connect_with(connect_options)
+                    .await
+                    .context("cannot connect to Postgres")?;
+                refuse_async_commit(&pool, options.allow_async_commit).await?;
+                sqlx::migrate!("./migrations/postgres")
+                    .run(&pool)
+                    .await
+                    .context("cannot apply Postgres migrations")?;
+                let (claims, completions) = batch_writers(&pool, options.batch_writers);
+                anyhow::Ok((pool, claims, completions))
             })
-        };
-        let completions = {
-            let pool = pool.clone();
-            Batcher::spawn(writers, MAX_BATCH, move |batch| {
-                complete_batch(pool.clone(), batch)
-            })
-        };
-        Self {
+            .await??;
+        Ok(Self {
             pool,
             claims,
             completions,
+            io,
+        })
+    }
+
+    /// Runs `statement` with the pool on the ledger's thread.
+    async fn on_io_thread<T, F, Fut>(&self, statement: F) -> Result<T, LedgerError>
+    where
+        F: FnOnce(PgPool) -> Fut,
+        Fut: Future<Output = Result<T, LedgerError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.io.run(statement(self.pool.clone())).await?
+    }
+    async fn read(&self, id: &RecordId) -> Result<Option<(Record, DateTime<Utc>)>, LedgerError> {
+        let id = id.clone();
+        self.on_io_thread(|pool| async move {
+            let row = sqlx::query(SELECT_RECORD)
+                .bind(id.namespace.as_str())
+                .bind(id.key.as_str())
+                .fetch_optional(&pool)
+                .await
+                .map_err(classify)?;
+            row.map(|row| {
+                let now: DateTime<Utc> = row.try_get("db_now").map_err(internal)?;
+                Ok((record_from_row(&row)?, now))
+            })
+            .transpose()
+        })
+        .await
+    }
+}
+
+/// Fails unless Postgres acknowledges commits only once they are durable, or the
+/// operator accepted the risk.
+async fn refuse_async_commit(pool: &PgPool, allow_async_commit: bool) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+
+    let synchronous_commit: String = sqlx::query_scalar("SHOW synchronous_commit")
+        .fetch_one(pool)
+        .await
+        .context("cannot read synchronous_commit")?;
+    if synchronous_commit == "off" {
+        if allow_async_commit {
+            tracing::warn!(
+                "Postgres synchronous_commit is off: an acknowledged ACQUIRED or Complete \
+                 may be lost if Postgres crashes (accepted by --allow-async-commit)"
+            );
+        } else {
+            anyhow::bail!(
+                "Postgres synchronous_commit is off, so acknowledged claims could be lost \
+                 in a crash; turn it on, or pass --allow-async-commit to accept the risk"
+            );
         }
     }
+    Ok(())
+}
 
-    /// Applies the embedded migrations.
-    pub async fn migrate(&self) -> anyhow::Result<()> {
-        sqlx::migrate!("./migrations/postgres")
-            .run(&self.pool)
-            .await
-            .map_err(|e| anyhow::anyhow!(e).context("cannot apply Postgres migrations"))
-    }
-
-    async fn read(&self, id: &RecordId) -> Result<Option<(Record, DateTime<Utc>)>, LedgerError> {
-        let row = sqlx::query(SELECT_RECORD)
-            .bind(id.namespace.as_str())
-            .bind(id.key.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(classify)?;
-        row.map(|row| {
-            let now: DateTime<Utc> = row.try_get("db_now").map_err(internal)?;
-            Ok((record_from_row(&row)?, now))
+/// The batch writers for claims and completions, spawned on the current runtime.
+fn batch_writers(
+    pool: &PgPool,
+    writers: usize,
+) -> (
+    Batcher<NewClaim, ClaimDecision>,
+    Batcher<PendingCompletion, CompleteDecision>,
+) {
+    let claims = {
+        let connections = WriterConnections::new(pool.clone());
+        Batcher::spawn("claim", writers, MAX_BATCH, move |batch| {
+            let connections = connections.clone();
+            async move {
+                let mut connection = connections.take().await?;
+                let outcome = claim_batch(&mut connection, batch).await;
+                connections.keep(connection, &outcome);
+                outcome
+            }
         })
-        .transpose()
-    }
+    };
+    let completions = {
+        let connections = WriterConnections::new(pool.clone());
+        Batcher::spawn("complete", writers, MAX_BATCH, move |batch| {
+            let connections = connections.clone();
+            async move {
+                let mut connection = connections.take().await?;
+                let outcome = complete_batch(&mut connection, batch).await;
+                connections.keep(connection, &outcome);
+                outcome
+            }
+        })
+    };
+    (claims, completions)
 }
 
 #[async_trait]
@@ -266,14 +370,18 @@ impl Ledger for PostgresLedger {
         let Some(token) = db_token(token) else {
             return Ok(false);
         };
-        let done = sqlx::query(RELEASE)
-            .bind(id.namespace.as_str())
-            .bind(id.key.as_str())
-            .bind(token)
-            .execute(&self.pool)
-            .await
-            .map_err(classify)?;
-        Ok(done.rows_affected() == 1)
+        let id = id.clone();
+        self.on_io_thread(|pool| async move {
+            let done = sqlx::query(RELEASE)
+                .bind(id.namespace.as_str())
+                .bind(id.key.as_str())
+                .bind(token)
+                .execute(&pool)
+                .await
+                .map_err(classify)?;
+            Ok(done.rows_affected() == 1)
+        })
+        .await
     }
 
     async fn extend_lease(
@@ -286,22 +394,26 @@ impl Ledger for PostgresLedger {
         let Some(token) = db_token(token) else {
             return Ok(None);
         };
-        let row = sqlx::query(EXTEND_LEASE)
-            .bind(id.namespace.as_str())
-            .bind(id.key.as_str())
-            .bind(token)
-            .bind(micros(lease))
-            .bind(micros(abandon_after))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(classify)?;
-        row.map(|row| {
-            Ok(ExtendedLease {
-                lease_expires_at: row.try_get("lease_expires_at").map_err(internal)?,
-                fingerprint: fingerprint_from_row(&row)?,
+        let id = id.clone();
+        self.on_io_thread(|pool| async move {
+            let row = sqlx::query(EXTEND_LEASE)
+                .bind(id.namespace.as_str())
+                .bind(id.key.as_str())
+                .bind(token)
+                .bind(micros(lease))
+                .bind(micros(abandon_after))
+                .fetch_optional(&pool)
+                .await
+                .map_err(classify)?;
+            row.map(|row| {
+                Ok(ExtendedLease {
+                    lease_expires_at: row.try_get("lease_expires_at").map_err(internal)?,
+                    fingerprint: fingerprint_from_row(&row)?,
+                })
             })
+            .transpose()
         })
-        .transpose()
+        .await
     }
 
     async fn lookup(&self, id: &RecordId) -> Result<Option<Record>, LedgerError> {
@@ -309,12 +421,15 @@ impl Ledger for PostgresLedger {
     }
 
     async fn purge_expired(&self, limit: u32) -> Result<u64, LedgerError> {
-        let done = sqlx::query(PURGE_EXPIRED)
-            .bind(i64::from(limit))
-            .execute(&self.pool)
-            .await
-            .map_err(classify)?;
-        Ok(done.rows_affected())
+        self.on_io_thread(|pool| async move {
+            let done = sqlx::query(PURGE_EXPIRED)
+                .bind(i64::from(limit))
+                .execute(&pool)
+                .await
+                .map_err(classify)?;
+            Ok(done.rows_affected())
+        })
+        .await
     }
 }
 
@@ -322,7 +437,7 @@ impl Ledger for PostgresLedger {
 /// that stood read back in one select, and the rest (repeated keys, rows that changed
 /// in between) in further rounds.
 async fn claim_batch(
-    pool: PgPool,
+    connection: &mut PgConnection,
     claims: Vec<NewClaim>,
 ) -> Result<Vec<Result<ClaimDecision, LedgerError>>, LedgerError> {
     let mut decisions: Vec<Option<ClaimDecision>> = vec![None; claims.len()];
@@ -357,14 +472,13 @@ async fn claim_batch(
             .iter()
             .map(|&i| micros(claims[i].abandon_after))
             .collect();
-        let rows = retry_on_deadlock(|| {
+        let rows = fetch_all_retrying(connection, || {
             sqlx::query(CLAIM_BATCH)
                 .bind(&namespaces)
                 .bind(&keys)
                 .bind(&fingerprints)
                 .bind(&leases)
                 .bind(&abandon_after)
-                .fetch_all(&pool)
         })
         .await?;
         let mut acquired = HashMap::with_capacity(rows.len());
@@ -396,7 +510,7 @@ async fn claim_batch(
         // released, deleted, or whose lease ran out meanwhile is claimed again.
         let mut retry = Vec::new();
         if !stood.is_empty() {
-            let standing = read_records(&pool, stood.iter().map(|&i| &claims[i].id)).await?;
+            let standing = read_records(connection, stood.iter().map(|&i| &claims[i].id)).await?;
             for i in stood {
                 let claim = &claims[i];
                 match standing.get(&claim.id) {
@@ -437,7 +551,7 @@ async fn claim_batch(
 
 /// Reads the records of `ids` in one statement, with the database clock.
 async fn read_records<'a>(
-    pool: &PgPool,
+    connection: &mut PgConnection,
     ids: impl Iterator<Item = &'a RecordId>,
 ) -> Result<HashMap<RecordId, (Record, DateTime<Utc>)>, LedgerError> {
     let (namespaces, keys): (Vec<&str>, Vec<&str>) = ids
@@ -446,7 +560,7 @@ async fn read_records<'a>(
     let rows = sqlx::query(SELECT_RECORDS)
         .bind(namespaces)
         .bind(keys)
-        .fetch_all(pool)
+        .fetch_all(connection)
         .await
         .map_err(classify)?;
     let mut records = HashMap::with_capacity(rows.len());
@@ -461,7 +575,7 @@ async fn read_records<'a>(
 /// Runs one batch of completions in one UPDATE. A request it did not update is a
 /// retry of a completion that already happened, or not the holder's.
 async fn complete_batch(
-    pool: PgPool,
+    connection: &mut PgConnection,
     mut batch: Vec<PendingCompletion>,
 ) -> Result<Vec<Result<CompleteDecision, LedgerError>>, LedgerError> {
     // Sorted so concurrent batches lock rows in the same order; answers are returned
@@ -479,14 +593,13 @@ async fn complete_batch(
         .map(|&i| batch[i].response.as_slice())
         .collect();
     let retentions: Vec<i64> = order.iter().map(|&i| micros(batch[i].retention)).collect();
-    let rows = retry_on_deadlock(|| {
+    let rows = fetch_all_retrying(connection, || {
         sqlx::query(COMPLETE_BATCH)
             .bind(&namespaces)
             .bind(&keys)
             .bind(&tokens)
             .bind(&responses)
             .bind(&retentions)
-            .fetch_all(&pool)
     })
     .await?;
     // Each returned row names its request by position in the sent arrays; the
@@ -512,7 +625,7 @@ async fn complete_batch(
             .bind(pending.id.namespace.as_str())
             .bind(pending.id.key.as_str())
             .bind(pending.token)
-            .fetch_optional(&pool)
+            .fetch_optional(&mut *connection)
             .await
             .map_err(classify)?;
         *result = Some(match retried {
@@ -526,17 +639,16 @@ async fn complete_batch(
     Ok(results.into_iter().flatten().map(Ok).collect())
 }
 
-/// Runs a statement again when Postgres aborted it as a deadlock victim or for a
-/// serialization failure: nothing of it committed, and batches of unrelated callers
-/// should not fail together for a lock-order accident.
-async fn retry_on_deadlock<T, F, Fut>(mut statement: F) -> Result<T, LedgerError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
-{
+/// Runs a statement, and runs it again when Postgres aborted it as a deadlock victim
+/// or for a serialization failure: nothing of it committed, and batches of unrelated
+/// callers should not fail together for a lock-order accident.
+async fn fetch_all_retrying<'q>(
+    connection: &mut PgConnection,
+    statement: impl Fn() -> Query<'q, Postgres, PgArguments>,
+) -> Result<Vec<PgRow>, LedgerError> {
     let mut retries_left = DEADLOCK_RETRIES;
     loop {
-        match statement().await {
+        match statement().fetch_all(&mut *connection).await {
             Err(sqlx::Error::Database(error))
                 if retries_left > 0
                     && matches!(error.code().as_deref(), Some("40P01" | "40001")) =>

@@ -483,8 +483,9 @@ async fn concurrent_retries_of_one_complete_all_succeed_and_store_one_response(p
     assert_eq!(replay.response, stored);
 }
 
-/// The holder confirms its claim in the hot tier off the reply path; a Complete that
-/// overtakes that write must still be what every later duplicate sees.
+/// The holder's hot-tier entry outlives its reply (its tentative entry, or a confirmed
+/// claim written off the reply path); the Complete right after must replace it, so
+/// every later duplicate sees the completion.
 async fn a_complete_right_after_the_claim_is_never_undone_by_the_claims_own_cache_write(
     pairing: Pairing,
 ) {
