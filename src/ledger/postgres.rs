@@ -175,12 +175,12 @@ impl WriterConnections {
     /// A connection kept from an earlier batch, or a new one from the pool.
     async fn take(&self) -> Result<PoolConnection<Postgres>, LedgerError> {
         let kept = self.idle_list().pop();
-        if let Some((mut connection, since)) = kept {
-            if since.elapsed() < PING_AFTER_IDLE || connection.ping().await.is_ok() {
-                return Ok(connection);
-            }
-            // Broken: dropping it closes it.
+        if let Some((mut connection, since)) = kept
+            && (since.elapsed() < PING_AFTER_IDLE || connection.ping().await.is_ok())
+        {
+            return Ok(connection);
         }
+        // None kept, or a broken one (dropped above, which closes it).
         self.pool.acquire().await.map_err(classify)
     }
 
