@@ -83,6 +83,13 @@ pub struct BenchArgs {
     #[arg(long)]
     pub database_url: Option<String>,
 
+    /// The most Postgres connections the direct-postgres baseline opens. Up to this
+    /// level each operation in flight has a connection of its own; above it, as in a
+    /// hand-rolled service whose concurrency outgrows Postgres's `max_connections`
+    /// (100 by default), operations in flight take turns on them.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub postgres_connections: u32,
+
     /// Redis for the direct-redis baseline (keys under `onceward-bench-baseline:`).
     #[arg(long)]
     pub redis_url: Option<String>,

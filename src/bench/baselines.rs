@@ -2,8 +2,9 @@
 //! the simplest way a team would write it by hand:
 //!
 //! - `direct-postgres`: a new operation is `INSERT … ON CONFLICT DO NOTHING RETURNING`
-//!   then `UPDATE`, each its own autocommit statement (two commits), each worker on a
-//!   connection of its own that it keeps (no pool checkout, so no ping, per statement); a duplicate is the same INSERT (which conflicts) and a
+//!   then `UPDATE`, each its own autocommit statement (two commits), on connections
+//!   kept between operations (no pool checkout, so no ping, per statement): one per
+//!   operation in flight, up to `--postgres-connections`; a duplicate is the same INSERT (which conflicts) and a
 //!   `SELECT` of the stored response. The table has the shape of onceward's and lives
 //!   in a schema of its own, so the baseline never touches onceward's records.
 //! - `direct-redis`: one `SET key value NX PX ttl GET` per operation on one
@@ -125,30 +126,40 @@ pub async fn connect_redis(url: &str) -> anyhow::Result<MultiplexedConnection> {
         .context("direct-redis: cannot connect to --redis-url")
 }
 
-/// A direct-postgres worker: it takes a connection of the pool on its first call and
-/// keeps it, as a hand-rolled service holding one connection per request in flight
-/// would (a pool checkout would add a ping round trip to every statement).
+/// One connection of the direct-postgres baseline, kept between operations by the
+/// workers that share it (a pool checkout would add a ping round trip to every
+/// statement).
+pub type PostgresSlot = Arc<tokio::sync::Mutex<Option<PoolConnection<Postgres>>>>;
+
+/// A direct-postgres worker: each operation holds its slot's connection for both of
+/// its statements. With as many slots as workers, every operation in flight has a
+/// connection of its own; with fewer, workers take turns, as requests of a service
+/// with more of them in flight than connections would.
 pub struct PostgresWorker {
     pool: PgPool,
-    connection: Option<PoolConnection<Postgres>>,
+    slot: PostgresSlot,
     plan: Arc<KeyPlan>,
 }
 
 impl PostgresWorker {
-    /// A worker running `plan` on a connection of `pool`.
-    pub fn new(pool: PgPool, plan: Arc<KeyPlan>) -> Self {
-        Self {
-            pool,
-            connection: None,
-            plan,
-        }
+    /// One slot per connection `pool` may open.
+    pub fn slots(pool: &PgPool) -> Vec<PostgresSlot> {
+        (0..pool.options().get_max_connections())
+            .map(|_| PostgresSlot::default())
+            .collect()
+    }
+
+    /// A worker running `plan` on `slot`'s connection of `pool`.
+    pub fn new(pool: PgPool, slot: PostgresSlot, plan: Arc<KeyPlan>) -> Self {
+        Self { pool, slot, plan }
     }
 }
 
 #[async_trait]
 impl Worker for PostgresWorker {
     async fn call(&mut self, seq: u64) -> Result<(), String> {
-        let mut connection = match self.connection.take() {
+        let mut slot = self.slot.lock().await;
+        let mut connection = match slot.take() {
             Some(connection) => connection,
             None => self.pool.acquire().await.map_err(postgres_error)?,
         };
@@ -156,7 +167,7 @@ impl Worker for PostgresWorker {
         // A connection that failed may be broken: dropping it hands it back to the
         // pool, which tests it; the next call takes another.
         if outcome.is_ok() {
-            self.connection = Some(connection);
+            *slot = Some(connection);
         }
         outcome
     }

@@ -190,7 +190,8 @@ impl<'a> Bench<'a> {
                 .database_url
                 .as_deref()
                 .context("the direct-postgres baseline needs --database-url")?;
-            connections.postgres = Some(baselines::connect_postgres(url, level.total()).await?);
+            let size = level.total().min(args.postgres_connections);
+            connections.postgres = Some(baselines::connect_postgres(url, size).await?);
         }
         if targets.contains(&Target::DirectRedis) {
             let url = args
@@ -357,9 +358,12 @@ fn workers(
             .collect(),
         Target::DirectPostgres => {
             let pool = connections.postgres.clone().context("no Postgres pool")?;
+            let slots = PostgresWorker::slots(&pool);
             (0..count)
-                .map(|_| {
-                    Box::new(PostgresWorker::new(pool.clone(), plan.clone())) as Box<dyn Worker>
+                .map(|i| {
+                    let slot = slots[i % slots.len()].clone();
+                    Box::new(PostgresWorker::new(pool.clone(), slot, plan.clone()))
+                        as Box<dyn Worker>
                 })
                 .collect()
         }
