@@ -91,6 +91,30 @@ async fn bench_runs_the_direct_postgres_baseline_in_a_schema_of_its_own() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_postgres_operations_take_turns_when_there_are_fewer_connections_than_in_flight() {
+    let setup = spawn_app().await;
+    let addr = format!("http://{}", setup.app.addr);
+    for workload in ["new", "duplicate"] {
+        // Four operations in flight on one connection.
+        let report = bench(&[
+            "--addr",
+            &addr,
+            "--target",
+            "direct-postgres",
+            "--database-url",
+            &setup.db.url,
+            "--postgres-connections",
+            "1",
+            "--workload",
+            workload,
+        ])
+        .await;
+        let run = only_run(&report);
+        assert_eq!(run["concurrency"], 4);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_measures_the_grpc_floor_with_a_health_check() {
     let setup = spawn_app().await;
     let addr = format!("http://{}", setup.app.addr);

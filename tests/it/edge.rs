@@ -181,8 +181,30 @@ async fn metrics_count_claims_by_outcome_and_tier_and_time_every_rpc() {
         .await
             >= 1.0
     );
+    for op in ["claim", "complete"] {
+        let batches = app
+            .metric("onceward_ledger_batch_size_count", &[("op", op)])
+            .await;
+        let requests = app
+            .metric("onceward_ledger_batch_size_sum", &[("op", op)])
+            .await;
+        assert!(
+            batches >= 1.0 && requests >= batches,
+            "{op}: {requests} in {batches}"
+        );
+        assert_eq!(
+            app.metric(
+                "onceward_ledger_batch_duration_seconds_count",
+                &[("op", op)]
+            )
+            .await,
+            batches
+        );
+    }
     let text = app.metrics().await;
     for name in [
+        "onceward_ledger_batch_size",
+        "onceward_ledger_batch_duration_seconds",
         "onceward_claims_total",
         "onceward_cache_lookups_total",
         "onceward_cache_circuit_open",
