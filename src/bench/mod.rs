@@ -155,6 +155,7 @@ impl<'a> Bench<'a> {
             warmup_s: args.warmup.as_secs_f64(),
             runs: self.runs,
             ratios: Vec::new(),
+            peak_new_vs_direct_postgres: None,
             half_peak,
             sidecar: None,
         };

@@ -158,15 +158,53 @@ pub struct Report {
     pub runs: Vec<Measurement>,
     /// Ratios per concurrency level (with --compare).
     pub ratios: Vec<Ratios>,
+    /// Onceward's best new-op throughput at any level against direct-postgres's best
+    /// at any level (with --compare): what each design does at most on this machine.
+    pub peak_new_vs_direct_postgres: Option<PeakRatio>,
     /// The p99 at half of peak (with --compare).
     pub half_peak: Option<HalfPeak>,
     /// The sidecar's memory (with --sidecar-pid or --spawn-sidecar).
     pub sidecar: Option<SidecarMemory>,
 }
 
+/// Two targets' best closed-loop throughput for one workload, whatever the level.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeakRatio {
+    /// Onceward's best, in operations per second.
+    pub onceward: f64,
+    /// The concurrency it was reached at.
+    pub onceward_concurrency: u32,
+    /// The baseline's best, in operations per second.
+    pub baseline: f64,
+    /// The concurrency it was reached at.
+    pub baseline_concurrency: u32,
+    /// `onceward / baseline`.
+    pub ratio: f64,
+}
+
 impl Report {
-    /// The ratios at every concurrency level that has the runs they divide.
+    /// The best closed-loop run of `target` for `workload`.
+    fn peak(&self, target: Target, workload: Workload) -> Option<&Measurement> {
+        self.runs
+            .iter()
+            .filter(|r| r.mode == "closed" && r.target == target && r.workload == workload)
+            .max_by(|a, b| a.throughput.total_cmp(&b.throughput))
+    }
+
+    /// The ratios at every concurrency level that has the runs they divide, and of
+    /// the peaks.
     pub fn compute_ratios(&mut self) {
+        self.peak_new_vs_direct_postgres = self
+            .peak(Target::Onceward, Workload::New)
+            .zip(self.peak(Target::DirectPostgres, Workload::New))
+            .filter(|(_, baseline)| baseline.throughput > 0.0)
+            .map(|(onceward, baseline)| PeakRatio {
+                onceward: onceward.throughput,
+                onceward_concurrency: onceward.concurrency,
+                baseline: baseline.throughput,
+                baseline_concurrency: baseline.concurrency,
+                ratio: onceward.throughput / baseline.throughput,
+            });
         let mut levels: Vec<u32> = self.runs.iter().map(|r| r.concurrency).collect();
         levels.dedup();
         self.ratios = levels
@@ -284,6 +322,17 @@ impl Report {
                 ]);
             }
             out.push_str(&table(&rows));
+        }
+        if let Some(peak) = &self.peak_new_vs_direct_postgres {
+            let _ = writeln!(
+                out,
+                "\npeak new ops/s: onceward {:.0} (at {}), direct-postgres {:.0} (at {}): {}",
+                peak.onceward,
+                peak.onceward_concurrency,
+                peak.baseline,
+                peak.baseline_concurrency,
+                against_bar(Some(peak.ratio), NEW_VS_POSTGRES_BAR),
+            );
         }
         if let Some(half) = &self.half_peak {
             let _ = writeln!(

@@ -115,6 +115,58 @@ async fn direct_postgres_operations_take_turns_when_there_are_fewer_connections_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compare_measures_every_target_and_reports_the_ratios_per_level_and_of_the_peaks() {
+    let setup = spawn_app().await;
+    let addr = format!("http://{}", setup.app.addr);
+    let redis_url = shared_redis_url();
+    let report = bench(&[
+        "--addr",
+        &addr,
+        "--compare",
+        "--sweep",
+        "1,2",
+        "--database-url",
+        &setup.db.url,
+        "--redis-url",
+        &redis_url,
+    ])
+    .await;
+    let runs = report["runs"].as_array().expect("runs");
+    // Per level: onceward, direct-postgres and direct-redis for both workloads, and
+    // the gRPC floor.
+    assert_eq!(runs.len(), 2 * 7, "{report:#}");
+    for run in runs {
+        assert_eq!(run["errors_total"].as_u64(), Some(0), "{run:#}");
+    }
+    let ratios = report["ratios"].as_array().expect("ratios");
+    assert_eq!(ratios.len(), 2);
+    for level in ratios {
+        for ratio in [
+            "new_vs_direct_postgres",
+            "duplicate_vs_grpc_floor",
+            "new_vs_direct_redis",
+            "duplicate_vs_direct_redis",
+        ] {
+            assert!(level[ratio].as_f64().unwrap() > 0.0, "{ratio}: {level:#}");
+        }
+    }
+    let peak = &report["peak_new_vs_direct_postgres"];
+    let best = |target: &str| {
+        runs.iter()
+            .filter(|r| r["target"] == target && r["workload"] == "new")
+            .map(|r| r["throughput"].as_f64().unwrap())
+            .fold(0.0, f64::max)
+    };
+    assert_eq!(peak["onceward"].as_f64(), Some(best("onceward")));
+    assert_eq!(peak["baseline"].as_f64(), Some(best("direct-postgres")));
+    let half = &report["half_peak"];
+    assert!(
+        half["run"]["latency_us"]["p99"].as_u64().unwrap() > 0,
+        "{half:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_measures_the_grpc_floor_with_a_health_check() {
     let setup = spawn_app().await;
     let addr = format!("http://{}", setup.app.addr);
