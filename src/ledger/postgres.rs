@@ -8,6 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use std::time::Instant;
@@ -305,6 +306,40 @@ async fn refuse_async_commit(pool: &PgPool, allow_async_commit: bool) -> anyhow:
     Ok(())
 }
 
+/// What a batch returns: one result per request, or the failure of the whole batch.
+type BatchOutcome<Resp> = Result<Vec<Result<Resp, LedgerError>>, LedgerError>;
+
+/// Runs one batch on a connection.
+type RunBatch<Req, Resp> =
+    for<'c> fn(
+        &'c mut PgConnection,
+        Vec<Req>,
+    ) -> Pin<Box<dyn Future<Output = BatchOutcome<Resp>> + Send + 'c>>;
+
+/// Starts `writers` writers of `op` batches, on the current runtime, each running
+/// `run` on a connection kept between batches.
+fn spawn_writers<Req, Resp>(
+    op: &'static str,
+    pool: &PgPool,
+    writers: usize,
+    run: RunBatch<Req, Resp>,
+) -> Batcher<Req, Resp>
+where
+    Req: Send + 'static,
+    Resp: Send + 'static,
+{
+    let connections = WriterConnections::new(pool.clone());
+    Batcher::spawn(op, writers, MAX_BATCH, move |batch| {
+        let connections = connections.clone();
+        async move {
+            let mut connection = connections.take().await?;
+            let outcome = run(&mut connection, batch).await;
+            connections.keep(connection, &outcome);
+            outcome
+        }
+    })
+}
+
 /// The batch writers for claims and completions, spawned on the current runtime.
 fn batch_writers(
     pool: &PgPool,
@@ -313,30 +348,12 @@ fn batch_writers(
     Batcher<NewClaim, ClaimDecision>,
     Batcher<PendingCompletion, CompleteDecision>,
 ) {
-    let claims = {
-        let connections = WriterConnections::new(pool.clone());
-        Batcher::spawn("claim", writers, MAX_BATCH, move |batch| {
-            let connections = connections.clone();
-            async move {
-                let mut connection = connections.take().await?;
-                let outcome = claim_batch(&mut connection, batch).await;
-                connections.keep(connection, &outcome);
-                outcome
-            }
-        })
-    };
-    let completions = {
-        let connections = WriterConnections::new(pool.clone());
-        Batcher::spawn("complete", writers, MAX_BATCH, move |batch| {
-            let connections = connections.clone();
-            async move {
-                let mut connection = connections.take().await?;
-                let outcome = complete_batch(&mut connection, batch).await;
-                connections.keep(connection, &outcome);
-                outcome
-            }
-        })
-    };
+    let claims = spawn_writers("claim", pool, writers, |connection, batch| {
+        Box::pin(claim_batch(connection, batch))
+    });
+    let completions = spawn_writers("complete", pool, writers, |connection, batch| {
+        Box::pin(complete_batch(connection, batch))
+    });
     (claims, completions)
 }
 
@@ -439,7 +456,7 @@ impl Ledger for PostgresLedger {
 async fn claim_batch(
     connection: &mut PgConnection,
     claims: Vec<NewClaim>,
-) -> Result<Vec<Result<ClaimDecision, LedgerError>>, LedgerError> {
+) -> BatchOutcome<ClaimDecision> {
     let mut decisions: Vec<Option<ClaimDecision>> = vec![None; claims.len()];
     let mut last_seen: Vec<Option<ClaimDecision>> = vec![None; claims.len()];
     let mut pending: Vec<usize> = (0..claims.len()).collect();
@@ -577,7 +594,7 @@ async fn read_records<'a>(
 async fn complete_batch(
     connection: &mut PgConnection,
     mut batch: Vec<PendingCompletion>,
-) -> Result<Vec<Result<CompleteDecision, LedgerError>>, LedgerError> {
+) -> BatchOutcome<CompleteDecision> {
     // Sorted so concurrent batches lock rows in the same order; answers are returned
     // in the callers' order below.
     let mut order: Vec<usize> = (0..batch.len()).collect();
