@@ -6,7 +6,6 @@
 //! expired lease) has committed. All lease arithmetic uses the ledger's clock.
 
 mod batcher;
-mod io_thread;
 pub mod postgres;
 pub mod sqlite;
 

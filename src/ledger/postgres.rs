@@ -23,7 +23,6 @@ use sqlx::query::Query;
 use sqlx::{ConnectOptions, Connection as _, Row};
 
 use super::batcher::Batcher;
-use super::io_thread::IoThread;
 use super::{
     ClaimDecision, CompleteDecision, ExtendedLease, Ledger, LedgerError, NewClaim, db_token,
     internal, micros, stored_fingerprint, stored_identity,
@@ -150,7 +149,6 @@ pub struct PostgresLedger {
     pool: PgPool,
     claims: Batcher<NewClaim, ClaimDecision>,
     completions: Batcher<PendingCompletion, CompleteDecision>,
-    io: IoThread,
 }
 
 /// The connections the batch writers keep between batches, so a batch costs one
@@ -224,60 +222,37 @@ impl PostgresLedger {
             // for each execution sees the table's size and the batch's.
             .options([("plan_cache_mode", "force_custom_plan")])
             .disable_statement_logging();
-        let io = IoThread::start("onceward-ledger").context("cannot start the ledger thread")?;
-        let options = options.clone();
-        // The pool, its connection tasks and the batch writers all live on the
-        // ledger's thread.
-        let (pool, claims, completions) = io
-            .run(async move {
-                let pool = PgPoolOptions::new()
-                    .max_connections(options.max_connections)
-                    .acquire_timeout(options.acquire_timeout)
-                    .connect_with(connect_options)
-                    .await
-                    .context("cannot connect to Postgres")?;
-                refuse_async_commit(&pool, options.allow_async_commit).await?;
-                sqlx::migrate!("./migrations/postgres")
-                    .run(&pool)
-                    .await
-                    .context("cannot apply Postgres migrations")?;
-                let (claims, completions) = batch_writers(&pool, options.batch_writers);
-                anyhow::Ok((pool, claims, completions))
-            })
-            .await??;
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect_options)
+            .await
+            .context("cannot connect to Postgres")?;
+        refuse_async_commit(&pool, options.allow_async_commit).await?;
+        sqlx::migrate!("./migrations/postgres")
+            .run(&pool)
+            .await
+            .context("cannot apply Postgres migrations")?;
+        let (claims, completions) = batch_writers(&pool, options.batch_writers);
         Ok(Self {
             pool,
             claims,
             completions,
-            io,
         })
     }
 
-    /// Runs `statement` with the pool on the ledger's thread.
-    async fn on_io_thread<T, F, Fut>(&self, statement: F) -> Result<T, LedgerError>
-    where
-        F: FnOnce(PgPool) -> Fut,
-        Fut: Future<Output = Result<T, LedgerError>> + Send + 'static,
-        T: Send + 'static,
-    {
-        self.io.run(statement(self.pool.clone())).await?
-    }
     async fn read(&self, id: &RecordId) -> Result<Option<(Record, DateTime<Utc>)>, LedgerError> {
-        let id = id.clone();
-        self.on_io_thread(|pool| async move {
-            let row = sqlx::query(SELECT_RECORD)
-                .bind(id.namespace.as_str())
-                .bind(id.key.as_str())
-                .fetch_optional(&pool)
-                .await
-                .map_err(classify)?;
-            row.map(|row| {
-                let now: DateTime<Utc> = row.try_get("db_now").map_err(internal)?;
-                Ok((record_from_row(&row)?, now))
-            })
-            .transpose()
+        let row = sqlx::query(SELECT_RECORD)
+            .bind(id.namespace.as_str())
+            .bind(id.key.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.map(|row| {
+            let now: DateTime<Utc> = row.try_get("db_now").map_err(internal)?;
+            Ok((record_from_row(&row)?, now))
         })
-        .await
+        .transpose()
     }
 }
 
@@ -387,18 +362,14 @@ impl Ledger for PostgresLedger {
         let Some(token) = db_token(token) else {
             return Ok(false);
         };
-        let id = id.clone();
-        self.on_io_thread(|pool| async move {
-            let done = sqlx::query(RELEASE)
-                .bind(id.namespace.as_str())
-                .bind(id.key.as_str())
-                .bind(token)
-                .execute(&pool)
-                .await
-                .map_err(classify)?;
-            Ok(done.rows_affected() == 1)
-        })
-        .await
+        let done = sqlx::query(RELEASE)
+            .bind(id.namespace.as_str())
+            .bind(id.key.as_str())
+            .bind(token)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn extend_lease(
@@ -411,26 +382,22 @@ impl Ledger for PostgresLedger {
         let Some(token) = db_token(token) else {
             return Ok(None);
         };
-        let id = id.clone();
-        self.on_io_thread(|pool| async move {
-            let row = sqlx::query(EXTEND_LEASE)
-                .bind(id.namespace.as_str())
-                .bind(id.key.as_str())
-                .bind(token)
-                .bind(micros(lease))
-                .bind(micros(abandon_after))
-                .fetch_optional(&pool)
-                .await
-                .map_err(classify)?;
-            row.map(|row| {
-                Ok(ExtendedLease {
-                    lease_expires_at: row.try_get("lease_expires_at").map_err(internal)?,
-                    fingerprint: fingerprint_from_row(&row)?,
-                })
+        let row = sqlx::query(EXTEND_LEASE)
+            .bind(id.namespace.as_str())
+            .bind(id.key.as_str())
+            .bind(token)
+            .bind(micros(lease))
+            .bind(micros(abandon_after))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.map(|row| {
+            Ok(ExtendedLease {
+                lease_expires_at: row.try_get("lease_expires_at").map_err(internal)?,
+                fingerprint: fingerprint_from_row(&row)?,
             })
-            .transpose()
         })
-        .await
+        .transpose()
     }
 
     async fn lookup(&self, id: &RecordId) -> Result<Option<Record>, LedgerError> {
@@ -438,15 +405,12 @@ impl Ledger for PostgresLedger {
     }
 
     async fn purge_expired(&self, limit: u32) -> Result<u64, LedgerError> {
-        self.on_io_thread(|pool| async move {
-            let done = sqlx::query(PURGE_EXPIRED)
-                .bind(i64::from(limit))
-                .execute(&pool)
-                .await
-                .map_err(classify)?;
-            Ok(done.rows_affected())
-        })
-        .await
+        let done = sqlx::query(PURGE_EXPIRED)
+            .bind(i64::from(limit))
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected())
     }
 }
 
