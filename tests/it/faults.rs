@@ -290,3 +290,40 @@ async fn the_near_cache_answers_completed_keys_that_redis_lost() {
         (Outcome::InProgress, Tier::Ledger)
     );
 }
+
+/// The batch writers keep their Postgres connections between batches; one that sat
+/// idle is tested before use, so connections Postgres dropped while the sidecar was
+/// quiet (a restart, a proxy or firewall timing them out) cost no caller an error.
+#[tokio::test]
+async fn ledger_connections_lost_while_idle_cost_no_claim_or_complete_an_error() {
+    let db = TestDatabase::create().await;
+    let proxy = TcpProxy::start(postgres_addr()).await;
+    let app = TestApp::spawn(AppConfig {
+        database_url: db.url_through(proxy.addr),
+        redis_url: shared_redis_url(),
+        key_prefix: unique("onceward-test:") + ":",
+        extra_args: vec![],
+    })
+    .await;
+    let mut client = app.client.clone();
+    let before = claim(&mut client, "pay", "before").await;
+    complete(&mut client, "pay", "before", before.fencing_token, b"r")
+        .await
+        .expect("complete before the cut");
+
+    // Every connection through the proxy dies; new ones are let through again.
+    proxy.cut();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    proxy.restore();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let after = client
+        .claim(claim_request("pay", "after", b"", None))
+        .await
+        .expect("the first claim after the cut")
+        .into_inner();
+    assert_eq!(outcome(&after), Outcome::Acquired);
+    complete(&mut client, "pay", "after", after.fencing_token, b"r")
+        .await
+        .expect("the first complete after the cut");
+}
