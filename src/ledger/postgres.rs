@@ -462,30 +462,32 @@ async fn claim_batch(
                 .bind(&abandon_after)
         })
         .await?;
-        let mut acquired = HashMap::with_capacity(rows.len());
+        // Each returned row is a claim of this round that acquired its key, found
+        // in the round by key (it is sorted); the claims left over stood.
+        let mut acquired = vec![false; round.len()];
         for row in rows {
             let key = (
-                row.try_get::<String, _>("namespace").map_err(internal)?,
-                row.try_get::<String, _>("key").map_err(internal)?,
+                row.try_get::<&str, _>("namespace").map_err(internal)?,
+                row.try_get::<&str, _>("key").map_err(internal)?,
             );
+            let position = round
+                .binary_search_by(|&i| key_order(&claims[i].id).cmp(&key))
+                .map_err(|_| internal("the claim batch returned a key it was not sent"))?;
+            acquired[position] = true;
             let token: i64 = row.try_get("fencing_token").map_err(internal)?;
-            let decision = ClaimDecision::Acquired {
+            decisions[round[position]] = Some(ClaimDecision::Acquired {
                 token: FencingToken::new(token as u64),
                 lease_expires_at: row.try_get("lease_expires_at").map_err(internal)?,
                 takeover: row.try_get("takeover").map_err(internal)?,
                 fingerprint: fingerprint_from_row(&row)?,
-            };
-            acquired.insert(key, decision);
+            });
         }
-
-        let mut stood = Vec::new();
-        for i in round {
-            let id = &claims[i].id;
-            match acquired.remove(&(id.namespace.to_string(), id.key.to_string())) {
-                Some(decision) => decisions[i] = Some(decision),
-                None => stood.push(i),
-            }
-        }
+        let stood: Vec<usize> = round
+            .iter()
+            .zip(&acquired)
+            .filter(|(_, acquired)| !**acquired)
+            .map(|(&i, _)| i)
+            .collect();
 
         // The rows that stood, read in a new statement (a new snapshot): one that was
         // released, deleted, or whose lease ran out meanwhile is claimed again.
