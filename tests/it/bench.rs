@@ -65,37 +65,14 @@ async fn bench_replays_completed_keys_without_errors() {
     assert_eq!(only_run(&report)["workload"], "duplicate");
 }
 
+/// The baseline at its most crowded (four operations in flight taking turns on one
+/// connection, where --compare's smoke test gives each its own) never touches
+/// onceward's records.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bench_runs_the_direct_postgres_baseline_in_a_schema_of_its_own() {
-    let setup = spawn_app().await;
-    let addr = format!("http://{}", setup.app.addr);
-    let report = bench(&[
-        "--addr",
-        &addr,
-        "--target",
-        "direct-postgres",
-        "--database-url",
-        &setup.db.url,
-    ])
-    .await;
-    let run = only_run(&report);
-    assert_eq!(run["target"], "direct-postgres");
-    let ledger_rows = setup
-        .db
-        .scalar("SELECT count(*) FROM onceward_records")
-        .await;
-    assert_eq!(
-        ledger_rows, 0,
-        "the baseline must not touch onceward's records"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn direct_postgres_operations_take_turns_when_there_are_fewer_connections_than_in_flight() {
+async fn direct_postgres_runs_in_a_schema_of_its_own_and_shares_fewer_connections_than_in_flight() {
     let setup = spawn_app().await;
     let addr = format!("http://{}", setup.app.addr);
     for workload in ["new", "duplicate"] {
-        // Four operations in flight on one connection.
         let report = bench(&[
             "--addr",
             &addr,
@@ -110,8 +87,19 @@ async fn direct_postgres_operations_take_turns_when_there_are_fewer_connections_
         ])
         .await;
         let run = only_run(&report);
-        assert_eq!(run["concurrency"], 4);
+        assert_eq!(
+            (&run["target"], &run["concurrency"]),
+            (&"direct-postgres".into(), &4.into())
+        );
     }
+    let ledger_rows = setup
+        .db
+        .scalar("SELECT count(*) FROM onceward_records")
+        .await;
+    assert_eq!(
+        ledger_rows, 0,
+        "the baseline must not touch onceward's records"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
