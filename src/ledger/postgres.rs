@@ -155,43 +155,82 @@ pub struct PostgresLedger {
 /// round trip: a pooled connection is pinged when handed out and again when given
 /// back, which would triple the round trips of a writer's loop. One that sat idle for
 /// a while is pinged before use, so a Postgres restart costs no batch.
+///
+/// Writers run the same few statements thousands of times a second, so they use
+/// generic plans: planning a batch for its own parameters cost more than executing
+/// it. A generic plan is only as good as the table statistics it was made with, and
+/// one made while the table was nearly empty scans it (see the pool's
+/// `force_custom_plan`), so each connection's statements are prepared again, and
+/// planned for the table as it is, once they are `replan_after` old. A writer's
+/// connection never goes back to the pool with its plan setting: it is closed.
 struct WriterConnections {
     pool: PgPool,
-    idle: std::sync::Mutex<Vec<(PoolConnection<Postgres>, Instant)>>,
+    replan_after: Duration,
+    idle: std::sync::Mutex<Vec<KeptConnection>>,
+}
+
+/// A writer's connection between batches.
+struct KeptConnection {
+    connection: PoolConnection<Postgres>,
+    /// When its statements were last prepared (planned).
+    prepared_at: Instant,
+    /// When its last batch finished.
+    idle_since: Instant,
 }
 
 /// How long a writer's connection may sit unused before it is pinged before use.
 const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+/// How old a writer's generic plans may grow before its statements are prepared again.
+const REPLAN_AFTER: Duration = Duration::from_secs(1);
 
 impl WriterConnections {
-    fn new(pool: PgPool) -> Arc<Self> {
+    fn new(pool: PgPool, replan_after: Duration) -> Arc<Self> {
         Arc::new(Self {
             pool,
+            replan_after,
             idle: std::sync::Mutex::new(Vec::new()),
         })
     }
 
     /// A connection kept from an earlier batch, or a new one from the pool.
-    async fn take(&self) -> Result<PoolConnection<Postgres>, LedgerError> {
+    async fn take(&self) -> Result<KeptConnection, LedgerError> {
         let kept = self.idle_list().pop();
-        if let Some((mut connection, since)) = kept
-            && (since.elapsed() < PING_AFTER_IDLE || connection.ping().await.is_ok())
-        {
-            return Ok(connection);
+        if let Some(mut kept) = kept {
+            // Closing its statements is a round trip, so it also proves the
+            // connection alive; a broken one is dropped here, which closes it.
+            let usable = if kept.prepared_at.elapsed() >= self.replan_after {
+                kept.prepared_at = Instant::now();
+                kept.connection.clear_cached_statements().await.is_ok()
+            } else {
+                kept.idle_since.elapsed() < PING_AFTER_IDLE || kept.connection.ping().await.is_ok()
+            };
+            if usable {
+                return Ok(kept);
+            }
         }
-        // None kept, or a broken one (dropped above, which closes it).
-        self.pool.acquire().await.map_err(classify)
+        let mut connection = self.pool.acquire().await.map_err(classify)?;
+        connection.close_on_drop();
+        sqlx::query("SET plan_cache_mode = force_generic_plan")
+            .execute(&mut *connection)
+            .await
+            .map_err(classify)?;
+        Ok(KeptConnection {
+            connection,
+            prepared_at: Instant::now(),
+            idle_since: Instant::now(),
+        })
     }
 
-    /// Keeps `connection` for the next batch, unless the batch failed in a way that
-    /// may have left it broken (dropping it hands it back to the pool, which tests it).
-    fn keep<T>(&self, connection: PoolConnection<Postgres>, outcome: &Result<T, LedgerError>) {
+    /// Keeps `kept` for the next batch, unless the batch failed in a way that may
+    /// have left it broken (dropping it closes it; the pool opens another).
+    fn keep<T>(&self, mut kept: KeptConnection, outcome: &Result<T, LedgerError>) {
         if !matches!(outcome, Err(LedgerError::Unavailable(_))) {
-            self.idle_list().push((connection, Instant::now()));
+            kept.idle_since = Instant::now();
+            self.idle_list().push(kept);
         }
     }
 
-    fn idle_list(&self) -> std::sync::MutexGuard<'_, Vec<(PoolConnection<Postgres>, Instant)>> {
+    fn idle_list(&self) -> std::sync::MutexGuard<'_, Vec<KeptConnection>> {
         self.idle
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -212,20 +251,10 @@ impl PostgresLedger {
     pub async fn connect(url: &str, options: &PostgresOptions) -> anyhow::Result<Self> {
         use anyhow::Context as _;
 
-        let connect_options: PgConnectOptions = url
-            .parse::<PgConnectOptions>()
-            .context("invalid Postgres URL")?
-            .application_name("onceward")
-            // Every statement is a keyed lookup, batched through `unnest`. A generic
-            // plan made while the table was small (a new database) is a sequential
-            // scan, and a connection would keep it as the table grows; a plan made
-            // for each execution sees the table's size and the batch's.
-            .options([("plan_cache_mode", "force_custom_plan")])
-            .disable_statement_logging();
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect_options)
+            .connect_with(connect_options(url)?)
             .await
             .context("cannot connect to Postgres")?;
         refuse_async_commit(&pool, options.allow_async_commit).await?;
@@ -254,6 +283,23 @@ impl PostgresLedger {
         })
         .transpose()
     }
+}
+
+/// How the ledger's connections are opened.
+fn connect_options(url: &str) -> anyhow::Result<PgConnectOptions> {
+    use anyhow::Context as _;
+
+    Ok(url
+        .parse::<PgConnectOptions>()
+        .context("invalid Postgres URL")?
+        .application_name("onceward")
+        // Every statement is a keyed lookup, batched through `unnest`. A generic plan
+        // made while the table was small (a new database) is a sequential scan, and a
+        // connection would keep it as the table grows; a plan made for each execution
+        // sees the table's size and the batch's. The batch writers, which replan
+        // regularly, use generic plans (`WriterConnections`).
+        .options([("plan_cache_mode", "force_custom_plan")])
+        .disable_statement_logging())
 }
 
 /// Fails unless Postgres acknowledges commits only once they are durable, or the
@@ -303,13 +349,13 @@ where
     Req: Send + 'static,
     Resp: Send + 'static,
 {
-    let connections = WriterConnections::new(pool.clone());
+    let connections = WriterConnections::new(pool.clone(), REPLAN_AFTER);
     Batcher::spawn(op, writers, MAX_BATCH, move |batch| {
         let connections = connections.clone();
         async move {
-            let mut connection = connections.take().await?;
-            let outcome = run(&mut connection, batch).await;
-            connections.keep(connection, &outcome);
+            let mut kept = connections.take().await?;
+            let outcome = run(&mut kept.connection, batch).await;
+            connections.keep(kept, &outcome);
             outcome
         }
     })
@@ -706,5 +752,51 @@ fn classify(error: sqlx::Error) -> LedgerError {
         LedgerError::Unavailable(Box::new(error))
     } else {
         LedgerError::Internal(Box::new(error))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn plan_cache_mode(connection: &mut PgConnection) -> String {
+        sqlx::query_scalar("SHOW plan_cache_mode")
+            .fetch_one(connection)
+            .await
+            .unwrap()
+    }
+
+    /// Needs the test Postgres (`ONCEWARD_TEST_DATABASE_URL`), like the integration
+    /// tests.
+    #[tokio::test]
+    async fn writer_connections_replan_and_never_go_back_to_the_pool_with_generic_plans() {
+        let url = std::env::var("ONCEWARD_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(connect_options(&url).unwrap())
+            .await
+            .expect("the test Postgres");
+        let writers = WriterConnections::new(pool.clone(), Duration::ZERO);
+
+        let mut kept = writers.take().await.unwrap();
+        assert_eq!(plan_cache_mode(&mut kept.connection).await, "force_generic_plan");
+        sqlx::query("SELECT $1::int")
+            .bind(1)
+            .fetch_one(&mut *kept.connection)
+            .await
+            .unwrap();
+        assert!(kept.connection.cached_statements_size() > 0);
+        writers.keep(kept, &Ok(()));
+
+        // Its plans are older than `replan_after` (zero): prepared again.
+        let kept = writers.take().await.unwrap();
+        assert_eq!(kept.connection.cached_statements_size(), 0);
+
+        // Dropped after a failure: closed, so the pool's next connection is a new one
+        // with the pool's own setting.
+        writers.keep(kept, &Err::<(), _>(LedgerError::Unavailable("cut".into())));
+        let mut pooled = pool.acquire().await.unwrap();
+        assert_eq!(plan_cache_mode(&mut pooled).await, "force_custom_plan");
     }
 }
