@@ -55,6 +55,17 @@ pub enum Command {
     Bench(BenchArgs),
 }
 
+impl Command {
+    /// The threads the command's runtime runs on.
+    pub fn worker_threads(&self) -> u16 {
+        match self {
+            Command::Serve(args) => args.worker_threads,
+            Command::Bench(args) => args.worker_threads,
+            _ => 1,
+        }
+    }
+}
+
 /// `onceward gc`.
 #[derive(Debug, Clone, Args)]
 pub struct GcArgs {
@@ -103,6 +114,13 @@ pub struct ServeArgs {
     /// gRPC listen address.
     #[arg(long, env = "ONCEWARD_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
+
+    /// Threads that run the sidecar. With one (the default) every task runs on one
+    /// thread, so the replies, Redis commands and ledger batches that one wake-up
+    /// readies leave in few system calls; more threads use more cores, at more CPU per
+    /// operation (BENCHMARKS.md).
+    #[arg(long, env = "ONCEWARD_WORKER_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub worker_threads: u16,
 
     /// Prometheus listen address (text format on /metrics).
     #[arg(

@@ -7,11 +7,27 @@ use onceward::config::{Cli, Command};
 use onceward::retention::Retention;
 use tokio_util::sync::CancellationToken;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     onceward::telemetry::init(cli.log_format);
-    match cli.command {
+    runtime(cli.command.worker_threads())?.block_on(run(cli.command))
+}
+
+/// One thread runs every task itself; more get a work-stealing scheduler.
+fn runtime(worker_threads: u16) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = match worker_threads {
+        0 | 1 => tokio::runtime::Builder::new_current_thread(),
+        threads => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(usize::from(threads));
+            builder
+        }
+    };
+    builder.enable_all().build()
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Serve(args) => {
             let application = Application::build(&args).await?;
             application.run_until(onceward::shutdown::signal()).await

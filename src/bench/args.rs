@@ -35,6 +35,12 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
     pub connections: u32,
 
+    /// Threads that run the load generator (and every baseline's client). One, the
+    /// default, costs the least CPU per operation, which leaves the most for the
+    /// target on a machine they share.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub worker_threads: u16,
+
     /// Operations in flight on each connection at once.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
     pub in_flight: u32,

@@ -780,7 +780,10 @@ mod tests {
         let writers = WriterConnections::new(pool.clone(), Duration::ZERO);
 
         let mut kept = writers.take().await.unwrap();
-        assert_eq!(plan_cache_mode(&mut kept.connection).await, "force_generic_plan");
+        assert_eq!(
+            plan_cache_mode(&mut kept.connection).await,
+            "force_generic_plan"
+        );
         sqlx::query("SELECT $1::int")
             .bind(1)
             .fetch_one(&mut *kept.connection)

@@ -79,3 +79,76 @@ async fn serve_with_no_flags_in_an_empty_directory_claims_completes_and_stops_on
     );
     assert!(log.contains("hot tier: in-process"), "{log}");
 }
+
+/// Starts `onceward serve` on the embedded default in `dir` with `args`, and waits
+/// until it listens.
+async fn serve_in(dir: &std::path::Path, args: &[&str]) -> (tokio::process::Child, String) {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let server = tokio::process::Command::new(env!("CARGO_BIN_EXE_onceward"))
+        .arg("serve")
+        .args(args)
+        .current_dir(dir)
+        .env("ONCEWARD_LISTEN", &listen)
+        .env(
+            "ONCEWARD_METRICS_LISTEN",
+            format!("127.0.0.1:{}", free_port()),
+        )
+        .env_remove("ONCEWARD_DATABASE_URL")
+        .env_remove("ONCEWARD_REDIS_URL")
+        .env_remove("ONCEWARD_WORKER_THREADS")
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start onceward serve");
+    let addr: std::net::SocketAddr = listen.parse().unwrap();
+    let connected = eventually(Duration::from_secs(20), || async move {
+        tokio::net::TcpStream::connect(addr).await.is_ok()
+    })
+    .await;
+    assert!(connected, "the sidecar never listened on {listen}");
+    (server, listen)
+}
+
+/// The threads of a running process that are tokio worker threads.
+fn runtime_workers(process: &tokio::process::Child) -> usize {
+    let pid = process.id().expect("running");
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("tokio-rt-worker"))
+        .count()
+}
+
+#[tokio::test]
+async fn serve_runs_on_one_thread_by_default_and_on_as_many_as_it_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let (default, _) = serve_in(dir.path(), &[]).await;
+    assert_eq!(
+        runtime_workers(&default),
+        0,
+        "one thread: the main thread runs every task"
+    );
+    drop(default);
+
+    let dir = tempfile::tempdir().unwrap();
+    let (threaded, listen) = serve_in(dir.path(), &["--worker-threads", "3"]).await;
+    assert_eq!(runtime_workers(&threaded), 3);
+    let mut client = TestApp::connect(listen.parse().unwrap()).await;
+    let held = claim(&mut client, "threads", "key").await;
+    assert_eq!(outcome(&held), Outcome::Acquired);
+    complete(&mut client, "threads", "key", held.fencing_token, b"r")
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome(&claim(&mut client, "threads", "key").await),
+        Outcome::Completed
+    );
+
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_onceward"))
+        .args(["serve", "--worker-threads", "0"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("--worker-threads"), "{stderr}");
+}
