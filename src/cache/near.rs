@@ -197,4 +197,37 @@ mod tests {
             None
         );
     }
+
+    /// The process's resident memory, in bytes (each test runs in its own process
+    /// under nextest, the README's test command).
+    fn resident_bytes() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap();
+        kib * 1024
+    }
+
+    #[tokio::test]
+    async fn the_near_cache_stays_near_its_byte_budget() {
+        const BUDGET: u64 = 8 << 20;
+        let cache = NearCache::new(Arc::new(Forgetful), BUDGET);
+        let entry = completed(chrono::Duration::hours(1));
+        let hour = Duration::from_secs(3600);
+        let before = resident_bytes();
+        // Small entries, as most are: a uuid key, a 16-byte response.
+        for n in 0..200_000u32 {
+            let key = format!("{n:08x}-0000-4000-8000-000000000000");
+            cache.put(&id(&key), &entry, hour).await.unwrap();
+        }
+        let grown = resident_bytes().saturating_sub(before);
+        assert!(
+            grown < BUDGET * 3 / 2,
+            "{} MiB resident for a {} MiB near cache",
+            grown >> 20,
+            BUDGET >> 20
+        );
+    }
 }
