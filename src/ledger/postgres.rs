@@ -198,7 +198,9 @@ impl WriterConnections {
         if let Some(mut kept) = kept {
             // Closing its statements is a round trip, so it also proves the
             // connection alive; a broken one is dropped here, which closes it.
-            let usable = if kept.prepared_at.elapsed() >= self.replan_after {
+            let replan = kept.prepared_at.elapsed() >= self.replan_after
+                && kept.connection.cached_statements_size() > 0;
+            let usable = if replan {
                 kept.prepared_at = Instant::now();
                 kept.connection.clear_cached_statements().await.is_ok()
             } else {
