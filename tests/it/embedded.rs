@@ -11,31 +11,8 @@ use crate::harness::*;
 #[tokio::test]
 async fn serve_with_no_flags_in_an_empty_directory_claims_completes_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
-    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_onceward"))
-        .arg("serve")
-        .current_dir(dir.path())
-        // Only the ports come from the environment, so parallel tests do not collide;
-        // every storage choice is the default.
-        .env("ONCEWARD_LISTEN", &listen)
-        .env(
-            "ONCEWARD_METRICS_LISTEN",
-            format!("127.0.0.1:{}", free_port()),
-        )
-        .env_remove("ONCEWARD_DATABASE_URL")
-        .env_remove("ONCEWARD_REDIS_URL")
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start onceward serve");
-
-    let addr = listen.parse().unwrap();
-    let connected = eventually(Duration::from_secs(20), || async move {
-        tokio::net::TcpStream::connect(addr).await.is_ok()
-    })
-    .await;
-    assert!(connected, "the sidecar never listened on {listen}");
-    let mut client = TestApp::connect(addr).await;
+    let (mut server, listen) = serve_in(dir.path(), &[]).await;
+    let mut client = TestApp::connect(listen.parse().unwrap()).await;
 
     let held = claim(&mut client, "quickstart", "first-key").await;
     assert_eq!(outcome(&held), Outcome::Acquired);
@@ -80,8 +57,9 @@ async fn serve_with_no_flags_in_an_empty_directory_claims_completes_and_stops_on
     assert!(log.contains("hot tier: in-process"), "{log}");
 }
 
-/// Starts `onceward serve` on the embedded default in `dir` with `args`, and waits
-/// until it listens.
+/// Starts `onceward serve` in `dir` with `args` and only its ports set (from the
+/// environment, so parallel tests do not collide; every storage choice is the
+/// default), and waits until it listens. Its log is on its piped stderr.
 async fn serve_in(dir: &std::path::Path, args: &[&str]) -> (tokio::process::Child, String) {
     let listen = format!("127.0.0.1:{}", free_port());
     let server = tokio::process::Command::new(env!("CARGO_BIN_EXE_onceward"))
@@ -96,7 +74,7 @@ async fn serve_in(dir: &std::path::Path, args: &[&str]) -> (tokio::process::Chil
         .env_remove("ONCEWARD_DATABASE_URL")
         .env_remove("ONCEWARD_REDIS_URL")
         .env_remove("ONCEWARD_WORKER_THREADS")
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("start onceward serve");
