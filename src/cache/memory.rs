@@ -63,9 +63,9 @@ impl Stored {
     /// Roughly the bytes an entry takes in memory, for a cache bounded by size: its
     /// key, fingerprint and response, and what every entry costs besides — its
     /// structs and allocations, and moka's nodes for ordering, expiry and lookup.
-    /// That part was measured as the sidecar's RSS growth per cached entry (about
-    /// 750 bytes for an entry with a 41-byte id, a 32-byte fingerprint and a 16-byte
-    /// response).
+    /// That part was measured as the sidecar's RSS growth per cached entry: about
+    /// 750 bytes for the bench's entries (an id of about 30 bytes, a 32-byte
+    /// fingerprint, a 64-byte response), so about 620, rounded up.
     fn weight(&self, id: &RecordId) -> u32 {
         const OVERHEAD: usize = 660;
         let bytes = id.namespace.as_str().len()

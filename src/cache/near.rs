@@ -217,7 +217,7 @@ mod tests {
         let entry = completed(chrono::Duration::hours(1));
         let hour = Duration::from_secs(3600);
         let before = resident_bytes();
-        // Small entries, as most are: a uuid key, a 16-byte response.
+        // Small entries, as most are: a uuid-sized key, a 4-byte response.
         for n in 0..200_000u32 {
             let key = format!("{n:08x}-0000-4000-8000-000000000000");
             cache.put(&id(&key), &entry, hour).await.unwrap();

@@ -153,41 +153,40 @@ pub struct PostgresLedger {
 
 /// The connections the batch writers keep between batches, so a batch costs one
 /// round trip: a pooled connection is pinged when handed out and again when given
-/// back, which would triple the round trips of a writer's loop. One that sat idle for
-/// a while is pinged before use, so a Postgres restart costs no batch.
+/// back, which would triple the round trips of a writer's loop.
 ///
 /// Writers run the same few statements thousands of times a second, so they use
 /// generic plans: planning a batch for its own parameters cost more than executing
 /// it. A generic plan is only as good as the table statistics it was made with, and
 /// one made while the table was nearly empty scans it (see the pool's
-/// `force_custom_plan`), so each connection's statements are prepared again, and
-/// planned for the table as it is, once they are `replan_after` old. A writer's
-/// connection never goes back to the pool with its plan setting: it is closed.
+/// `force_custom_plan`). So a connection last checked `check_after` ago or more is
+/// checked before use: its statements are closed, to be prepared and planned again
+/// for the table as it is, or, if it has none, it is pinged. Either is a round trip
+/// that proves it alive, so a Postgres restart while the writers were idle costs no
+/// batch. A writer's connection never goes back to the pool with its plan setting: it
+/// is closed.
 struct WriterConnections {
     pool: PgPool,
-    replan_after: Duration,
+    check_after: Duration,
     idle: std::sync::Mutex<Vec<KeptConnection>>,
 }
 
 /// A writer's connection between batches.
 struct KeptConnection {
     connection: PoolConnection<Postgres>,
-    /// When its statements were last prepared (planned).
-    prepared_at: Instant,
-    /// When its last batch finished.
-    idle_since: Instant,
+    /// When it was opened, or last replanned or pinged.
+    checked_at: Instant,
 }
 
-/// How long a writer's connection may sit unused before it is pinged before use.
-const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
-/// How old a writer's generic plans may grow before its statements are prepared again.
-const REPLAN_AFTER: Duration = Duration::from_secs(1);
+/// How long a writer's connection is used before it is checked (replanned or pinged)
+/// again.
+const CHECK_AFTER: Duration = Duration::from_secs(1);
 
 impl WriterConnections {
-    fn new(pool: PgPool, replan_after: Duration) -> Arc<Self> {
+    fn new(pool: PgPool, check_after: Duration) -> Arc<Self> {
         Arc::new(Self {
             pool,
-            replan_after,
+            check_after,
             idle: std::sync::Mutex::new(Vec::new()),
         })
     }
@@ -196,19 +195,19 @@ impl WriterConnections {
     async fn take(&self) -> Result<KeptConnection, LedgerError> {
         let kept = self.idle_list().pop();
         if let Some(mut kept) = kept {
-            // Closing its statements is a round trip, so it also proves the
-            // connection alive; a broken one is dropped here, which closes it.
-            let replan = kept.prepared_at.elapsed() >= self.replan_after
-                && kept.connection.cached_statements_size() > 0;
-            let usable = if replan {
-                kept.prepared_at = Instant::now();
-                kept.connection.clear_cached_statements().await.is_ok()
-            } else {
-                kept.idle_since.elapsed() < PING_AFTER_IDLE || kept.connection.ping().await.is_ok()
-            };
-            if usable {
+            if kept.checked_at.elapsed() < self.check_after {
                 return Ok(kept);
             }
+            let alive = if kept.connection.cached_statements_size() > 0 {
+                kept.connection.clear_cached_statements().await.is_ok()
+            } else {
+                kept.connection.ping().await.is_ok()
+            };
+            if alive {
+                kept.checked_at = Instant::now();
+                return Ok(kept);
+            }
+            // A broken one is dropped here, which closes it.
         }
         let mut connection = self.pool.acquire().await.map_err(classify)?;
         connection.close_on_drop();
@@ -218,16 +217,14 @@ impl WriterConnections {
             .map_err(classify)?;
         Ok(KeptConnection {
             connection,
-            prepared_at: Instant::now(),
-            idle_since: Instant::now(),
+            checked_at: Instant::now(),
         })
     }
 
     /// Keeps `kept` for the next batch, unless the batch failed in a way that may
     /// have left it broken (dropping it closes it; the pool opens another).
-    fn keep<T>(&self, mut kept: KeptConnection, outcome: &Result<T, LedgerError>) {
+    fn keep<T>(&self, kept: KeptConnection, outcome: &Result<T, LedgerError>) {
         if !matches!(outcome, Err(LedgerError::Unavailable(_))) {
-            kept.idle_since = Instant::now();
             self.idle_list().push(kept);
         }
     }
@@ -351,7 +348,7 @@ where
     Req: Send + 'static,
     Resp: Send + 'static,
 {
-    let connections = WriterConnections::new(pool.clone(), REPLAN_AFTER);
+    let connections = WriterConnections::new(pool.clone(), CHECK_AFTER);
     Batcher::spawn(op, writers, MAX_BATCH, move |batch| {
         let connections = connections.clone();
         async move {
@@ -794,7 +791,8 @@ mod tests {
         assert!(kept.connection.cached_statements_size() > 0);
         writers.keep(kept, &Ok(()));
 
-        // Its plans are older than `replan_after` (zero): prepared again.
+        // Checked longer ago than `check_after` (zero): its statements are closed, to
+        // be prepared and planned again.
         let kept = writers.take().await.unwrap();
         assert_eq!(kept.connection.cached_statements_size(), 0);
 

@@ -12,22 +12,7 @@ use crate::harness::*;
 async fn serve_with_no_flags_in_an_empty_directory_claims_completes_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let (mut server, listen) = serve_in(dir.path(), &[]).await;
-    let mut client = TestApp::connect(listen.parse().unwrap()).await;
-
-    let held = claim(&mut client, "quickstart", "first-key").await;
-    assert_eq!(outcome(&held), Outcome::Acquired);
-    complete(
-        &mut client,
-        "quickstart",
-        "first-key",
-        held.fencing_token,
-        b"hello",
-    )
-    .await
-    .unwrap();
-    let replay = claim(&mut client, "quickstart", "first-key").await;
-    assert_eq!(outcome(&replay), Outcome::Completed);
-    assert_eq!(replay.response, b"hello");
+    claims_completes_and_replays(&listen, "quickstart", "first-key", b"hello").await;
     assert!(dir.path().join("onceward-data/onceward.db").exists());
 
     let pid = server.id().expect("running").to_string();
@@ -87,6 +72,20 @@ async fn serve_in(dir: &std::path::Path, args: &[&str]) -> (tokio::process::Chil
     (server, listen)
 }
 
+/// Claims a fresh key on the sidecar at `listen`, completes it with `response`, and
+/// checks that a second claim replays it.
+async fn claims_completes_and_replays(listen: &str, namespace: &str, key: &str, response: &[u8]) {
+    let mut client = TestApp::connect(listen.parse().unwrap()).await;
+    let held = claim(&mut client, namespace, key).await;
+    assert_eq!(outcome(&held), Outcome::Acquired);
+    complete(&mut client, namespace, key, held.fencing_token, response)
+        .await
+        .unwrap();
+    let replay = claim(&mut client, namespace, key).await;
+    assert_eq!(outcome(&replay), Outcome::Completed);
+    assert_eq!(replay.response, response);
+}
+
 /// The threads of a running process that are tokio worker threads.
 fn runtime_workers(process: &tokio::process::Child) -> usize {
     let pid = process.id().expect("running");
@@ -111,16 +110,7 @@ async fn serve_runs_on_one_thread_by_default_and_on_as_many_as_it_is_given() {
     let dir = tempfile::tempdir().unwrap();
     let (threaded, listen) = serve_in(dir.path(), &["--worker-threads", "3"]).await;
     assert_eq!(runtime_workers(&threaded), 3);
-    let mut client = TestApp::connect(listen.parse().unwrap()).await;
-    let held = claim(&mut client, "threads", "key").await;
-    assert_eq!(outcome(&held), Outcome::Acquired);
-    complete(&mut client, "threads", "key", held.fencing_token, b"r")
-        .await
-        .unwrap();
-    assert_eq!(
-        outcome(&claim(&mut client, "threads", "key").await),
-        Outcome::Completed
-    );
+    claims_completes_and_replays(&listen, "threads", "key", b"r").await;
 
     let refused = std::process::Command::new(env!("CARGO_BIN_EXE_onceward"))
         .args(["serve", "--worker-threads", "0"])
