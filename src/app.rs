@@ -76,7 +76,6 @@ impl Application {
                 );
                 Arc::new(MemoryHotTier::new(&MemoryOptions {
                     max_entries: args.cache_max_entries,
-                    max_bytes: None,
                 }))
             }
         };

@@ -28,8 +28,6 @@ const MIN_TTL: Duration = Duration::from_millis(1);
 pub struct MemoryOptions {
     /// The most keys held at once; beyond it the least useful entries are evicted.
     pub max_entries: u64,
-    /// If set, bound the cache by the bytes its entries hold instead of their number.
-    pub max_bytes: Option<u64>,
 }
 
 impl Default for MemoryOptions {
@@ -37,7 +35,6 @@ impl Default for MemoryOptions {
     fn default() -> Self {
         Self {
             max_entries: 100_000,
-            max_bytes: None,
         }
     }
 }
@@ -56,24 +53,6 @@ impl Stored {
             entry: Arc::new(entry.clone()),
             ttl: ttl.max(MIN_TTL),
         }
-    }
-}
-
-impl Stored {
-    /// Roughly the bytes an entry takes in memory, for a cache bounded by size: its
-    /// key, fingerprint and response, and what every entry costs besides — its
-    /// structs and allocations, and moka's nodes for ordering, expiry and lookup.
-    /// That part was measured as the sidecar's RSS growth per cached entry: about
-    /// 750 bytes for the bench's entries (an id of about 30 bytes, a 32-byte
-    /// fingerprint, a 64-byte response), so about 620, rounded up.
-    fn weight(&self, id: &RecordId) -> u32 {
-        const OVERHEAD: usize = 660;
-        let bytes = id.namespace.as_str().len()
-            + id.key.as_str().len()
-            + self.entry.response.len()
-            + self.entry.fingerprint.len()
-            + OVERHEAD;
-        u32::try_from(bytes).unwrap_or(u32::MAX)
     }
 }
 
@@ -114,20 +93,11 @@ impl std::fmt::Debug for MemoryHotTier {
 impl MemoryHotTier {
     /// An empty cache holding at most `options.max_entries` keys.
     pub fn new(options: &MemoryOptions) -> Self {
-        let builder = Cache::builder().expire_after(PerEntryTtl);
-        let cache = match options.max_bytes {
-            Some(bytes) => builder
-                .max_capacity(bytes)
-                .weigher(|id, stored: &Stored| stored.weight(id))
-                .build(),
-            None => builder.max_capacity(options.max_entries).build(),
-        };
+        let cache = Cache::builder()
+            .expire_after(PerEntryTtl)
+            .max_capacity(options.max_entries)
+            .build();
         Self { cache }
-    }
-
-    /// The live entry for a key, if any, without changing it.
-    pub fn get(&self, id: &RecordId) -> Option<Arc<CacheEntry>> {
-        self.cache.get(id).map(|stored| stored.entry)
     }
 }
 

@@ -7,40 +7,83 @@
 //! tier, where every sidecar sees the change. An entry lives until its record's
 //! `expires_at`, less a margin for clock skew between this host and the ledger, so a
 //! key the retention job deletes is not replayed from here afterwards.
+//!
+//! Because what is kept never changes, the store needs no per-key serialisation,
+//! only a bound: a plain [`quick_cache`] (S3-FIFO, weighed in bytes) whose entries
+//! carry their own deadline, checked on every read. Every new operation writes one
+//! entry here, so the store's cost is on the hot path: this one costs a fraction of
+//! a general-purpose cache with timer wheels and per-key computations.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{CacheEntry, CacheError, EntryKind, HotTier, MemoryHotTier, MemoryOptions};
+use super::{CacheEntry, CacheError, EntryKind, HotTier};
 use crate::domain::RecordId;
 
 /// How much earlier than its record a near entry expires: room for this host's clock
 /// to run behind the ledger's.
 const CLOCK_SKEW_MARGIN: Duration = Duration::from_secs(2);
 
+/// What every kept entry costs in memory besides its id, fingerprint and response:
+/// its structs and allocations and the store's slot for it. Measured as the sidecar's
+/// RSS growth per kept entry, with the bench's entries (an id of about 30 bytes, a
+/// 32-byte fingerprint, a 64-byte response).
+const ENTRY_OVERHEAD: u64 = 300;
+
+/// One kept record: the completed entry, and when this host stops answering from it.
+#[derive(Clone)]
+struct Kept {
+    entry: Arc<CacheEntry>,
+    until: Instant,
+}
+
+/// Weighs a kept entry by roughly the bytes it takes in memory.
+#[derive(Clone)]
+struct Bytes;
+
+impl quick_cache::Weighter<RecordId, Kept> for Bytes {
+    fn weight(&self, id: &RecordId, kept: &Kept) -> u64 {
+        let data = id.namespace.as_str().len()
+            + id.key.as_str().len()
+            + kept.entry.response.len()
+            + kept.entry.fingerprint.len();
+        data as u64 + ENTRY_OVERHEAD
+    }
+}
+
 /// A shared hot tier with a bounded in-process cache of completed entries in front.
 pub struct NearCache {
-    near: MemoryHotTier,
+    near: quick_cache::sync::Cache<RecordId, Kept, Bytes>,
     shared: Arc<dyn HotTier>,
 }
 
 impl NearCache {
     /// Keeps up to `max_bytes` of completed entries in front of `shared`.
     pub fn new(shared: Arc<dyn HotTier>, max_bytes: u64) -> Self {
+        // Sizes the store's tables for entries of a typical weight; the bound itself
+        // is in bytes.
+        let typical = usize::try_from(max_bytes / (ENTRY_OVERHEAD + 130)).unwrap_or(usize::MAX);
         Self {
-            near: MemoryHotTier::new(&MemoryOptions {
-                max_entries: 0,
-                max_bytes: Some(max_bytes),
-            }),
+            near: quick_cache::sync::Cache::with_weighter(typical.max(1), max_bytes, Bytes),
             shared,
         }
     }
 
+    /// The kept entry for `id`, if it is still good to answer from.
+    fn kept(&self, id: &RecordId) -> Option<CacheEntry> {
+        let kept = self.near.get(id)?;
+        if kept.until <= Instant::now() {
+            self.near.remove(id);
+            return None;
+        }
+        Some(kept.entry.as_ref().clone())
+    }
+
     /// Keeps `entry` near if it is a completed record with a known expiry.
-    async fn keep(&self, id: &RecordId, entry: &CacheEntry) {
+    fn keep(&self, id: &RecordId, entry: &CacheEntry) {
         if entry.entry_kind() != EntryKind::Completed {
             return;
         }
@@ -52,7 +95,11 @@ impl NearCache {
             .ok()
             .and_then(|left| left.checked_sub(CLOCK_SKEW_MARGIN));
         if let Some(ttl) = left.filter(|ttl| !ttl.is_zero()) {
-            let _ = self.near.put(id, entry, ttl).await;
+            let kept = Kept {
+                entry: Arc::new(entry.clone()),
+                until: Instant::now() + ttl,
+            };
+            self.near.insert(id.clone(), kept);
         }
     }
 }
@@ -65,12 +112,12 @@ impl HotTier for NearCache {
         tentative: &CacheEntry,
         ttl: Duration,
     ) -> Result<Option<CacheEntry>, CacheError> {
-        if let Some(completed) = self.near.get(id) {
-            return Ok(Some(completed.as_ref().clone()));
+        if let Some(completed) = self.kept(id) {
+            return Ok(Some(completed));
         }
         let existing = self.shared.claim(id, tentative, ttl).await?;
         if let Some(entry) = &existing {
-            self.keep(id, entry).await;
+            self.keep(id, entry);
         }
         Ok(existing)
     }
@@ -81,7 +128,7 @@ impl HotTier for NearCache {
         entry: &CacheEntry,
         ttl: Duration,
     ) -> Result<(), CacheError> {
-        self.keep(id, entry).await;
+        self.keep(id, entry);
         self.shared.put(id, entry, ttl).await
     }
 
@@ -92,13 +139,13 @@ impl HotTier for NearCache {
         replacement: Option<(&CacheEntry, Duration)>,
     ) -> Result<(), CacheError> {
         if let Some((entry, _)) = replacement {
-            self.keep(id, entry).await;
+            self.keep(id, entry);
         }
         self.shared.replace(id, expected, replacement).await
     }
 
     async fn remove(&self, id: &RecordId) -> Result<(), CacheError> {
-        let _ = self.near.remove(id).await;
+        self.near.remove(id);
         self.shared.remove(id).await
     }
 }
@@ -194,6 +241,29 @@ mod tests {
                 .claim(&id("soon"), &tentative, Duration::from_secs(1))
                 .await
                 .unwrap(),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn a_kept_record_is_not_answered_past_its_deadline() {
+        let cache = NearCache::new(Arc::new(Forgetful), 1 << 20);
+        let tentative = CacheEntry::tentative(&Fingerprint::default(), 1);
+        let second = Duration::from_secs(1);
+        // Kept for 300 ms: its record's life less the clock-skew margin.
+        let record = completed(chrono::Duration::milliseconds(2_300));
+        cache.put(&id("brief"), &record, second).await.unwrap();
+        assert!(
+            cache
+                .claim(&id("brief"), &tentative, second)
+                .await
+                .unwrap()
+                .is_some()
+        );
+
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(
+            cache.claim(&id("brief"), &tentative, second).await.unwrap(),
             None
         );
     }
