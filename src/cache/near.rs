@@ -44,9 +44,9 @@ struct Kept {
 
 /// Weighs a kept entry by roughly the bytes it takes in memory.
 #[derive(Clone)]
-struct Bytes;
+struct MemoryWeight;
 
-impl quick_cache::Weighter<RecordId, Kept> for Bytes {
+impl quick_cache::Weighter<RecordId, Kept> for MemoryWeight {
     fn weight(&self, id: &RecordId, kept: &Kept) -> u64 {
         let data = id.namespace.as_str().len()
             + id.key.as_str().len()
@@ -58,18 +58,18 @@ impl quick_cache::Weighter<RecordId, Kept> for Bytes {
 
 /// A shared hot tier with a bounded in-process cache of completed entries in front.
 pub struct NearCache {
-    near: quick_cache::sync::Cache<RecordId, Kept, Bytes>,
+    near: quick_cache::sync::Cache<RecordId, Kept, MemoryWeight>,
     shared: Arc<dyn HotTier>,
 }
 
 impl NearCache {
     /// Keeps up to `max_bytes` of completed entries in front of `shared`.
     pub fn new(shared: Arc<dyn HotTier>, max_bytes: u64) -> Self {
-        // Sizes the store's tables for entries of a typical weight; the bound itself
-        // is in bytes.
-        let typical = usize::try_from(max_bytes / (ENTRY_OVERHEAD + 130)).unwrap_or(usize::MAX);
+        // The store sizes its memory of evicted keys by how many entries it expects;
+        // entries like the bench's weigh ~475 bytes. The bound itself is in bytes.
+        let expected = usize::try_from(max_bytes / 475).unwrap_or(usize::MAX);
         Self {
-            near: quick_cache::sync::Cache::with_weighter(typical.max(1), max_bytes, Bytes),
+            near: quick_cache::sync::Cache::with_weighter(expected.max(1), max_bytes, MemoryWeight),
             shared,
         }
     }
@@ -77,8 +77,11 @@ impl NearCache {
     /// The kept entry for `id`, if it is still good to answer from.
     fn kept(&self, id: &RecordId) -> Option<CacheEntry> {
         let kept = self.near.get(id)?;
-        if kept.until <= Instant::now() {
-            self.near.remove(id);
+        let now = Instant::now();
+        if kept.until <= now {
+            // Only if it is still the expired one: another task may have kept a
+            // fresh copy meanwhile.
+            self.near.remove_if(id, |kept| kept.until <= now);
             return None;
         }
         Some(kept.entry.as_ref().clone())
