@@ -35,6 +35,10 @@ const CLOCK_SKEW_MARGIN: Duration = Duration::from_secs(2);
 /// response), so that the budget is what the process really grows by.
 const ENTRY_OVERHEAD: u64 = 340;
 
+/// What an entry like the bench's weighs: its ~135 bytes of id, fingerprint and
+/// response, and the overhead.
+const TYPICAL_WEIGHT: u64 = ENTRY_OVERHEAD + 135;
+
 /// One kept record: the completed entry, and when this host stops answering from it.
 #[derive(Clone)]
 struct Kept {
@@ -66,8 +70,8 @@ impl NearCache {
     /// Keeps up to `max_bytes` of completed entries in front of `shared`.
     pub fn new(shared: Arc<dyn HotTier>, max_bytes: u64) -> Self {
         // The store sizes its memory of evicted keys by how many entries it expects;
-        // entries like the bench's weigh ~475 bytes. The bound itself is in bytes.
-        let expected = usize::try_from(max_bytes / 475).unwrap_or(usize::MAX);
+        // the bound itself is in bytes.
+        let expected = usize::try_from(max_bytes / TYPICAL_WEIGHT).unwrap_or(usize::MAX);
         Self {
             near: quick_cache::sync::Cache::with_weighter(expected.max(1), max_bytes, MemoryWeight),
             shared,
