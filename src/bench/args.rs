@@ -12,6 +12,9 @@ use serde::Serialize;
 
 use crate::domain::parse_duration;
 
+/// The shortest measured slice of a round: shorter ones are mostly ramp-up and drain.
+const MIN_ROUND: Duration = Duration::from_millis(100);
+
 /// `onceward bench`: a load generator for a running sidecar and its baselines.
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
@@ -52,6 +55,13 @@ pub struct BenchArgs {
     /// Unmeasured load before each run, so connections, pools and caches are warm.
     #[arg(long, value_parser = parse_duration, default_value = "2s")]
     pub warmup: Duration,
+
+    /// Split each run (its --duration and its --warmup) into this many rounds. A round
+    /// measures every target and workload of the level in turn, every other round in
+    /// reverse order, so targets compared with each other are measured over the same
+    /// stretch of time: a machine whose speed drifts during the run slows them alike.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rounds: u32,
 
     /// Open loop: start this many operations per second in total on a fixed
     /// timetable, and measure latency from each operation's scheduled start.
@@ -141,6 +151,19 @@ impl BenchArgs {
                 }
             })
             .collect()
+    }
+
+    /// The warm-up and the measured time of one round.
+    pub fn round_lengths(&self) -> Result<(Duration, Duration), String> {
+        let measured = self.duration / self.rounds;
+        if measured < MIN_ROUND {
+            return Err(format!(
+                "--duration {:?} split into --rounds {} leaves {measured:?} per round; \
+                 give each round at least {MIN_ROUND:?}",
+                self.duration, self.rounds
+            ));
+        }
+        Ok((self.warmup / self.rounds, measured))
     }
 
     /// How the loop is paced.
@@ -293,5 +316,30 @@ mod tests {
         let args = parse(&["--spawn-sidecar", "--", "--listen", "127.0.0.1:1"]);
         assert_eq!(args.serve_args, ["--listen", "127.0.0.1:1"]);
         assert_eq!(args.pacing(), Pacing::Closed);
+    }
+
+    #[test]
+    fn a_run_splits_into_rounds_of_its_warmup_and_duration() {
+        let args = parse(&["--duration", "10s", "--warmup", "2s"]);
+        assert_eq!(args.rounds, 5);
+        assert_eq!(
+            args.round_lengths(),
+            Ok((Duration::from_millis(400), Duration::from_secs(2)))
+        );
+        let one = parse(&["--duration", "1s", "--rounds", "1"]);
+        assert_eq!(one.round_lengths().unwrap().1, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn rounds_too_short_to_measure_are_refused_naming_both_flags() {
+        let args = parse(&["--duration", "1s", "--rounds", "20"]);
+        let error = args.round_lengths().unwrap_err();
+        assert!(
+            error.contains("--duration") && error.contains("--rounds 20"),
+            "{error}"
+        );
+        assert!(error.contains("100ms"), "{error}");
+        let zero = Wrapper::try_parse_from(["bench", "--rounds", "0"]);
+        assert!(zero.is_err());
     }
 }

@@ -46,8 +46,9 @@ pub struct Tally {
     pub elapsed: Duration,
 }
 
-impl Tally {
-    fn new() -> Self {
+impl Default for Tally {
+    /// Nothing measured yet.
+    fn default() -> Self {
         Self {
             latency: Histogram::new_with_bounds(1, MAX_LATENCY_MICROS, 3)
                 .expect("valid histogram bounds"),
@@ -56,7 +57,9 @@ impl Tally {
             elapsed: Duration::ZERO,
         }
     }
+}
 
+impl Tally {
     fn record(&mut self, latency: Duration, result: Result<(), String>) {
         match result {
             Ok(()) => {
@@ -76,6 +79,13 @@ impl Tally {
         for (label, count) in other.errors {
             *self.errors.entry(label).or_default() += count;
         }
+    }
+
+    /// Adds a later run to this one: its operations, latencies, errors and measured
+    /// time, so the throughput is that of both runs together.
+    pub fn absorb(&mut self, later: Tally) {
+        self.elapsed += later.elapsed;
+        self.merge(later);
     }
 
     /// Failed operations in total.
@@ -106,7 +116,7 @@ pub async fn drive(workers: Vec<Box<dyn Worker>>, duration: Duration, pacing: Pa
             })
         })
         .collect();
-    let mut total = Tally::new();
+    let mut total = Tally::default();
     for task in tasks {
         // A worker panics only on a bug in the bench itself: let it surface.
         total.merge(task.await.expect("a bench worker panicked"));
@@ -116,7 +126,7 @@ pub async fn drive(workers: Vec<Box<dyn Worker>>, duration: Duration, pacing: Pa
 }
 
 async fn closed_loop(mut worker: Box<dyn Worker>, next: &AtomicU64, deadline: Instant) -> Tally {
-    let mut tally = Tally::new();
+    let mut tally = Tally::default();
     while Instant::now() < deadline {
         let seq = next.fetch_add(1, Ordering::Relaxed);
         let began = Instant::now();
@@ -133,7 +143,7 @@ async fn open_loop(
     deadline: Instant,
     rate: f64,
 ) -> Tally {
-    let mut tally = Tally::new();
+    let mut tally = Tally::default();
     loop {
         // Whichever worker is free takes the next slot of the timetable, so a slow
         // operation delays the slots only once every worker is busy, and then the
@@ -246,6 +256,25 @@ mod tests {
             tally.latency.value_at_quantile(0.99)
         );
         assert!(tally.elapsed > Duration::from_secs(3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn absorbed_rounds_add_up_their_operations_and_their_time() {
+        let mut total = Tally::default();
+        for delay in [10, 20] {
+            let round = drive(
+                sleepers(2, Duration::from_millis(delay)),
+                Duration::from_secs(1),
+                Pacing::Closed,
+            )
+            .await;
+            total.absorb(round);
+        }
+        // 200 + 100 operations over 2 s, not over the last round's 1 s.
+        assert_eq!(total.ok + total.error_count(), 300);
+        assert_eq!(total.elapsed, Duration::from_secs(2));
+        assert_eq!(total.throughput(), total.ok as f64 / 2.0);
+        assert_eq!(total.errors["UNAVAILABLE"], 30);
     }
 
     #[tokio::test]

@@ -21,6 +21,7 @@ mod workloads;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use redis::aio::MultiplexedConnection;
@@ -30,19 +31,20 @@ use tonic::transport::{Channel, Endpoint};
 pub use args::BenchArgs;
 use args::{Level, Pacing, Target, Workload};
 use baselines::{HealthWorker, PostgresWorker, RedisPopulator, RedisWorker};
-use driver::Worker;
+use driver::{Tally, Worker};
 use report::{HalfPeak, Measurement, Report};
 use sidecar::Sidecar;
 use workloads::{KeyPlan, OncewardWorker, unique_prefix};
 
 /// Runs the benchmark the arguments describe and prints its report.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let (round_warmup, round_duration) = args.round_lengths().map_err(anyhow::Error::msg)?;
     let spawned = match args.spawn_sidecar {
         true => Some(Sidecar::spawn(&args.serve_args, &args.addr).await?),
         false => None,
     };
     let pid = spawned.as_ref().map(Sidecar::pid).or(args.sidecar_pid);
-    let measured = Bench::new(&args).run().await;
+    let measured = Bench::new(&args, round_warmup, round_duration).run().await;
     // Read before stopping it: the numbers vanish with the process.
     let memory = pid.map(sidecar::memory).transpose();
     if let Some(sidecar) = spawned
@@ -81,6 +83,9 @@ struct Bench<'a> {
     /// The prefix of each target's completed keys, filled once and reused by every
     /// duplicate run after.
     completed: HashMap<Target, String>,
+    /// The warm-up and the measured time each pair gets in each round.
+    round_warmup: Duration,
+    round_duration: Duration,
     runs: Vec<Measurement>,
 }
 
@@ -95,11 +100,13 @@ struct Connections {
 }
 
 impl<'a> Bench<'a> {
-    fn new(args: &'a BenchArgs) -> Self {
+    fn new(args: &'a BenchArgs, round_warmup: Duration, round_duration: Duration) -> Self {
         Self {
             args,
             response: vec![b'r'; args.response_bytes].into(),
             completed: HashMap::new(),
+            round_warmup,
+            round_duration,
             runs: Vec::new(),
         }
     }
@@ -127,19 +134,20 @@ impl<'a> Bench<'a> {
             false => workloads[0],
         };
 
-        for level in args.levels() {
-            let connections = self.connect(level, &targets).await?;
-            for &workload in &workloads {
-                for &target in &targets {
-                    if target == Target::GrpcFloor && workload != floor_workload {
-                        continue;
-                    }
-                    let run = self
-                        .measure(target, workload, level, args.pacing(), &connections)
-                        .await?;
-                    self.runs.push(run);
+        let mut pairs = Vec::new();
+        for &workload in &workloads {
+            for &target in &targets {
+                if target != Target::GrpcFloor || workload == floor_workload {
+                    pairs.push((target, workload));
                 }
             }
+        }
+        for level in args.levels() {
+            let connections = self.connect(level, &targets).await?;
+            let runs = self
+                .measure_in_rounds(&pairs, level, args.pacing(), &connections)
+                .await?;
+            self.runs.extend(runs);
             if let Some(pool) = connections.postgres {
                 pool.close().await;
             }
@@ -153,6 +161,7 @@ impl<'a> Bench<'a> {
             addr: args.addr.clone(),
             duration_s: args.duration.as_secs_f64(),
             warmup_s: args.warmup.as_secs_f64(),
+            rounds: args.rounds,
             runs: self.runs,
             ratios: Vec::new(),
             peak_new_vs_direct_postgres: None,
@@ -204,43 +213,101 @@ impl<'a> Bench<'a> {
         Ok(connections)
     }
 
-    /// Warms up, then measures one run.
-    async fn measure(
+    /// Measures every `(target, workload)` of `pairs` at `level` in `--rounds`
+    /// rounds: each round gives every pair a slice of the warm-up and of the measured
+    /// time, in turn, every other round in reverse order, so that pairs compared with
+    /// each other share the machine's good and bad moments.
+    async fn measure_in_rounds(
         &mut self,
-        target: Target,
-        workload: Workload,
+        pairs: &[(Target, Workload)],
         level: Level,
         pacing: Pacing,
         connections: &Connections,
-    ) -> anyhow::Result<Measurement> {
-        tracing::info!(
-            target = target.name(),
-            workload = workload.name(),
-            %level,
-            ?pacing,
-            "measuring"
-        );
-        let completed_prefix = match (target, workload) {
-            (Target::GrpcFloor, _) | (_, Workload::New) => unique_prefix("unused"),
-            _ => self.completed_keys(target, level, connections).await?,
-        };
+    ) -> anyhow::Result<Vec<Measurement>> {
+        let mut prefixes = Vec::with_capacity(pairs.len());
+        for &(target, workload) in pairs {
+            prefixes.push(
+                self.completed_prefix(target, workload, level, connections)
+                    .await?,
+            );
+        }
+        let mut tallies: Vec<(Tally, Vec<f64>)> = pairs
+            .iter()
+            .map(|_| (Tally::default(), Vec::new()))
+            .collect();
+        for round in 0..self.args.rounds {
+            for i in round_order(round, pairs.len()) {
+                let (target, workload) = pairs[i];
+                tracing::info!(
+                    target = target.name(),
+                    workload = workload.name(),
+                    %level,
+                    ?pacing,
+                    round = round + 1,
+                    "measuring"
+                );
+                let slice = Slice {
+                    target,
+                    workload,
+                    completed_prefix: &prefixes[i],
+                    level,
+                    pacing,
+                };
+                let tally = self
+                    .drive(&slice, connections, self.round_warmup, self.round_duration)
+                    .await?;
+                let (total, throughputs) = &mut tallies[i];
+                throughputs.push(tally.throughput());
+                total.absorb(tally);
+            }
+        }
+        Ok(pairs
+            .iter()
+            .zip(tallies)
+            .map(|(&(target, workload), (total, throughputs))| {
+                Measurement::new(target, workload, level, pacing, &total, throughputs)
+            })
+            .collect())
+    }
+
+    /// Warms `slice` up for `warmup`, then measures it for `duration`.
+    async fn drive(
+        &self,
+        slice: &Slice<'_>,
+        connections: &Connections,
+        warmup: Duration,
+        duration: Duration,
+    ) -> anyhow::Result<Tally> {
         let plan = |label: &str| {
             Arc::new(KeyPlan {
-                workload,
+                workload: slice.workload,
                 duplicate_ratio: self.args.duplicate_ratio,
                 fresh_prefix: unique_prefix(label),
-                completed_prefix: completed_prefix.clone(),
+                completed_prefix: slice.completed_prefix.to_owned(),
                 completed_keys: self.args.keys,
                 response: self.response.clone(),
             })
         };
-        if !self.args.warmup.is_zero() {
-            let workers = workers(target, &plan("warmup"), level, connections)?;
-            driver::drive(workers, self.args.warmup, pacing).await;
+        if !warmup.is_zero() {
+            let workers = workers(slice.target, &plan("warmup"), slice.level, connections)?;
+            driver::drive(workers, warmup, slice.pacing).await;
         }
-        let workers = workers(target, &plan("run"), level, connections)?;
-        let tally = driver::drive(workers, self.args.duration, pacing).await;
-        Ok(Measurement::new(target, workload, level, pacing, &tally))
+        let workers = workers(slice.target, &plan("run"), slice.level, connections)?;
+        Ok(driver::drive(workers, duration, slice.pacing).await)
+    }
+
+    /// The prefix of the completed keys `target` repeats in `workload`, if any.
+    async fn completed_prefix(
+        &mut self,
+        target: Target,
+        workload: Workload,
+        level: Level,
+        connections: &Connections,
+    ) -> anyhow::Result<String> {
+        match (target, workload) {
+            (Target::GrpcFloor, _) | (_, Workload::New) => Ok(unique_prefix("unused")),
+            _ => self.completed_keys(target, level, connections).await,
+        }
     }
 
     /// The prefix of `target`'s completed keys, completing them first if this is
@@ -325,19 +392,48 @@ impl<'a> Bench<'a> {
         };
         let rate = (peak.throughput / 2.0).max(1.0);
         let connections = self.connect(level, &[Target::Onceward]).await?;
-        let run = self
-            .measure(
-                Target::Onceward,
-                Workload::New,
-                level,
-                Pacing::Open { rate },
-                &connections,
-            )
-            .await?;
+        let pacing = Pacing::Open { rate };
+        tracing::info!(%level, ?pacing, "measuring onceward new at half of its peak");
+        let slice = Slice {
+            target: Target::Onceward,
+            workload: Workload::New,
+            completed_prefix: "",
+            level,
+            pacing,
+        };
+        let (warmup, duration) = (self.args.warmup, self.args.duration);
+        let tally = self.drive(&slice, &connections, warmup, duration).await?;
+        let run = Measurement::new(
+            Target::Onceward,
+            Workload::New,
+            level,
+            pacing,
+            &tally,
+            vec![tally.throughput()],
+        );
         Ok(Some(HalfPeak {
             peak_throughput: peak.throughput,
             run,
         }))
+    }
+}
+
+/// What one slice of a round runs.
+struct Slice<'a> {
+    target: Target,
+    workload: Workload,
+    /// The keys a duplicate repeats (unused by `new` and the floor).
+    completed_prefix: &'a str,
+    level: Level,
+    pacing: Pacing,
+}
+
+/// The order of the `count` pairs in round `round` (from 0): forwards, then
+/// backwards, so that a drift during the run favours no pair over the others.
+fn round_order(round: u32, count: usize) -> Box<dyn Iterator<Item = usize>> {
+    match round % 2 {
+        0 => Box::new(0..count),
+        _ => Box::new((0..count).rev()),
     }
 }
 
@@ -376,4 +472,15 @@ fn workers(
         }
     };
     Ok(workers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounds_alternate_forwards_and_backwards() {
+        let orders: Vec<Vec<usize>> = (0..3).map(|r| round_order(r, 3).collect()).collect();
+        assert_eq!(orders, [vec![0, 1, 2], vec![2, 1, 0], vec![0, 1, 2]]);
+    }
 }

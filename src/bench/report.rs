@@ -44,6 +44,8 @@ pub struct Measurement {
     pub throughput: f64,
     /// Latency of successful operations, in microseconds.
     pub latency_us: Percentiles,
+    /// Throughput of each round, in the order measured (`--rounds`).
+    pub round_throughputs: Vec<f64>,
 }
 
 /// Latency percentiles in microseconds.
@@ -64,13 +66,15 @@ pub struct Percentiles {
 }
 
 impl Measurement {
-    /// The measurement of `tally`.
+    /// The measurement of `tally`, the rounds' tallies absorbed into one, whose
+    /// throughputs were `round_throughputs`.
     pub fn new(
         target: Target,
         workload: Workload,
         level: Level,
         pacing: Pacing,
         tally: &Tally,
+        round_throughputs: Vec<f64>,
     ) -> Self {
         let latency = &tally.latency;
         let (mode, target_rate) = match pacing {
@@ -98,6 +102,7 @@ impl Measurement {
                 max: latency.max(),
                 mean: latency.mean(),
             },
+            round_throughputs,
         }
     }
 
@@ -123,6 +128,11 @@ pub struct Ratios {
     pub new_vs_direct_redis: Option<f64>,
     /// duplicate throughput, onceward ÷ direct-redis.
     pub duplicate_vs_direct_redis: Option<f64>,
+    /// `new_vs_direct_postgres` of each round alone: how far the machine's drift
+    /// moved it.
+    pub new_vs_direct_postgres_by_round: Vec<f64>,
+    /// `duplicate_vs_grpc_floor` of each round alone.
+    pub duplicate_vs_grpc_floor_by_round: Vec<f64>,
 }
 
 /// The p99 of an open-loop run at half of onceward's peak new-op throughput.
@@ -150,10 +160,12 @@ pub struct SidecarMemory {
 pub struct Report {
     /// The sidecar measured.
     pub addr: String,
-    /// Seconds per measured run.
+    /// Seconds per measured run, all its rounds together.
     pub duration_s: f64,
-    /// Seconds of unmeasured warm-up before each run.
+    /// Seconds of unmeasured warm-up per run, all its rounds together.
     pub warmup_s: f64,
+    /// Rounds each run is split into, every target of a level taking its turn in each.
+    pub rounds: u32,
     /// Every measured run, in the order run.
     pub runs: Vec<Measurement>,
     /// Ratios per concurrency level (with --compare).
@@ -210,38 +222,33 @@ impl Report {
         self.ratios = levels
             .into_iter()
             .map(|concurrency| {
-                let throughput = |target: Target, workload: Option<Workload>| {
-                    self.runs
-                        .iter()
-                        .find(|r| {
-                            r.concurrency == concurrency
-                                && r.mode == "closed"
-                                && r.target == target
-                                && workload.is_none_or(|w| r.workload == w)
-                        })
-                        .map(|r| r.throughput)
+                let run = |target: Target, workload: Option<Workload>| {
+                    self.runs.iter().find(|r| {
+                        r.concurrency == concurrency
+                            && r.mode == "closed"
+                            && r.target == target
+                            && workload.is_none_or(|w| r.workload == w)
+                    })
                 };
-                let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
-                    (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+                let ratio = |a: Option<&Measurement>, b: Option<&Measurement>| match (a, b) {
+                    (Some(a), Some(b)) if b.throughput > 0.0 => Some(a.throughput / b.throughput),
                     _ => None,
                 };
-                let new = throughput(Target::Onceward, Some(Workload::New));
-                let duplicate = throughput(Target::Onceward, Some(Workload::Duplicate));
+                let new = run(Target::Onceward, Some(Workload::New));
+                let duplicate = run(Target::Onceward, Some(Workload::Duplicate));
+                let direct_postgres = run(Target::DirectPostgres, Some(Workload::New));
+                let floor = run(Target::GrpcFloor, None);
                 Ratios {
                     concurrency,
-                    new_vs_direct_postgres: ratio(
-                        new,
-                        throughput(Target::DirectPostgres, Some(Workload::New)),
-                    ),
-                    duplicate_vs_grpc_floor: ratio(duplicate, throughput(Target::GrpcFloor, None)),
-                    new_vs_direct_redis: ratio(
-                        new,
-                        throughput(Target::DirectRedis, Some(Workload::New)),
-                    ),
+                    new_vs_direct_postgres: ratio(new, direct_postgres),
+                    duplicate_vs_grpc_floor: ratio(duplicate, floor),
+                    new_vs_direct_redis: ratio(new, run(Target::DirectRedis, Some(Workload::New))),
                     duplicate_vs_direct_redis: ratio(
                         duplicate,
-                        throughput(Target::DirectRedis, Some(Workload::Duplicate)),
+                        run(Target::DirectRedis, Some(Workload::Duplicate)),
                     ),
+                    new_vs_direct_postgres_by_round: by_round(new, direct_postgres),
+                    duplicate_vs_grpc_floor_by_round: by_round(duplicate, floor),
                 }
             })
             .filter(|r| {
@@ -258,8 +265,9 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "onceward bench against {}: {} s per run after {} s of warm-up; latency in ms",
-            self.addr, self.duration_s, self.warmup_s
+            "onceward bench against {}: {} s per run after {} s of warm-up, in {} rounds \
+             that every target of a level takes in turn; latency in ms",
+            self.addr, self.duration_s, self.warmup_s, self.rounds
         );
         let _ = writeln!(out);
         let header = [
@@ -315,8 +323,10 @@ impl Report {
             for r in &self.ratios {
                 rows.push(vec![
                     r.concurrency.to_string(),
-                    against_bar(r.new_vs_direct_postgres, NEW_VS_POSTGRES_BAR),
-                    against_bar(r.duplicate_vs_grpc_floor, DUPLICATE_VS_FLOOR_BAR),
+                    against_bar(r.new_vs_direct_postgres, NEW_VS_POSTGRES_BAR)
+                        + &spread(&r.new_vs_direct_postgres_by_round),
+                    against_bar(r.duplicate_vs_grpc_floor, DUPLICATE_VS_FLOOR_BAR)
+                        + &spread(&r.duplicate_vs_grpc_floor_by_round),
                     ratio_text(r.new_vs_direct_redis),
                     ratio_text(r.duplicate_vs_direct_redis),
                 ]);
@@ -358,6 +368,29 @@ impl Report {
         }
         out
     }
+}
+
+/// The ratio of each round of `a` to the same round of `b` (none unless both ran).
+fn by_round(a: Option<&Measurement>, b: Option<&Measurement>) -> Vec<f64> {
+    let (Some(a), Some(b)) = (a, b) else {
+        return Vec::new();
+    };
+    a.round_throughputs
+        .iter()
+        .zip(&b.round_throughputs)
+        .filter(|&(_, &b)| b > 0.0)
+        .map(|(a, b)| a / b)
+        .collect()
+}
+
+/// ` (rounds 1.41–1.70)`: the range of a ratio over the rounds, if there were several.
+fn spread(by_round: &[f64]) -> String {
+    if by_round.len() < 2 {
+        return String::new();
+    }
+    let low = by_round.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = by_round.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!(" (rounds {low:.2}–{high:.2})")
 }
 
 fn millis(micros: u64) -> String {

@@ -113,6 +113,8 @@ async fn compare_measures_every_target_and_reports_the_ratios_per_level_and_of_t
         "--compare",
         "--sweep",
         "1,2",
+        "--rounds",
+        "2",
         "--database-url",
         &setup.db.url,
         "--redis-url",
@@ -125,6 +127,21 @@ async fn compare_measures_every_target_and_reports_the_ratios_per_level_and_of_t
     assert_eq!(runs.len(), 2 * 7, "{report:#}");
     for run in runs {
         assert_eq!(run["errors_total"].as_u64(), Some(0), "{run:#}");
+        // Each target measured in both rounds, and the run is the rounds together.
+        let rounds: Vec<f64> = run["round_throughputs"]
+            .as_array()
+            .expect("round_throughputs")
+            .iter()
+            .map(|t| t.as_f64().unwrap())
+            .collect();
+        assert_eq!(rounds.len(), 2, "{run:#}");
+        assert!(rounds.iter().all(|&t| t > 0.0), "{run:#}");
+        let throughput = run["throughput"].as_f64().unwrap();
+        let (low, high) = (rounds[0].min(rounds[1]), rounds[0].max(rounds[1]));
+        assert!(
+            low * 0.99 <= throughput && throughput <= high * 1.01,
+            "{throughput} is not between its rounds' {rounds:?}"
+        );
     }
     let ratios = report["ratios"].as_array().expect("ratios");
     assert_eq!(ratios.len(), 2);
@@ -136,6 +153,16 @@ async fn compare_measures_every_target_and_reports_the_ratios_per_level_and_of_t
             "duplicate_vs_direct_redis",
         ] {
             assert!(level[ratio].as_f64().unwrap() > 0.0, "{ratio}: {level:#}");
+        }
+        for by_round in [
+            "new_vs_direct_postgres_by_round",
+            "duplicate_vs_grpc_floor_by_round",
+        ] {
+            assert_eq!(
+                level[by_round].as_array().map(Vec::len),
+                Some(2),
+                "{level:#}"
+            );
         }
     }
     let peak = &report["peak_new_vs_direct_postgres"];
@@ -160,4 +187,21 @@ async fn bench_measures_the_grpc_floor_with_a_health_check() {
     let addr = format!("http://{}", setup.app.addr);
     let report = bench(&["--addr", &addr, "--target", "grpc-floor"]).await;
     assert_eq!(only_run(&report)["target"], "grpc-floor");
+}
+
+#[tokio::test]
+async fn rounds_too_short_to_measure_are_refused_before_anything_runs() {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_onceward"))
+        .args(["bench", "--addr", "http://127.0.0.1:9", "--duration", "1s"])
+        .args(["--rounds", "50"])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("the bench runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("--rounds 50") && stderr.contains("at least 100ms"),
+        "{stderr}"
+    );
 }
