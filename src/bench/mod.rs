@@ -38,13 +38,13 @@ use workloads::{KeyPlan, OncewardWorker, unique_prefix};
 
 /// Runs the benchmark the arguments describe and prints its report.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let (round_warmup, round_duration) = args.round_lengths().map_err(anyhow::Error::msg)?;
+    let bench = Bench::new(&args)?;
     let spawned = match args.spawn_sidecar {
         true => Some(Sidecar::spawn(&args.serve_args, &args.addr).await?),
         false => None,
     };
     let pid = spawned.as_ref().map(Sidecar::pid).or(args.sidecar_pid);
-    let measured = Bench::new(&args, round_warmup, round_duration).run().await;
+    let measured = bench.run().await;
     // Read before stopping it: the numbers vanish with the process.
     let memory = pid.map(sidecar::memory).transpose();
     if let Some(sidecar) = spawned
@@ -100,15 +100,17 @@ struct Connections {
 }
 
 impl<'a> Bench<'a> {
-    fn new(args: &'a BenchArgs, round_warmup: Duration, round_duration: Duration) -> Self {
-        Self {
+    /// Fails, before anything starts, on arguments that leave no time to measure.
+    fn new(args: &'a BenchArgs) -> anyhow::Result<Self> {
+        let (round_warmup, round_duration) = args.round_lengths().map_err(anyhow::Error::msg)?;
+        Ok(Self {
             args,
             response: vec![b'r'; args.response_bytes].into(),
             completed: HashMap::new(),
             round_warmup,
             round_duration,
             runs: Vec::new(),
-        }
+        })
     }
 
     async fn run(mut self) -> anyhow::Result<Report> {
@@ -296,7 +298,8 @@ impl<'a> Bench<'a> {
         Ok(driver::drive(workers, duration, slice.pacing).await)
     }
 
-    /// The prefix of the completed keys `target` repeats in `workload`, if any.
+    /// The prefix of the completed keys `target` repeats in `workload` (empty if it
+    /// repeats none).
     async fn completed_prefix(
         &mut self,
         target: Target,
@@ -305,7 +308,7 @@ impl<'a> Bench<'a> {
         connections: &Connections,
     ) -> anyhow::Result<String> {
         match (target, workload) {
-            (Target::GrpcFloor, _) | (_, Workload::New) => Ok(unique_prefix("unused")),
+            (Target::GrpcFloor, _) | (_, Workload::New) => Ok(String::new()),
             _ => self.completed_keys(target, level, connections).await,
         }
     }
@@ -422,7 +425,7 @@ impl<'a> Bench<'a> {
 struct Slice<'a> {
     target: Target,
     workload: Workload,
-    /// The keys a duplicate repeats (unused by `new` and the floor).
+    /// The keys a duplicate repeats (empty for `new` and the floor).
     completed_prefix: &'a str,
     level: Level,
     pacing: Pacing,
@@ -430,10 +433,10 @@ struct Slice<'a> {
 
 /// The order of the `count` pairs in round `round` (from 0): forwards, then
 /// backwards, so that a drift during the run favours no pair over the others.
-fn round_order(round: u32, count: usize) -> Box<dyn Iterator<Item = usize>> {
+fn round_order(round: u32, count: usize) -> Vec<usize> {
     match round % 2 {
-        0 => Box::new(0..count),
-        _ => Box::new((0..count).rev()),
+        0 => (0..count).collect(),
+        _ => (0..count).rev().collect(),
     }
 }
 
@@ -480,7 +483,7 @@ mod tests {
 
     #[test]
     fn rounds_alternate_forwards_and_backwards() {
-        let orders: Vec<Vec<usize>> = (0..3).map(|r| round_order(r, 3).collect()).collect();
+        let orders: Vec<Vec<usize>> = (0..3).map(|r| round_order(r, 3)).collect();
         assert_eq!(orders, [vec![0, 1, 2], vec![2, 1, 0], vec![0, 1, 2]]);
     }
 }
