@@ -7,6 +7,12 @@ use onceward::config::{Cli, Command};
 use onceward::retention::Retention;
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc instead of the system allocator: a request's path through h2, hyper,
+/// tonic and redis-rs makes hundreds of small allocations and frees, and on glibc
+/// these were 15 % of the sidecar's instructions (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     onceward::telemetry::init(cli.log_format);
