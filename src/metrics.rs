@@ -124,6 +124,7 @@ const OUTCOMES: [&str; 4] = [
 const TIERS: [&str; 2] = ["cache", "ledger"];
 const LOOKUP_RESULTS: [&str; 5] = ["hit", "miss", "defer", "error", "bypass"];
 const METHODS: [&str; 5] = ["Claim", "Complete", "Release", "ExtendLease", "Lookup"];
+const LEDGER_OPS: [&str; 5] = ["claim", "complete", "release", "extend_lease", "lookup"];
 
 /// Handles of the series every request records, registered once: looking a series up
 /// by name and labels on each call costs more than the rest of a cached duplicate's
@@ -132,6 +133,7 @@ struct HotPath {
     claims: [[Counter; 2]; 4],
     cache_lookups: [Counter; 5],
     rpc_ok: [Histogram; 5],
+    ledger_ok: [Histogram; 5],
 }
 
 static HOT_PATH: OnceLock<HotPath> = OnceLock::new();
@@ -145,6 +147,8 @@ impl HotPath {
             cache_lookups: LOOKUP_RESULTS.map(|result| counter!(CACHE_LOOKUPS, "result" => result)),
             rpc_ok: METHODS
                 .map(|method| histogram!(RPC_DURATION, "method" => method, "code" => "OK")),
+            ledger_ok: LEDGER_OPS
+                .map(|op| histogram!(LEDGER_DURATION, "op" => op, "result" => "ok")),
         }
     }
 }
@@ -184,7 +188,12 @@ pub fn cache_circuit_open(open: bool) {
 
 /// A ledger call finished.
 pub fn ledger_call(op: &'static str, result: &'static str, elapsed: Duration) {
-    histogram!(LEDGER_DURATION, "op" => op, "result" => result).record(elapsed.as_secs_f64());
+    let ok = (result == "ok").then(|| HOT_PATH.get().zip(position(&LEDGER_OPS, op)));
+    match ok.flatten() {
+        Some((hot, o)) => hot.ledger_ok[o].record(elapsed.as_secs_f64()),
+        None => histogram!(LEDGER_DURATION, "op" => op, "result" => result)
+            .record(elapsed.as_secs_f64()),
+    }
 }
 
 /// A batched ledger statement of `size` requests ran for `elapsed`.
