@@ -126,14 +126,14 @@ impl HotTier for RedisHotTier {
         ttl: Duration,
     ) -> Result<Option<CacheEntry>, CacheError> {
         let mut connection = self.connection.clone();
-        let command = redis::cmd("SET")
+        let mut command = redis::cmd("SET");
+        command
             .arg(self.key(id))
             .arg(tentative.encode_to_vec())
             .arg("NX")
             .arg("PX")
             .arg(ttl_millis(ttl))
-            .arg("GET")
-            .to_owned();
+            .arg("GET");
         let previous: Option<Vec<u8>> = self
             .run("claim", command.query_async(&mut connection))
             .await?;
@@ -149,12 +149,12 @@ impl HotTier for RedisHotTier {
         ttl: Duration,
     ) -> Result<(), CacheError> {
         let mut connection = self.connection.clone();
-        let command = redis::cmd("SET")
+        let mut command = redis::cmd("SET");
+        command
             .arg(self.key(id))
             .arg(entry.encode_to_vec())
             .arg("PX")
-            .arg(ttl_millis(ttl))
-            .to_owned();
+            .arg(ttl_millis(ttl));
         self.run("put", command.query_async::<()>(&mut connection))
             .await
     }
@@ -179,7 +179,8 @@ impl HotTier for RedisHotTier {
 
     async fn remove(&self, id: &RecordId) -> Result<(), CacheError> {
         let mut connection = self.connection.clone();
-        let command = redis::cmd("DEL").arg(self.key(id)).to_owned();
+        let mut command = redis::cmd("DEL");
+        command.arg(self.key(id));
         self.run("remove", command.query_async::<i64>(&mut connection))
             .await
             .map(drop)
