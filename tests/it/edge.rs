@@ -173,14 +173,15 @@ async fn metrics_count_claims_by_outcome_and_tier_and_time_every_rpc() {
     assert_eq!(rpcs("Claim", "OK").await, 4.0);
     assert_eq!(rpcs("Complete", "OK").await, 1.0);
     assert_eq!(rpcs("Release", "FAILED_PRECONDITION").await, 1.0);
-    assert!(
-        app.metric(
-            "onceward_ledger_duration_seconds_count",
-            &[("op", "claim"), ("result", "ok")]
-        )
-        .await
-            >= 1.0
-    );
+    for op in ["claim", "complete", "release"] {
+        let calls = app
+            .metric(
+                "onceward_ledger_duration_seconds_count",
+                &[("op", op), ("result", "ok")],
+            )
+            .await;
+        assert!(calls >= 1.0, "{op}: {calls} ledger calls recorded");
+    }
     for op in ["claim", "complete"] {
         let batches = app
             .metric("onceward_ledger_batch_size_count", &[("op", op)])
