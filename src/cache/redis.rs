@@ -77,15 +77,11 @@ impl RedisHotTier {
         })
     }
 
-    fn key(&self, id: &RecordId) -> String {
-        let mut key = String::with_capacity(
-            self.key_prefix.len() + id.namespace.as_str().len() + 1 + id.key.as_str().len(),
-        );
-        key.push_str(&self.key_prefix);
-        key.push_str(id.namespace.as_str());
-        key.push(':');
-        key.push_str(id.key.as_str());
-        key
+    fn key<'a>(&'a self, id: &'a RecordId) -> HotKey<'a> {
+        HotKey {
+            prefix: &self.key_prefix,
+            id,
+        }
     }
 
     /// Runs one command through the breaker and the timeout.
@@ -187,7 +183,51 @@ impl HotTier for RedisHotTier {
     }
 }
 
+/// A record's Redis key, `{prefix}{namespace}:{key}`, written straight into the
+/// command that carries it rather than assembled in a `String` of its own first.
+struct HotKey<'a> {
+    prefix: &'a str,
+    id: &'a RecordId,
+}
+
+impl redis::ToRedisArgs for HotKey<'_> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        use std::io::Write as _;
+        let mut arg = out.writer_for_next_arg();
+        for part in [
+            self.prefix,
+            self.id.namespace.as_str(),
+            ":",
+            self.id.key.as_str(),
+        ] {
+            // The writer appends to the command's own buffer, which cannot fail.
+            let _ = arg.write_all(part.as_bytes());
+        }
+    }
+}
+
 /// Redis rejects `PX 0`; sub-millisecond TTLs round up.
 fn ttl_millis(ttl: Duration) -> u64 {
     (ttl.as_millis() as u64).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use redis::ToRedisArgs as _;
+
+    use super::*;
+    use crate::domain::{IdempotencyKey, Namespace};
+
+    #[test]
+    fn a_hot_key_is_one_argument_of_prefix_namespace_and_key() {
+        let id = RecordId {
+            namespace: Namespace::try_from("payments".to_owned()).unwrap(),
+            key: IdempotencyKey::try_from("order-7".to_owned()).unwrap(),
+        };
+        let key = HotKey {
+            prefix: "ow:",
+            id: &id,
+        };
+        assert_eq!(key.to_redis_args(), [b"ow:payments:order-7".to_vec()]);
+    }
 }
