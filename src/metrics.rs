@@ -153,25 +153,30 @@ impl HotPath {
     }
 }
 
-fn position(names: &[&str], name: &str) -> Option<usize> {
-    names.iter().position(|candidate| *candidate == name)
+/// The handle of `handles` registered for the label `name`, `names` being the labels
+/// they were registered for, in order; `None` for a label off the hot path.
+fn registered<'h, T>(handles: &'h [T], names: &[&str], name: &str) -> Option<&'h T> {
+    handles.get(names.iter().position(|candidate| *candidate == name)?)
 }
 
 /// A claim was answered.
 pub fn claim_answered(outcome: &'static str, tier: &'static str) {
     let handle = HOT_PATH
         .get()
-        .zip(position(&OUTCOMES, outcome).zip(position(&TIERS, tier)));
+        .and_then(|hot| registered(registered(&hot.claims, &OUTCOMES, outcome)?, &TIERS, tier));
     match handle {
-        Some((hot, (o, t))) => hot.claims[o][t].increment(1),
+        Some(handle) => handle.increment(1),
         None => counter!(CLAIMS, "outcome" => outcome, "tier" => tier).increment(1),
     }
 }
 
 /// A claim consulted the hot tier.
 pub fn cache_lookup(result: &'static str) {
-    match HOT_PATH.get().zip(position(&LOOKUP_RESULTS, result)) {
-        Some((hot, r)) => hot.cache_lookups[r].increment(1),
+    let handle = HOT_PATH
+        .get()
+        .and_then(|hot| registered(&hot.cache_lookups, &LOOKUP_RESULTS, result));
+    match handle {
+        Some(handle) => handle.increment(1),
         None => counter!(CACHE_LOOKUPS, "result" => result).increment(1),
     }
 }
@@ -188,11 +193,14 @@ pub fn cache_circuit_open(open: bool) {
 
 /// A ledger call finished.
 pub fn ledger_call(op: &'static str, result: &'static str, elapsed: Duration) {
-    let ok = (result == "ok").then(|| HOT_PATH.get().zip(position(&LEDGER_OPS, op)));
-    match ok.flatten() {
-        Some((hot, o)) => hot.ledger_ok[o].record(elapsed.as_secs_f64()),
-        None => histogram!(LEDGER_DURATION, "op" => op, "result" => result)
-            .record(elapsed.as_secs_f64()),
+    let handle = HOT_PATH
+        .get()
+        .filter(|_| result == "ok")
+        .and_then(|hot| registered(&hot.ledger_ok, &LEDGER_OPS, op));
+    let seconds = elapsed.as_secs_f64();
+    match handle {
+        Some(handle) => handle.record(seconds),
+        None => histogram!(LEDGER_DURATION, "op" => op, "result" => result).record(seconds),
     }
 }
 
@@ -219,10 +227,13 @@ pub fn cleanup_deleted(rows: u64) {
 
 /// A gRPC call finished with status `code` (e.g. `OK`, `UNAVAILABLE`).
 pub fn rpc_finished(method: &'static str, code: &'static str, elapsed: Duration) {
-    let ok = (code == "OK").then(|| HOT_PATH.get().zip(position(&METHODS, method)));
-    match ok.flatten() {
-        Some((hot, m)) => hot.rpc_ok[m].record(elapsed.as_secs_f64()),
-        None => histogram!(RPC_DURATION, "method" => method, "code" => code)
-            .record(elapsed.as_secs_f64()),
+    let handle = HOT_PATH
+        .get()
+        .filter(|_| code == "OK")
+        .and_then(|hot| registered(&hot.rpc_ok, &METHODS, method));
+    let seconds = elapsed.as_secs_f64();
+    match handle {
+        Some(handle) => handle.record(seconds),
+        None => histogram!(RPC_DURATION, "method" => method, "code" => code).record(seconds),
     }
 }
