@@ -193,15 +193,12 @@ pub fn cache_circuit_open(open: bool) {
 
 /// A ledger call finished.
 pub fn ledger_call(op: &'static str, result: &'static str, elapsed: Duration) {
-    let handle = HOT_PATH
-        .get()
-        .filter(|_| result == "ok")
-        .and_then(|hot| registered(&hot.ledger_ok, &LEDGER_OPS, op));
-    let seconds = elapsed.as_secs_f64();
-    match handle {
-        Some(handle) => handle.record(seconds),
-        None => histogram!(LEDGER_DURATION, "op" => op, "result" => result).record(seconds),
-    }
+    let hot = HOT_PATH.get().filter(|_| result == "ok");
+    record_latency(
+        elapsed,
+        hot.and_then(|hot| registered(&hot.ledger_ok, &LEDGER_OPS, op)),
+        || histogram!(LEDGER_DURATION, "op" => op, "result" => result),
+    );
 }
 
 /// A batched ledger statement of `size` requests ran for `elapsed`.
@@ -227,13 +224,23 @@ pub fn cleanup_deleted(rows: u64) {
 
 /// A gRPC call finished with status `code` (e.g. `OK`, `UNAVAILABLE`).
 pub fn rpc_finished(method: &'static str, code: &'static str, elapsed: Duration) {
-    let handle = HOT_PATH
-        .get()
-        .filter(|_| code == "OK")
-        .and_then(|hot| registered(&hot.rpc_ok, &METHODS, method));
-    let seconds = elapsed.as_secs_f64();
-    match handle {
-        Some(handle) => handle.record(seconds),
-        None => histogram!(RPC_DURATION, "method" => method, "code" => code).record(seconds),
+    let hot = HOT_PATH.get().filter(|_| code == "OK");
+    record_latency(
+        elapsed,
+        hot.and_then(|hot| registered(&hot.rpc_ok, &METHODS, method)),
+        || histogram!(RPC_DURATION, "method" => method, "code" => code),
+    );
+}
+
+/// Records a call's latency in its `registered` handle, or, for a label set off the
+/// hot path, in the series `look_up` finds.
+fn record_latency(
+    elapsed: Duration,
+    registered: Option<&Histogram>,
+    look_up: impl FnOnce() -> Histogram,
+) {
+    match registered {
+        Some(handle) => handle.record(elapsed.as_secs_f64()),
+        None => look_up().record(elapsed.as_secs_f64()),
     }
 }
