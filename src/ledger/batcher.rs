@@ -4,7 +4,9 @@
 //! A batch is whatever is queued when a writer is free — no timer, so an idle ledger
 //! adds no latency — and at most `max_batch` requests. Several writers drain the same
 //! queue, so one slow commit does not stall the others. Each caller gets its own
-//! result; a failure of the whole statement is reported to every caller in it.
+//! result; a failure of the whole statement is reported to every caller in it. A
+//! result whose caller gave up while its batch ran (a timeout, a cancelled RPC) is
+//! handed back with its request, for the ledger to undo what nobody will be told of.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -19,6 +21,10 @@ type Reply<T> = oneshot::Sender<Result<T, LedgerError>>;
 /// The queue's consuming end, shared by the writers.
 type SharedQueue<Req, Resp> = Arc<Mutex<mpsc::UnboundedReceiver<(Req, Reply<Resp>)>>>;
 
+/// What a batch returns: one result per request, in order, or the failure of the
+/// whole batch.
+pub type BatchOutcome<Resp> = Result<Vec<Result<Resp, LedgerError>>, LedgerError>;
+
 /// A queue of requests of type `Req`, each answered with a `Resp`.
 pub struct Batcher<Req, Resp> {
     queue: mpsc::UnboundedSender<(Req, Reply<Resp>)>,
@@ -26,22 +32,32 @@ pub struct Batcher<Req, Resp> {
 
 impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
     /// Starts `writers` tasks that each take up to `max_batch` queued requests and
-    /// run them with `run`, which returns one result per request, in order. `op`
-    /// names the batches in metrics.
-    pub fn spawn<F, Fut>(op: &'static str, writers: usize, max_batch: usize, run: F) -> Self
+    /// run them with `run`, which gives the requests back with one result per request,
+    /// in order. A successful result whose caller is gone goes to `undelivered`, with
+    /// its request. `op` names the batches in metrics.
+    pub fn spawn<F, Fut, U>(
+        op: &'static str,
+        writers: usize,
+        max_batch: usize,
+        run: F,
+        undelivered: U,
+    ) -> Self
     where
         F: Fn(Vec<Req>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Vec<Result<Resp, LedgerError>>, LedgerError>> + Send + 'static,
+        Fut: Future<Output = (Vec<Req>, BatchOutcome<Resp>)> + Send + 'static,
+        U: Fn(Req, Resp) + Send + Sync + 'static,
     {
         let (queue, receiver) = mpsc::unbounded_channel();
         let receiver = Arc::new(Mutex::new(receiver));
         let run = Arc::new(run);
+        let undelivered = Arc::new(undelivered);
         for _ in 0..writers.max(1) {
             tokio::spawn(write_batches(
                 op,
                 receiver.clone(),
                 max_batch.max(1),
                 run.clone(),
+                undelivered.clone(),
             ));
         }
         Self { queue }
@@ -59,14 +75,16 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
     }
 }
 
-async fn write_batches<Req, Resp, F, Fut>(
+async fn write_batches<Req, Resp, F, Fut, U>(
     op: &'static str,
     receiver: SharedQueue<Req, Resp>,
     max_batch: usize,
     run: Arc<F>,
+    undelivered: Arc<U>,
 ) where
     F: Fn(Vec<Req>) -> Fut,
-    Fut: Future<Output = Result<Vec<Result<Resp, LedgerError>>, LedgerError>>,
+    Fut: Future<Output = (Vec<Req>, BatchOutcome<Resp>)>,
+    U: Fn(Req, Resp),
 {
     loop {
         // Hold the receiver only while taking a batch, so other writers can take the
@@ -98,12 +116,16 @@ async fn write_batches<Req, Resp, F, Fut>(
         }
         let expected = requests.len();
         let started = Instant::now();
-        let outcome = run(requests).await;
+        let (requests, outcome) = run(requests).await;
         metrics::ledger_batch(op, expected, started.elapsed());
         match outcome {
-            Ok(results) if results.len() == expected => {
-                for (reply, result) in replies.into_iter().zip(results) {
-                    let _ = reply.send(result);
+            Ok(results) if results.len() == expected && requests.len() == expected => {
+                for ((request, reply), result) in requests.into_iter().zip(replies).zip(results) {
+                    // The caller gave up while the batch ran: what was written for it
+                    // is nobody's to know about unless the writer undoes it.
+                    if let Err(Ok(response)) = reply.send(result) {
+                        undelivered(request, response);
+                    }
                 }
             }
             Ok(results) => {
@@ -125,27 +147,32 @@ async fn write_batches<Req, Resp, F, Fut>(
 mod tests {
     use super::*;
 
+    /// Hands nothing back: for the tests that are not about it.
+    fn ignore(_: u32, _: u32) {}
+
     #[tokio::test]
     async fn concurrent_requests_share_batches_and_each_gets_its_own_result() {
         let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
         let batcher = {
             let sizes = sizes.clone();
-            Batcher::spawn("test", 1, 8, move |requests: Vec<u32>| {
+            let run = move |requests: Vec<u32>| {
                 sizes.lock().unwrap().push(requests.len());
                 async move {
                     tokio::task::yield_now().await;
-                    Ok(requests
-                        .into_iter()
-                        .map(|r| {
+                    let results = requests
+                        .iter()
+                        .map(|&r| {
                             if r == 13 {
                                 Err(LedgerError::Internal("unlucky".into()))
                             } else {
                                 Ok(r * 2)
                             }
                         })
-                        .collect())
+                        .collect();
+                    (requests, Ok(results))
                 }
-            })
+            };
+            Batcher::spawn("test", 1, 8, run, ignore)
         };
         let batcher = Arc::new(batcher);
         let mut tasks = tokio::task::JoinSet::new();
@@ -171,7 +198,7 @@ mod tests {
         let gate = Arc::new(tokio::sync::Semaphore::new(0));
         let batcher = {
             let (written, gate) = (written.clone(), gate.clone());
-            Arc::new(Batcher::spawn("test", 1, 100, move |requests: Vec<u32>| {
+            let run = move |requests: Vec<u32>| {
                 let (written, gate) = (written.clone(), gate.clone());
                 async move {
                     // The first batch waits until the test opens the gate.
@@ -179,9 +206,11 @@ mod tests {
                         gate.acquire().await.unwrap().forget();
                     }
                     written.lock().unwrap().extend(requests.iter().copied());
-                    Ok(requests.into_iter().map(Ok).collect())
+                    let results = requests.iter().copied().map(Ok).collect();
+                    (requests, Ok(results))
                 }
-            }))
+            };
+            Arc::new(Batcher::spawn("test", 1, 100, run, ignore))
         };
         let first = tokio::spawn({
             let batcher = batcher.clone();
@@ -199,10 +228,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_result_whose_caller_gave_up_while_its_batch_ran_is_handed_back() {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let handed_back = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let batcher = {
+            let (gate, handed_back) = (gate.clone(), handed_back.clone());
+            let run = move |requests: Vec<u32>| {
+                let gate = gate.clone();
+                async move {
+                    gate.acquire().await.unwrap().forget();
+                    let results = requests.iter().map(|&r| Ok(r * 10)).collect();
+                    (requests, Ok(results))
+                }
+            };
+            let undelivered = move |request, response| {
+                handed_back.lock().unwrap().push((request, response));
+            };
+            Batcher::spawn("test", 1, 100, run, undelivered)
+        };
+        // Its batch is running (held at the gate) when the caller gives up.
+        let gave_up = tokio::time::timeout(std::time::Duration::from_millis(20), batcher.submit(7));
+        assert!(gave_up.await.is_err());
+        gate.add_permits(2);
+        assert_eq!(batcher.submit(8).await.unwrap(), 80);
+        assert_eq!(*handed_back.lock().unwrap(), vec![(7, 70)]);
+    }
+
+    #[tokio::test]
     async fn a_failed_statement_fails_every_caller_in_it() {
-        let batcher = Batcher::spawn("test", 1, 100, |_: Vec<u32>| async {
-            Err::<Vec<Result<u32, LedgerError>>, _>(LedgerError::Unavailable("down".into()))
-        });
+        let run =
+            |requests: Vec<u32>| async { (requests, Err(LedgerError::Unavailable("down".into()))) };
+        let batcher = Batcher::spawn("test", 1, 100, run, ignore);
         let error = batcher.submit(1).await.unwrap_err();
         assert!(matches!(error, LedgerError::Unavailable(_)));
     }

@@ -22,7 +22,7 @@ use sqlx::postgres::{
 use sqlx::query::Query;
 use sqlx::{ConnectOptions, Connection as _, Row};
 
-use super::batcher::Batcher;
+use super::batcher::{BatchOutcome, Batcher};
 use super::{
     ClaimDecision, CompleteDecision, ExtendedLease, Ledger, LedgerError, NewClaim, db_token,
     internal, micros, stored_fingerprint, stored_identity,
@@ -326,38 +326,43 @@ async fn refuse_async_commit(pool: &PgPool, allow_async_commit: bool) -> anyhow:
     Ok(())
 }
 
-/// What a batch returns: one result per request, or the failure of the whole batch.
-type BatchOutcome<Resp> = Result<Vec<Result<Resp, LedgerError>>, LedgerError>;
-
 /// Runs one batch on a connection.
 type RunBatch<Req, Resp> =
     for<'c> fn(
         &'c mut PgConnection,
-        Vec<Req>,
+        &'c mut [Req],
     ) -> Pin<Box<dyn Future<Output = BatchOutcome<Resp>> + Send + 'c>>;
 
 /// Starts `writers` writers of `op` batches, on the current runtime, each running
-/// `run` on a connection kept between batches.
+/// `run` on a connection kept between batches; see `Batcher::spawn` for
+/// `undelivered`.
 fn spawn_writers<Req, Resp>(
     op: &'static str,
     pool: &PgPool,
     writers: usize,
     run: RunBatch<Req, Resp>,
+    undelivered: impl Fn(Req, Resp) + Send + Sync + 'static,
 ) -> Batcher<Req, Resp>
 where
     Req: Send + 'static,
     Resp: Send + 'static,
 {
     let connections = WriterConnections::new(pool.clone(), CHECK_AFTER);
-    Batcher::spawn(op, writers, MAX_BATCH, move |batch| {
+    let run_on_kept = move |mut batch: Vec<Req>| {
         let connections = connections.clone();
         async move {
-            let mut kept = connections.take().await?;
-            let outcome = run(&mut kept.connection, batch).await;
-            connections.keep(kept, &outcome);
-            outcome
+            let outcome = match connections.take().await {
+                Ok(mut kept) => {
+                    let outcome = run(&mut kept.connection, &mut batch).await;
+                    connections.keep(kept, &outcome);
+                    outcome
+                }
+                Err(error) => Err(error),
+            };
+            (batch, outcome)
         }
-    })
+    };
+    Batcher::spawn(op, writers, MAX_BATCH, run_on_kept, undelivered)
 }
 
 /// The batch writers for claims and completions, spawned on the current runtime.
@@ -368,12 +373,28 @@ fn batch_writers(
     Batcher<NewClaim, ClaimDecision>,
     Batcher<PendingCompletion, CompleteDecision>,
 ) {
-    let claims = spawn_writers("claim", pool, writers, |connection, batch| {
-        Box::pin(claim_batch(connection, batch))
-    });
-    let completions = spawn_writers("complete", pool, writers, |connection, batch| {
-        Box::pin(complete_batch(connection, batch))
-    });
+    let release_pool = pool.clone();
+    let release_unheld = move |claim: NewClaim, decision| {
+        if let ClaimDecision::Acquired { token, .. } = decision {
+            tokio::spawn(release_unheld_claim(release_pool.clone(), claim.id, token));
+        }
+    };
+    let claims = spawn_writers(
+        "claim",
+        pool,
+        writers,
+        |connection, batch| Box::pin(claim_batch(connection, batch)),
+        release_unheld,
+    );
+    // A completion whose caller gave up committed what that caller asked for; its
+    // retry with the same token is answered from it.
+    let completions = spawn_writers(
+        "complete",
+        pool,
+        writers,
+        |connection, batch| Box::pin(complete_batch(connection, batch)),
+        |_, _| {},
+    );
     (claims, completions)
 }
 
@@ -407,14 +428,7 @@ impl Ledger for PostgresLedger {
         let Some(token) = db_token(token) else {
             return Ok(false);
         };
-        let done = sqlx::query(RELEASE)
-            .bind(id.namespace.as_str())
-            .bind(id.key.as_str())
-            .bind(token)
-            .execute(&self.pool)
-            .await
-            .map_err(classify)?;
-        Ok(done.rows_affected() == 1)
+        release(&self.pool, id, token).await
     }
 
     async fn extend_lease(
@@ -459,18 +473,53 @@ impl Ledger for PostgresLedger {
     }
 }
 
+/// Deletes the in-progress claim held by `token`; `false`: not the holder.
+async fn release(pool: &PgPool, id: &RecordId, token: i64) -> Result<bool, LedgerError> {
+    let done = sqlx::query(RELEASE)
+        .bind(id.namespace.as_str())
+        .bind(id.key.as_str())
+        .bind(token)
+        .execute(pool)
+        .await
+        .map_err(classify)?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Releases a claim that committed after its caller gave up (its ledger timeout fired,
+/// or its RPC was cancelled, while the batch ran): the caller was told UNAVAILABLE or
+/// nothing, so nobody holds the claim, and without this its key would answer
+/// IN_PROGRESS until the lease ran out (SPEC rule 5: never a claim in limbo). If this
+/// fails too, the lease runs out as it would have.
+async fn release_unheld_claim(pool: PgPool, id: RecordId, token: FencingToken) {
+    let Some(db_token) = db_token(token) else {
+        return;
+    };
+    match release(&pool, &id, db_token).await {
+        Ok(released) => tracing::info!(
+            %id, token = token.get(), released,
+            "a claim committed after its caller gave up; released it"
+        ),
+        Err(error) => tracing::warn!(
+            %id, token = token.get(), error = %crate::telemetry::chain(&error),
+            "a claim committed after its caller gave up and could not be released; \
+             its lease will run out"
+        ),
+    }
+}
+
 /// Runs one batch of claims: the first claim of each key in one upsert, the rows
 /// that stood read back in one select, and the rest (repeated keys, rows that changed
 /// in between) in further rounds.
 async fn claim_batch(
     connection: &mut PgConnection,
-    claims: Vec<NewClaim>,
+    claims: &mut [NewClaim],
 ) -> BatchOutcome<ClaimDecision> {
+    let claims = &*claims;
     let mut decisions: Vec<Option<ClaimDecision>> = vec![None; claims.len()];
     let mut last_seen: Vec<Option<ClaimDecision>> = vec![None; claims.len()];
     let mut pending: Vec<usize> = (0..claims.len()).collect();
     let mut per_key: HashMap<&RecordId, usize> = HashMap::new();
-    for claim in &claims {
+    for claim in claims {
         *per_key.entry(&claim.id).or_default() += 1;
     }
     let most_repeated = per_key.values().copied().max().unwrap_or(1);
@@ -604,7 +653,7 @@ async fn read_records<'a>(
 /// retry of a completion that already happened, or not the holder's.
 async fn complete_batch(
     connection: &mut PgConnection,
-    mut batch: Vec<PendingCompletion>,
+    batch: &mut [PendingCompletion],
 ) -> BatchOutcome<CompleteDecision> {
     // Sorted so concurrent batches lock rows in the same order; answers are returned
     // in the callers' order below.

@@ -327,3 +327,59 @@ async fn ledger_connections_lost_while_idle_cost_no_claim_or_complete_an_error()
         .await
         .expect("the first complete after the cut");
 }
+
+/// A claim whose caller gave up while its statement ran (here: waited on a lock until
+/// the ledger timeout answered UNAVAILABLE) still commits once the lock goes. Nobody
+/// holds that claim, so it is released at once: the caller's retry acquires instead of
+/// meeting IN_PROGRESS for the rest of a 30 s lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_that_commits_after_its_caller_gave_up_is_released_not_left_held() {
+    use sqlx::Connection as _;
+    let Setup { app, db } = spawn_app_with(&["--ledger-timeout=300ms"]).await;
+    let mut client = app.client.clone();
+    let warm = claim(&mut client, "slow", "warm").await;
+    assert_eq!(outcome(&warm), Outcome::Acquired);
+
+    let mut locker = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut locker).await.unwrap();
+    sqlx::query("LOCK TABLE onceward_records IN EXCLUSIVE MODE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    let refused = client
+        .claim(claim_request("slow", "stuck", b"", None))
+        .await;
+    assert_eq!(refused.unwrap_err().code(), Code::Unavailable);
+    let claims_running = async |db: &TestDatabase, waiting_on: &str| {
+        let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        let sql = format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'onceward' \
+             AND state = 'active' AND wait_event_type {waiting_on} \
+             AND query LIKE '%INSERT INTO onceward_records%'"
+        );
+        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        claims_running(&db, "= 'Lock'").await,
+        1,
+        "the claim's statement was sent and waits on the lock"
+    );
+    sqlx::query("COMMIT").execute(&mut locker).await.unwrap();
+    let finished = eventually(Duration::from_secs(5), || async {
+        claims_running(&db, "IS DISTINCT FROM ''").await == 0
+    })
+    .await;
+    assert!(finished, "the claim's statement ran to its commit");
+
+    let released = eventually(Duration::from_secs(5), || {
+        let mut client = client.clone();
+        async move { !lookup(&mut client, "slow", "stuck").await.found }
+    })
+    .await;
+    assert!(released, "the claim nobody was told about is not left held");
+    let retry = claim(&mut client, "slow", "stuck").await;
+    assert_eq!(outcome(&retry), Outcome::Acquired);
+}
