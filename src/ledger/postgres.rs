@@ -517,6 +517,40 @@ async fn claim_batch(
     let claims = &*claims;
     let mut decisions: Vec<Option<ClaimDecision>> = vec![None; claims.len()];
     let mut last_seen: Vec<Option<ClaimDecision>> = vec![None; claims.len()];
+    if let Err(error) = claim_rounds(connection, claims, &mut decisions, &mut last_seen).await {
+        // A later round failed. What an earlier one decided stands — an acquired claim
+        // is committed, and answering it with the error would leave it held by nobody —
+        // and the rest share the failure.
+        if decisions.iter().all(Option::is_none) {
+            return Err(error);
+        }
+        return Ok(decisions
+            .into_iter()
+            .map(|decided| decided.ok_or_else(|| error.for_another_caller()))
+            .collect());
+    }
+
+    // Contention kept changing a row: report what stood last (the caller retries on
+    // IN_PROGRESS) rather than spin.
+    Ok(decisions
+        .into_iter()
+        .zip(last_seen)
+        .map(|(decided, last_seen)| {
+            decided
+                .or(last_seen)
+                .ok_or_else(|| internal("the claim kept conflicting with a row that vanished"))
+        })
+        .collect())
+}
+
+/// The rounds of `claim_batch`, which record each claim's decision as it is made, and
+/// for a claim that keeps meeting a changing row, what stood last.
+async fn claim_rounds(
+    connection: &mut PgConnection,
+    claims: &[NewClaim],
+    decisions: &mut [Option<ClaimDecision>],
+    last_seen: &mut [Option<ClaimDecision>],
+) -> Result<(), LedgerError> {
     let mut pending: Vec<usize> = (0..claims.len()).collect();
     let mut per_key: HashMap<&RecordId, usize> = HashMap::new();
     for claim in claims {
@@ -612,18 +646,7 @@ async fn claim_batch(
         }
         pending = retry.into_iter().chain(later).collect();
     }
-
-    // Contention kept changing a row: report what stood last (the caller retries on
-    // IN_PROGRESS) rather than spin.
-    Ok(decisions
-        .into_iter()
-        .zip(last_seen)
-        .map(|(decided, last_seen)| {
-            decided
-                .or(last_seen)
-                .ok_or_else(|| internal("the claim kept conflicting with a row that vanished"))
-        })
-        .collect())
+    Ok(())
 }
 
 /// Reads the records of `ids` in one statement, with the database clock.

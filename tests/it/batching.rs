@@ -137,3 +137,45 @@ async fn a_takeover_racing_the_old_holders_completion_lets_exactly_one_of_them_w
         (completed, claimed) => panic!("both or neither won: {completed:?} / {claimed:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_batch_that_fails_after_a_claim_committed_still_answers_that_claim_acquired() {
+    let db = TestDatabase::create().await;
+    let ledger = db.ledger().await;
+    // Two claims of one key in one batch take two rounds (an upsert may touch a row
+    // only once). This trigger fails the second: it refuses a key that already exists.
+    db.execute(
+        "CREATE FUNCTION refuse_existing() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           IF EXISTS (SELECT 1 FROM onceward_records \
+                      WHERE namespace = NEW.namespace AND key = NEW.key) THEN \
+             RAISE EXCEPTION 'injected failure'; \
+           END IF; \
+           RETURN NEW; \
+         END $$",
+    )
+    .await;
+    db.execute(
+        "CREATE TRIGGER refuse_existing BEFORE INSERT ON onceward_records \
+         FOR EACH ROW EXECUTE FUNCTION refuse_existing()",
+    )
+    .await;
+
+    let twice = new_claim("twice", Duration::from_secs(30));
+    let (first, second) = tokio::join!(ledger.claim(&twice), ledger.claim(&twice));
+
+    let record = ledger.lookup(&twice.id).await.unwrap();
+    assert!(record.is_some(), "the first round committed its claim");
+    let acquired: Vec<_> = [&first, &second]
+        .into_iter()
+        .filter(|result| matches!(result, Ok(ClaimDecision::Acquired { .. })))
+        .collect();
+    assert_eq!(
+        acquired.len(),
+        1,
+        "the committed claim is answered, not lost in the batch's failure: {first:?} / {second:?}"
+    );
+    assert!(
+        first.is_err() || second.is_err(),
+        "the failed round's claim is told so"
+    );
+}
