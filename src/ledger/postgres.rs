@@ -383,7 +383,7 @@ fn batch_writers(
         "claim",
         pool,
         writers,
-        |connection, batch| Box::pin(claim_batch(connection, batch)),
+        |connection, batch| Box::pin(claim_batch(connection, &*batch)),
         release_unheld,
     );
     // A completion whose caller gave up committed what that caller asked for; its
@@ -512,9 +512,8 @@ async fn release_unheld_claim(pool: PgPool, id: RecordId, token: FencingToken) {
 /// in between) in further rounds.
 async fn claim_batch(
     connection: &mut PgConnection,
-    claims: &mut [NewClaim],
+    claims: &[NewClaim],
 ) -> BatchOutcome<ClaimDecision> {
-    let claims = &*claims;
     let mut decisions: Vec<Option<ClaimDecision>> = vec![None; claims.len()];
     let mut last_seen: Vec<Option<ClaimDecision>> = vec![None; claims.len()];
     if let Err(error) = claim_rounds(connection, claims, &mut decisions, &mut last_seen).await {
