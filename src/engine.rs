@@ -14,6 +14,22 @@
 //!    `Complete` replaces it), and writes its confirmed claim otherwise; an observer
 //!    only replaces its *own* tentative entry, so it can never resurrect a claim that
 //!    a concurrent `Release` just deleted.
+//!
+//! **The claimant** (SPEC section 10) sits in steps 1 and 2. A Claim that names a
+//! claimant may be the retry of one whose `ACQUIRED` was lost on the way back, so
+//! the hot tier, which never answers `ACQUIRED`, does not answer it `IN_PROGRESS`
+//! either: it defers to the ledger, which recognises its own claimant on the live
+//! claim and answers `ACQUIRED` with the same token. That is safe because the ledger
+//! compares under the same row lock that decides every claim, and only a live claim
+//! with a compatible fingerprint is handed back. A Claim without one gets a random
+//! claimant of the engine's, so its own ledger statement can be run again after a
+//! connection failure and find the row it wrote as its own; no caller can present it.
+//!
+//! **Time.** Every TTL written to the hot tier is the ledger's own reading of the time
+//! left (`expires_at`/`lease_expires_at` less the ledger's `now()` it returned with
+//! them), run down by the time since the ledger call was sent ([`time_left`]). This
+//! host's wall clock is never read, so a sidecar with a skewed clock caches nothing
+//! for longer than the ledger keeps it.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -21,10 +37,10 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use crate::cache::{CacheEntry, EntryKind, HotTier};
+use crate::cache::{CacheEntry, Cached, EntryKind, HotTier};
 use crate::domain::{
-    ClaimAnswer, Completion, DurationBounds, FencingToken, Fingerprint, Outcome, Record, RecordId,
-    RecordState, Tier,
+    ClaimAnswer, Claimant, Completion, DurationBounds, FencingToken, Fingerprint, Outcome, Record,
+    RecordId, RecordState, Tier,
 };
 use crate::ledger::{ClaimDecision, CompleteDecision, Ledger, LedgerError, NewClaim};
 use crate::metrics;
@@ -72,6 +88,10 @@ pub struct ClaimCommand {
     pub fingerprint: Fingerprint,
     /// The lease to hold it for.
     pub lease: Duration,
+    /// The caller's claimant for this logical attempt; empty if it sent none.
+    pub claimant: Claimant,
+    /// The caller's retry attempt (1 = first try, 0 = not given); only counted.
+    pub attempt: u32,
 }
 
 /// A validated `Complete`.
@@ -142,11 +162,18 @@ impl Engine {
 
     /// Claims a key: see the module docs for the three steps.
     pub async fn claim(&self, command: ClaimCommand) -> Result<ClaimAnswer, EngineError> {
+        metrics::claim_attempt(&command.id.namespace, command.attempt);
+        let reentrant = !command.claimant.is_empty();
         let claim = NewClaim {
             id: command.id,
             fingerprint: command.fingerprint,
             lease: command.lease,
             abandon_after: self.limits.retention.default,
+            claimant: if reentrant {
+                command.claimant
+            } else {
+                Claimant::random()
+            },
         };
         let NewClaim {
             id,
@@ -167,7 +194,7 @@ impl Engine {
                 HotLookup::WroteTentative
             }
             Ok(Some(existing)) => {
-                if let Some(outcome) = answer_from_cache(existing, fingerprint, Utc::now()) {
+                if let Some(outcome) = answer_from_cache(existing, fingerprint, reentrant) {
                     metrics::cache_lookup("hit");
                     return Ok(answered(outcome, Tier::Cache));
                 }
@@ -186,6 +213,7 @@ impl Engine {
         };
 
         // Step 2: the ledger decides.
+        let asked_at = Instant::now();
         let decision = match self.ledger_call("claim", self.ledger.claim(&claim)).await {
             Ok(decision) => decision,
             Err(error) => {
@@ -203,13 +231,15 @@ impl Engine {
                 lease_expires_at,
                 takeover,
                 fingerprint: stored,
+                now,
             } => {
                 if takeover {
                     metrics::takeover();
                     tracing::info!(%id, token = token.get(), "took over an expired lease");
                 }
                 let confirmed = CacheEntry::in_progress(&stored, lease_expires_at);
-                let lease = *lease;
+                // A lease already over by now is the ledger's to judge: nothing cached.
+                let lease = time_left(lease_expires_at, now, asked_at).unwrap_or_default();
                 match hot {
                     // Our own tentative entry already answers duplicates IN_PROGRESS
                     // for as long as a holder usually needs (past it, they ask the
@@ -229,7 +259,11 @@ impl Engine {
                         });
                     }
                     HotLookup::Deferred | HotLookup::Unreachable => {
-                        let _ = self.hot.put(id, &confirmed, lease).await;
+                        if !lease.is_zero() {
+                            let held = Unanswered::new(self, id, token);
+                            let _ = self.hot.put(id, &confirmed, lease).await;
+                            held.answered();
+                        }
                     }
                 }
                 Ok(answered(
@@ -242,7 +276,7 @@ impl Engine {
             }
             ClaimDecision::Existing { record, now } => {
                 let outcome = answer_from_record(&record, fingerprint, now);
-                let confirmed = confirmed_entry(&record, now);
+                let confirmed = confirmed_entry(&record, now, asked_at);
                 let confirmed = confirmed.as_ref().map(|(entry, ttl)| (entry, *ttl));
                 match (hot, confirmed) {
                     (HotLookup::WroteTentative, replacement) => {
@@ -265,6 +299,7 @@ impl Engine {
 
     /// Completes the claim held by `command.token`; a retry after success is a no-op.
     pub async fn complete(&self, command: CompleteCommand) -> Result<Completion, EngineError> {
+        let asked_at = Instant::now();
         let decision = self
             .ledger_call(
                 "complete",
@@ -281,10 +316,11 @@ impl Engine {
                 completion,
                 fingerprint,
                 response,
+                now,
             } => {
                 // Replace the cached claim with the completion; a completion that
                 // has already expired must not leave the claim cached either.
-                let _ = match remaining(completion.expires_at, Utc::now()) {
+                let _ = match time_left(completion.expires_at, now, asked_at) {
                     Some(ttl) => {
                         let entry = CacheEntry::completed(
                             &fingerprint,
@@ -327,6 +363,7 @@ impl Engine {
         token: FencingToken,
         lease: Duration,
     ) -> Result<DateTime<Utc>, EngineError> {
+        let asked_at = Instant::now();
         let extended = self
             .ledger_call(
                 "extend_lease",
@@ -339,7 +376,9 @@ impl Engine {
             return Err(EngineError::NotHolder);
         };
         let entry = CacheEntry::in_progress(&extended.fingerprint, extended.lease_expires_at);
-        let _ = self.hot.put(id, &entry, lease).await;
+        if let Some(left) = time_left(extended.lease_expires_at, extended.now, asked_at) {
+            let _ = self.hot.put(id, &entry, left).await;
+        }
         Ok(extended.lease_expires_at)
     }
 
@@ -371,17 +410,55 @@ impl Engine {
     }
 }
 
+/// An `ACQUIRED` the ledger committed that its caller has not been handed yet. If the
+/// claim's future is dropped in between (its RPC was cancelled), nobody holds the
+/// claim, so it is released, from a task of its own — as the ledgers do for a claim
+/// that commits after its caller gave up (SPEC rule 5: never a claim in limbo).
+struct Unanswered {
+    ledger: Arc<dyn Ledger>,
+    hot: Arc<dyn HotTier>,
+    held: Option<(RecordId, FencingToken)>,
+}
+
+impl Unanswered {
+    fn new(engine: &Engine, id: &RecordId, token: FencingToken) -> Self {
+        Self {
+            ledger: engine.ledger.clone(),
+            hot: engine.hot.clone(),
+            held: Some((id.clone(), token)),
+        }
+    }
+
+    /// The answer is on its way to the caller.
+    fn answered(mut self) {
+        self.held = None;
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        let Some((id, token)) = self.held.take() else {
+            return;
+        };
+        let (ledger, hot) = (self.ledger.clone(), self.hot.clone());
+        tokio::spawn(async move {
+            if let Ok(true) = ledger.release(&id, token).await {
+                let _ = hot.remove(&id).await;
+                tracing::info!(%id, token = token.get(), "released a claim whose caller went away before its answer");
+            }
+        });
+    }
+}
+
 fn answered(outcome: Outcome, served_by: Tier) -> ClaimAnswer {
     metrics::claim_answered(outcome.label(), served_by.as_str());
     ClaimAnswer { outcome, served_by }
 }
 
 /// What a hot-tier entry may answer on its own, or `None` to ask the ledger.
-fn answer_from_cache(
-    entry: CacheEntry,
-    fingerprint: &Fingerprint,
-    now: DateTime<Utc>,
-) -> Option<Outcome> {
+/// `reentrant`: the request names a claimant, so a claim in progress may be its own.
+fn answer_from_cache(cached: Cached, fingerprint: &Fingerprint, reentrant: bool) -> Option<Outcome> {
+    let Cached { entry, ttl } = cached;
     let compatible = entry.is_compatible_with(fingerprint);
     match entry.entry_kind() {
         EntryKind::Completed if compatible => Some(Outcome::Completed {
@@ -389,18 +466,15 @@ fn answer_from_cache(
             response: entry.response,
         }),
         EntryKind::Completed => Some(Outcome::FingerprintMismatch),
-        EntryKind::InProgress => {
-            let lease_expires_at = DateTime::from_timestamp_millis(entry.lease_expires_at_ms)?;
-            // A lease that ran out may be taken over: only the ledger may decide that.
-            let left = remaining(lease_expires_at, now)?;
-            if compatible {
-                Some(Outcome::InProgress {
-                    retry_after: retry_after(left),
-                })
-            } else {
-                Some(Outcome::FingerprintMismatch)
-            }
-        }
+        // A lease that ran out may be taken over: only the ledger may decide that. The
+        // entry's TTL is the lease's time left on the ledger's clock.
+        EntryKind::InProgress if ttl.is_zero() => None,
+        EntryKind::InProgress if !compatible => Some(Outcome::FingerprintMismatch),
+        // Only the ledger can tell whether the claim is this claimant's own.
+        EntryKind::InProgress | EntryKind::Tentative if reentrant => None,
+        EntryKind::InProgress => Some(Outcome::InProgress {
+            retry_after: retry_after(ttl),
+        }),
         // Not confirmed by the ledger: it may only say "wait", never "mismatch".
         EntryKind::Tentative if compatible => Some(Outcome::InProgress {
             retry_after: TENTATIVE_RETRY_AFTER,
@@ -430,8 +504,13 @@ fn answer_from_record(record: &Record, fingerprint: &Fingerprint, now: DateTime<
     }
 }
 
-/// The hot-tier entry for a record the ledger confirmed, and how long it may live.
-fn confirmed_entry(record: &Record, now: DateTime<Utc>) -> Option<(CacheEntry, Duration)> {
+/// The hot-tier entry for a record the ledger confirmed at `now` (its clock) in a call
+/// sent at `asked_at`, and how long it may live.
+fn confirmed_entry(
+    record: &Record,
+    now: DateTime<Utc>,
+    asked_at: Instant,
+) -> Option<(CacheEntry, Duration)> {
     match record.state {
         RecordState::Completed => Some((
             CacheEntry::completed(
@@ -440,13 +519,13 @@ fn confirmed_entry(record: &Record, now: DateTime<Utc>) -> Option<(CacheEntry, D
                 record.completed_at.unwrap_or(record.created_at),
                 record.expires_at,
             ),
-            remaining(record.expires_at, now)?,
+            time_left(record.expires_at, now, asked_at)?,
         )),
         RecordState::InProgress => {
             let lease_expires_at = record.lease_expires_at?;
             Some((
                 CacheEntry::in_progress(&record.fingerprint, lease_expires_at),
-                remaining(lease_expires_at, now)?,
+                time_left(lease_expires_at, now, asked_at)?,
             ))
         }
     }
@@ -455,6 +534,16 @@ fn confirmed_entry(record: &Record, now: DateTime<Utc>) -> Option<(CacheEntry, D
 /// Time left until `at`, or `None` if it has passed.
 fn remaining(at: DateTime<Utc>, now: DateTime<Utc>) -> Option<Duration> {
     (at - now).to_std().ok().filter(|left| !left.is_zero())
+}
+
+/// How long from now, on this host's monotonic clock, until the ledger's instant `at`:
+/// the ledger's own reading of the time left (`at - ledger_now`, both on its clock),
+/// less everything since the call that read it was sent at `asked_at` — so it errs
+/// short, never long. `None` if nothing is left.
+fn time_left(at: DateTime<Utc>, ledger_now: DateTime<Utc>, asked_at: Instant) -> Option<Duration> {
+    remaining(at, ledger_now)?
+        .checked_sub(asked_at.elapsed())
+        .filter(|left| !left.is_zero())
 }
 
 fn retry_after(lease_left: Duration) -> Duration {
@@ -469,33 +558,69 @@ mod tests {
         Fingerprint::try_from(bytes.to_vec()).unwrap()
     }
 
+    fn cached(entry: &CacheEntry, ttl: Duration) -> Cached {
+        Cached {
+            entry: entry.clone(),
+            ttl,
+        }
+    }
+
+    const LIVE: Duration = Duration::from_secs(10);
+
     #[test]
     fn a_tentative_entry_never_answers_mismatch_or_completed() {
-        let now = Utc::now();
         let tentative = CacheEntry::tentative(&fp(b"a"), 7);
         assert_eq!(
-            answer_from_cache(tentative.clone(), &fp(b"a"), now),
+            answer_from_cache(cached(&tentative, LIVE), &fp(b"a"), false),
             Some(Outcome::InProgress {
                 retry_after: TENTATIVE_RETRY_AFTER
             })
         );
-        assert_eq!(answer_from_cache(tentative.clone(), &fp(b"b"), now), None);
+        assert_eq!(
+            answer_from_cache(cached(&tentative, LIVE), &fp(b"b"), false),
+            None
+        );
     }
 
     #[test]
     fn a_confirmed_claim_whose_lease_ran_out_defers_to_the_ledger() {
-        let now = Utc::now();
-        let expired = CacheEntry::in_progress(&fp(b"a"), now - chrono::Duration::seconds(1));
-        assert_eq!(answer_from_cache(expired.clone(), &fp(b"a"), now), None);
-        let live = CacheEntry::in_progress(&fp(b"a"), now + chrono::Duration::seconds(10));
+        // The entry's own lease_expires_at is never read against this host's clock:
+        // its TTL, derived from the ledger's, says whether the lease is live.
+        let claim = CacheEntry::in_progress(&fp(b"a"), Utc::now() + chrono::Duration::hours(1));
         assert_eq!(
-            answer_from_cache(live.clone(), &fp(b"a"), now),
+            answer_from_cache(cached(&claim, Duration::ZERO), &fp(b"a"), false),
+            None
+        );
+        assert_eq!(
+            answer_from_cache(cached(&claim, LIVE), &fp(b"a"), false),
             Some(Outcome::InProgress {
                 retry_after: MAX_RETRY_AFTER
             })
         );
         assert_eq!(
-            answer_from_cache(live.clone(), &fp(b"b"), now),
+            answer_from_cache(cached(&claim, Duration::from_millis(40)), &fp(b"a"), false),
+            Some(Outcome::InProgress {
+                retry_after: Duration::from_millis(40)
+            })
+        );
+        assert_eq!(
+            answer_from_cache(cached(&claim, LIVE), &fp(b"b"), false),
+            Some(Outcome::FingerprintMismatch)
+        );
+    }
+
+    #[test]
+    fn a_claim_with_a_claimant_asks_the_ledger_whether_a_claim_in_progress_is_its_own() {
+        let claim = CacheEntry::in_progress(&fp(b"a"), Utc::now());
+        let tentative = CacheEntry::tentative(&fp(b"a"), 7);
+        assert_eq!(answer_from_cache(cached(&claim, LIVE), &fp(b"a"), true), None);
+        assert_eq!(
+            answer_from_cache(cached(&tentative, LIVE), &fp(b"a"), true),
+            None
+        );
+        // A mismatch is a mismatch whoever asks; the ledger would say the same.
+        assert_eq!(
+            answer_from_cache(cached(&claim, LIVE), &fp(b"b"), true),
             Some(Outcome::FingerprintMismatch)
         );
     }
@@ -505,16 +630,32 @@ mod tests {
         let now = Utc::now();
         let at = DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap();
         let done = CacheEntry::completed(&fp(b"a"), b"charged", at, at);
-        assert_eq!(
-            answer_from_cache(done.clone(), &Fingerprint::default(), now),
-            Some(Outcome::Completed {
-                response: b"charged".to_vec(),
-                completed_at: at
-            })
-        );
-        assert_eq!(
-            answer_from_cache(done.clone(), &fp(b"b"), now),
-            Some(Outcome::FingerprintMismatch)
-        );
+        for reentrant in [false, true] {
+            assert_eq!(
+                answer_from_cache(cached(&done, LIVE), &Fingerprint::default(), reentrant),
+                Some(Outcome::Completed {
+                    response: b"charged".to_vec(),
+                    completed_at: at
+                })
+            );
+            assert_eq!(
+                answer_from_cache(cached(&done, LIVE), &fp(b"b"), reentrant),
+                Some(Outcome::FingerprintMismatch)
+            );
+        }
+    }
+
+    #[test]
+    fn time_left_is_the_ledgers_reading_run_down_on_this_hosts_monotonic_clock() {
+        // Whatever this host's wall clock says: only the ledger's two instants count.
+        let ledger_now = DateTime::from_timestamp(1_000_000, 0).unwrap();
+        let at = ledger_now + chrono::Duration::seconds(3);
+        let asked_at = Instant::now();
+        let left = time_left(at, ledger_now, asked_at).unwrap();
+        assert!(left <= Duration::from_secs(3) && left > Duration::from_millis(2_900));
+
+        let long_ago = Instant::now() - Duration::from_secs(4);
+        assert_eq!(time_left(at, ledger_now, long_ago), None);
+        assert_eq!(time_left(ledger_now, at, asked_at), None);
     }
 }

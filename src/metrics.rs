@@ -3,6 +3,7 @@
 //! The rest of the crate records through the functions below, never through the
 //! `metrics` macros directly, so a name cannot drift between two call sites.
 
+use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -12,8 +13,13 @@ use metrics::{
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+use crate::domain::Namespace;
+
 /// Claims answered, by `outcome` and the `tier` that decided.
 pub const CLAIMS: &str = "onceward_claims_total";
+/// Claims received that gave their retry attempt, by `namespace` and `attempt`
+/// (`1`, `2`, `3`, `4+`).
+pub const CLAIM_ATTEMPTS: &str = "onceward_claim_attempts_total";
 /// Hot-tier lookups, by `result` (hit, miss, error, bypass).
 pub const CACHE_LOOKUPS: &str = "onceward_cache_lookups_total";
 /// Hot-tier commands that failed or timed out, by `op`.
@@ -69,6 +75,10 @@ fn describe() {
     describe_counter!(
         CLAIMS,
         "Claims answered, by outcome and the tier that decided."
+    );
+    describe_counter!(
+        CLAIM_ATTEMPTS,
+        "Claims received that gave their retry attempt (ClaimRequest.attempt), by namespace and attempt (1, 2, 3, 4+)."
     );
     describe_counter!(
         CACHE_LOOKUPS,
@@ -168,6 +178,36 @@ pub fn claim_answered(outcome: &'static str, tier: &'static str) {
         Some(handle) => handle.increment(1),
         None => counter!(CLAIMS, "outcome" => outcome, "tier" => tier).increment(1),
     }
+}
+
+/// The labels of `attempt`, in order: 1, 2, 3, and everything after.
+const ATTEMPTS: [&str; 4] = ["1", "2", "3", "4+"];
+
+/// A claim arrived saying which retry `attempt` it is (0: it did not say, not counted).
+/// Each namespace's four series are looked up once and kept: namespaces are few and
+/// long-lived (each is a Prometheus series anyway), and a look-up by name and labels
+/// on every claim would cost more than the rest of a cached duplicate's bookkeeping.
+pub fn claim_attempt(namespace: &Namespace, attempt: u32) {
+    type PerNamespace = std::sync::RwLock<HashMap<Namespace, [Counter; 4]>>;
+    static SERIES: OnceLock<PerNamespace> = OnceLock::new();
+    let Some(index) = (attempt as usize).checked_sub(1) else {
+        return;
+    };
+    let index = index.min(ATTEMPTS.len() - 1);
+    let series = SERIES.get_or_init(Default::default);
+    let read = series.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(counters) = read.get(namespace) {
+        counters[index].increment(1);
+        return;
+    }
+    drop(read);
+    let mut write = series.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let counters = write.entry(namespace.clone()).or_insert_with(|| {
+        ATTEMPTS.map(|label| {
+            counter!(CLAIM_ATTEMPTS, "namespace" => namespace.as_str().to_owned(), "attempt" => label)
+        })
+    });
+    counters[index].increment(1);
 }
 
 /// A claim consulted the hot tier.

@@ -144,6 +144,8 @@ impl OncewardWorker {
                 key,
                 fingerprint: FINGERPRINT.to_vec(),
                 lease: None,
+                claimant: rand::random::<[u8; 16]>().to_vec(),
+                attempt: 1,
             })
             .await
             .map(tonic::Response::into_inner)

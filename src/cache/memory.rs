@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use moka::ops::compute::{CompResult, Op};
 use moka::sync::Cache;
 
-use super::{CacheEntry, CacheError, HotTier};
+use super::{CacheEntry, CacheError, Cached, HotTier};
 use crate::domain::RecordId;
 
 /// The shortest TTL an entry gets: like Redis's `PX`, a zero TTL rounds up rather than
@@ -40,18 +40,29 @@ impl Default for MemoryOptions {
 }
 
 /// One stored key: the entry behind an `Arc`, so reads do not copy a large response
-/// inside the cache, and the TTL it was written with, which [`PerEntryTtl`] reads.
+/// inside the cache, the TTL it was written with, which [`PerEntryTtl`] reads, and
+/// when that TTL runs out, which a read reports as the entry's time left.
 #[derive(Debug, Clone)]
 struct Stored {
     entry: Arc<CacheEntry>,
     ttl: Duration,
+    until: Instant,
 }
 
 impl Stored {
     fn new(entry: &CacheEntry, ttl: Duration) -> Self {
+        let ttl = ttl.max(MIN_TTL);
         Self {
             entry: Arc::new(entry.clone()),
-            ttl: ttl.max(MIN_TTL),
+            ttl,
+            until: Instant::now() + ttl,
+        }
+    }
+
+    fn cached(&self) -> Cached {
+        Cached {
+            entry: self.entry.as_ref().clone(),
+            ttl: self.until.saturating_duration_since(Instant::now()),
         }
     }
 }
@@ -108,7 +119,7 @@ impl HotTier for MemoryHotTier {
         id: &RecordId,
         tentative: &CacheEntry,
         ttl: Duration,
-    ) -> Result<Option<CacheEntry>, CacheError> {
+    ) -> Result<Option<Cached>, CacheError> {
         // moka hides expired entries from the computation, so "absent or expired"
         // is simply `None` here.
         let result = self
@@ -119,7 +130,7 @@ impl HotTier for MemoryHotTier {
                 None => Op::Put(Stored::new(tentative, ttl)),
             });
         Ok(match result {
-            CompResult::Unchanged(existing) => Some(existing.into_value().entry.as_ref().clone()),
+            CompResult::Unchanged(existing) => Some(existing.value().cached()),
             _ => None,
         })
     }
@@ -187,20 +198,20 @@ mod tests {
     async fn claim_writes_only_when_the_key_is_absent_and_returns_what_stood() {
         let hot = tier();
         assert_eq!(
-            hot.claim(&id("k"), &tentative(1), LONG).await.unwrap(),
+            hot.claim(&id("k"), &tentative(1), LONG).await.unwrap().map(|c| c.entry),
             None
         );
         assert_eq!(
-            hot.claim(&id("k"), &tentative(2), LONG).await.unwrap(),
+            hot.claim(&id("k"), &tentative(2), LONG).await.unwrap().map(|c| c.entry),
             Some(tentative(1))
         );
         // The second claim did not overwrite the first.
         assert_eq!(
-            hot.claim(&id("k"), &tentative(3), LONG).await.unwrap(),
+            hot.claim(&id("k"), &tentative(3), LONG).await.unwrap().map(|c| c.entry),
             Some(tentative(1))
         );
         assert_eq!(
-            hot.claim(&id("other"), &tentative(4), LONG).await.unwrap(),
+            hot.claim(&id("other"), &tentative(4), LONG).await.unwrap().map(|c| c.entry),
             None
         );
     }
@@ -214,13 +225,32 @@ mod tests {
         hot.claim(&id("long"), &tentative(2), LONG).await.unwrap();
         tokio::time::sleep(Duration::from_millis(80)).await;
         assert_eq!(
-            hot.claim(&id("short"), &tentative(3), LONG).await.unwrap(),
+            hot.claim(&id("short"), &tentative(3), LONG).await.unwrap().map(|c| c.entry),
             None,
             "an expired entry counts as absent"
         );
         assert_eq!(
-            hot.claim(&id("long"), &tentative(4), LONG).await.unwrap(),
+            hot.claim(&id("long"), &tentative(4), LONG).await.unwrap().map(|c| c.entry),
             Some(tentative(2))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_read_reports_the_time_the_entry_has_left() {
+        let hot = tier();
+        hot.claim(&id("k"), &tentative(1), Duration::from_secs(10))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let left = hot
+            .claim(&id("k"), &tentative(2), LONG)
+            .await
+            .unwrap()
+            .unwrap()
+            .ttl;
+        assert!(
+            left < Duration::from_millis(9_960) && left > Duration::from_secs(5),
+            "time left {left:?}"
         );
     }
 
@@ -242,10 +272,11 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(stood.entry_kind(), EntryKind::Completed);
+        assert_eq!(stood.entry.entry_kind(), EntryKind::Completed);
+        assert!(stood.ttl <= Duration::from_millis(50), "time left {:?}", stood.ttl);
         tokio::time::sleep(Duration::from_millis(80)).await;
         assert_eq!(
-            hot.claim(&id("k"), &tentative(3), LONG).await.unwrap(),
+            hot.claim(&id("k"), &tentative(3), LONG).await.unwrap().map(|c| c.entry),
             None
         );
     }
@@ -261,7 +292,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            hot.claim(&id("k"), &tentative(9), LONG).await.unwrap(),
+            hot.claim(&id("k"), &tentative(9), LONG).await.unwrap().map(|c| c.entry),
             Some(tentative(1))
         );
 
@@ -269,7 +300,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            hot.claim(&id("k"), &tentative(9), LONG).await.unwrap(),
+            hot.claim(&id("k"), &tentative(9), LONG).await.unwrap().map(|c| c.entry),
             Some(confirmed.clone())
         );
 
@@ -279,11 +310,11 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            hot.claim(&id("k"), &tentative(5), LONG).await.unwrap(),
+            hot.claim(&id("k"), &tentative(5), LONG).await.unwrap().map(|c| c.entry),
             None
         );
         assert_eq!(
-            hot.claim(&id("gone"), &tentative(6), LONG).await.unwrap(),
+            hot.claim(&id("gone"), &tentative(6), LONG).await.unwrap().map(|c| c.entry),
             None
         );
     }
@@ -295,7 +326,7 @@ mod tests {
         hot.remove(&id("k")).await.unwrap();
         hot.remove(&id("never-written")).await.unwrap();
         assert_eq!(
-            hot.claim(&id("k"), &tentative(2), LONG).await.unwrap(),
+            hot.claim(&id("k"), &tentative(2), LONG).await.unwrap().map(|c| c.entry),
             None
         );
     }
@@ -314,7 +345,7 @@ mod tests {
         for claim in claims {
             match claim.await.unwrap().unwrap() {
                 None => written += 1,
-                Some(entry) => seen.push(entry),
+                Some(cached) => seen.push(cached.entry),
             }
         }
         assert_eq!(written, 1);

@@ -5,6 +5,13 @@
 //! `IN_PROGRESS` or `FINGERPRINT_MISMATCH`; a tentative entry (written by a claim whose
 //! ledger insert has not committed) may only answer `IN_PROGRESS` or defer to the
 //! ledger. Every miss, error, timeout or open circuit falls through to the ledger.
+//!
+//! No entry outlives what the ledger said: every TTL an entry is written with is
+//! derived from the ledger's clock (the `expires_at`/`lease_expires_at` it returned
+//! and its `now()` at that moment), never from this host's wall clock, and what a
+//! read reports as time left ([`Cached::ttl`]) is that TTL run down on this host's
+//! monotonic clock. A sidecar whose wall clock is wrong therefore caches nothing for
+//! longer than the ledger keeps it.
 
 mod breaker;
 mod entry;
@@ -41,17 +48,28 @@ pub enum CacheError {
     Corrupt(#[source] prost::DecodeError),
 }
 
+/// An entry that stood in the hot tier, and how long the tier keeps it from now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cached {
+    /// The entry.
+    pub entry: CacheEntry,
+    /// Its time left in the tier (a TTL derived from the ledger's clock, run down on
+    /// this host's monotonic clock); never more than the ledger keeps what it says.
+    pub ttl: Duration,
+}
+
 /// A cache of ledger decisions, keyed by record.
 #[async_trait]
 pub trait HotTier: Send + Sync + 'static {
     /// Writes `tentative` with `ttl` if the key is absent (`SET NX PX GET`, one round
-    /// trip). `None`: it was written. `Some(entry)`: the entry already there.
+    /// trip). `None`: it was written. `Some(cached)`: the entry already there, with its
+    /// time left.
     async fn claim(
         &self,
         id: &RecordId,
         tentative: &CacheEntry,
         ttl: Duration,
-    ) -> Result<Option<CacheEntry>, CacheError>;
+    ) -> Result<Option<Cached>, CacheError>;
 
     /// Writes `entry` with `ttl`, whatever was there.
     async fn put(&self, id: &RecordId, entry: &CacheEntry, ttl: Duration)

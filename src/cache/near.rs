@@ -4,9 +4,10 @@
 //! its own memory and answer a duplicate without a network round trip: the answer is
 //! the one Redis or the ledger would give. Only completed entries are kept here —
 //! claims in progress change (complete, release, takeover) and stay in the shared
-//! tier, where every sidecar sees the change. An entry lives until its record's
-//! `expires_at`, less a margin for clock skew between this host and the ledger, so a
-//! key the retention job deletes is not replayed from here afterwards.
+//! tier, where every sidecar sees the change. An entry lives here no longer than the
+//! TTL the shared tier gave it — derived from the ledger's clock, run down on this
+//! host's monotonic clock — so a key the retention job deletes is not replayed from
+//! here afterwards, however wrong this host's wall clock is.
 //!
 //! Because what is kept never changes, the store needs no per-key serialisation,
 //! only a bound: a plain [`quick_cache`] (S3-FIFO, weighed in bytes) whose entries
@@ -18,14 +19,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 
-use super::{CacheEntry, CacheError, EntryKind, HotTier};
+use super::{CacheEntry, CacheError, Cached, EntryKind, HotTier};
 use crate::domain::RecordId;
-
-/// How much earlier than its record a near entry expires: room for this host's clock
-/// to run behind the ledger's.
-const CLOCK_SKEW_MARGIN: Duration = Duration::from_secs(2);
 
 /// What every kept entry costs in memory besides its id, fingerprint and response:
 /// its structs and allocations, the store's slot for it and its share of the store's
@@ -79,7 +75,7 @@ impl NearCache {
     }
 
     /// The kept entry for `id`, if it is still good to answer from.
-    fn kept(&self, id: &RecordId) -> Option<CacheEntry> {
+    fn kept(&self, id: &RecordId) -> Option<Cached> {
         let kept = self.near.get(id)?;
         let now = Instant::now();
         if kept.until <= now {
@@ -88,28 +84,23 @@ impl NearCache {
             self.near.remove_if(id, |kept| kept.until <= now);
             return None;
         }
-        Some(kept.entry.as_ref().clone())
+        Some(Cached {
+            entry: kept.entry.as_ref().clone(),
+            ttl: kept.until - now,
+        })
     }
 
-    /// Keeps `entry` near if it is a completed record with a known expiry.
-    fn keep(&self, id: &RecordId, entry: &CacheEntry) {
-        if entry.entry_kind() != EntryKind::Completed {
+    /// Keeps `entry` near for `ttl` (what the shared tier keeps it for) if it is a
+    /// completed record.
+    fn keep(&self, id: &RecordId, entry: &CacheEntry, ttl: Duration) {
+        if entry.entry_kind() != EntryKind::Completed || ttl.is_zero() {
             return;
         }
-        let Some(expires_at) = DateTime::from_timestamp_millis(entry.expires_at_ms) else {
-            return;
+        let kept = Kept {
+            entry: Arc::new(entry.clone()),
+            until: Instant::now() + ttl,
         };
-        let left = (expires_at - Utc::now())
-            .to_std()
-            .ok()
-            .and_then(|left| left.checked_sub(CLOCK_SKEW_MARGIN));
-        if let Some(ttl) = left.filter(|ttl| !ttl.is_zero()) {
-            let kept = Kept {
-                entry: Arc::new(entry.clone()),
-                until: Instant::now() + ttl,
-            };
-            self.near.insert(id.clone(), kept);
-        }
+        self.near.insert(id.clone(), kept);
     }
 }
 
@@ -120,13 +111,13 @@ impl HotTier for NearCache {
         id: &RecordId,
         tentative: &CacheEntry,
         ttl: Duration,
-    ) -> Result<Option<CacheEntry>, CacheError> {
+    ) -> Result<Option<Cached>, CacheError> {
         if let Some(completed) = self.kept(id) {
             return Ok(Some(completed));
         }
         let existing = self.shared.claim(id, tentative, ttl).await?;
-        if let Some(entry) = &existing {
-            self.keep(id, entry);
+        if let Some(cached) = &existing {
+            self.keep(id, &cached.entry, cached.ttl);
         }
         Ok(existing)
     }
@@ -137,7 +128,7 @@ impl HotTier for NearCache {
         entry: &CacheEntry,
         ttl: Duration,
     ) -> Result<(), CacheError> {
-        self.keep(id, entry);
+        self.keep(id, entry, ttl);
         self.shared.put(id, entry, ttl).await
     }
 
@@ -147,8 +138,8 @@ impl HotTier for NearCache {
         expected: &CacheEntry,
         replacement: Option<(&CacheEntry, Duration)>,
     ) -> Result<(), CacheError> {
-        if let Some((entry, _)) = replacement {
-            self.keep(id, entry);
+        if let Some((entry, ttl)) = replacement {
+            self.keep(id, entry, ttl);
         }
         self.shared.replace(id, expected, replacement).await
     }
@@ -175,7 +166,7 @@ mod tests {
             _: &RecordId,
             _: &CacheEntry,
             _: Duration,
-        ) -> Result<Option<CacheEntry>, CacheError> {
+        ) -> Result<Option<Cached>, CacheError> {
             Ok(None)
         }
         async fn put(&self, _: &RecordId, _: &CacheEntry, _: Duration) -> Result<(), CacheError> {
@@ -202,14 +193,21 @@ mod tests {
     }
 
     fn completed(expires_in: chrono::Duration) -> CacheEntry {
-        let now = Utc::now();
+        let now = chrono::Utc::now();
         CacheEntry::completed(&Fingerprint::default(), b"done", now, now + expires_in)
+    }
+
+    /// What a claim on `id` finds near.
+    async fn near_entry(cache: &NearCache, id: &RecordId) -> Option<CacheEntry> {
+        let tentative = CacheEntry::tentative(&Fingerprint::default(), 1);
+        let hour = Duration::from_secs(3600);
+        let found = cache.claim(id, &tentative, hour).await.unwrap();
+        found.map(|cached| cached.entry)
     }
 
     #[tokio::test]
     async fn completed_entries_are_answered_near_and_nothing_else_is() {
         let cache = NearCache::new(Arc::new(Forgetful), 1 << 20);
-        let tentative = CacheEntry::tentative(&Fingerprint::default(), 1);
         let hour = Duration::from_secs(3600);
         cache
             .put(&id("done"), &completed(chrono::Duration::hours(1)), hour)
@@ -217,64 +215,37 @@ mod tests {
             .unwrap();
         let in_progress = CacheEntry::in_progress(
             &Fingerprint::default(),
-            Utc::now() + chrono::Duration::hours(1),
+            chrono::Utc::now() + chrono::Duration::hours(1),
         );
         cache.put(&id("held"), &in_progress, hour).await.unwrap();
 
-        let near = cache.claim(&id("done"), &tentative, hour).await.unwrap();
+        let near = near_entry(&cache, &id("done")).await;
         assert_eq!(near.map(|e| e.response), Some(b"done".to_vec()));
         assert_eq!(
-            cache.claim(&id("held"), &tentative, hour).await.unwrap(),
+            near_entry(&cache, &id("held")).await,
             None,
             "claims in progress stay shared"
         );
 
         cache.remove(&id("done")).await.unwrap();
-        assert_eq!(
-            cache.claim(&id("done"), &tentative, hour).await.unwrap(),
-            None
-        );
+        assert_eq!(near_entry(&cache, &id("done")).await, None);
     }
 
     #[tokio::test]
-    async fn a_record_about_to_expire_is_not_kept() {
+    async fn a_kept_record_lives_its_ttl_whatever_its_expiry_says_on_this_clock() {
         let cache = NearCache::new(Arc::new(Forgetful), 1 << 20);
-        let tentative = CacheEntry::tentative(&Fingerprint::default(), 1);
-        let soon = completed(chrono::Duration::milliseconds(500));
+        // Written by a sidecar whose clock runs an hour behind the ledger's, or read
+        // on one: the record's expires_at says an hour more than the ledger keeps it.
+        // The TTL, derived from the ledger's clock, is what counts.
+        let skewed = completed(chrono::Duration::hours(1));
         cache
-            .put(&id("soon"), &soon, Duration::from_millis(500))
+            .put(&id("brief"), &skewed, Duration::from_millis(300))
             .await
             .unwrap();
-        assert_eq!(
-            cache
-                .claim(&id("soon"), &tentative, Duration::from_secs(1))
-                .await
-                .unwrap(),
-            None
-        );
-    }
-
-    #[tokio::test]
-    async fn a_kept_record_is_not_answered_past_its_deadline() {
-        let cache = NearCache::new(Arc::new(Forgetful), 1 << 20);
-        let tentative = CacheEntry::tentative(&Fingerprint::default(), 1);
-        let second = Duration::from_secs(1);
-        // Kept for 300 ms: its record's life less the clock-skew margin.
-        let record = completed(chrono::Duration::milliseconds(2_300));
-        cache.put(&id("brief"), &record, second).await.unwrap();
-        assert!(
-            cache
-                .claim(&id("brief"), &tentative, second)
-                .await
-                .unwrap()
-                .is_some()
-        );
+        assert!(near_entry(&cache, &id("brief")).await.is_some());
 
         tokio::time::sleep(Duration::from_millis(400)).await;
-        assert_eq!(
-            cache.claim(&id("brief"), &tentative, second).await.unwrap(),
-            None
-        );
+        assert_eq!(near_entry(&cache, &id("brief")).await, None);
     }
 
     /// The process's resident memory, in bytes (each test runs in its own process

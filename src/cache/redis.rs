@@ -1,13 +1,13 @@
 //! The Redis hot tier: one multiplexed connection shared by every request (commands
 //! pipeline automatically), every command bounded by a timeout, and a circuit breaker.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use prost::Message as _;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{CacheEntry, CacheError, CircuitBreaker, HotTier};
+use super::{CacheEntry, CacheError, Cached, CircuitBreaker, HotTier};
 use crate::domain::RecordId;
 use crate::metrics;
 
@@ -120,22 +120,34 @@ impl HotTier for RedisHotTier {
         id: &RecordId,
         tentative: &CacheEntry,
         ttl: Duration,
-    ) -> Result<Option<CacheEntry>, CacheError> {
+    ) -> Result<Option<Cached>, CacheError> {
         let mut connection = self.connection.clone();
-        let mut command = redis::cmd("SET");
-        command
+        // The standing entry's time left comes with it, in the same round trip: every
+        // TTL here was derived from the ledger's clock, so the near cache and the
+        // engine can judge the entry without reading this host's wall clock.
+        let mut pipeline = redis::pipe();
+        pipeline
+            .cmd("SET")
             .arg(self.key(id))
             .arg(tentative.encode_to_vec())
             .arg("NX")
             .arg("PX")
             .arg(ttl_millis(ttl))
-            .arg("GET");
-        let previous: Option<Vec<u8>> = self
-            .run("claim", command.query_async(&mut connection))
+            .arg("GET")
+            .cmd("PTTL")
+            .arg(self.key(id));
+        let sent_at = Instant::now();
+        let (previous, left_ms): (Option<Vec<u8>>, i64) = self
+            .run("claim", pipeline.query_async(&mut connection))
             .await?;
-        previous
-            .map(|bytes| CacheEntry::decode(bytes.as_slice()).map_err(CacheError::Corrupt))
-            .transpose()
+        let Some(bytes) = previous else {
+            return Ok(None);
+        };
+        let entry = CacheEntry::decode(bytes.as_slice()).map_err(CacheError::Corrupt)?;
+        Ok(Some(Cached {
+            entry,
+            ttl: time_left(left_ms, sent_at),
+        }))
     }
 
     async fn put(
@@ -204,6 +216,17 @@ impl redis::ToRedisArgs for HotKey<'_> {
             let _ = arg.write_all(part.as_bytes());
         }
     }
+}
+
+/// An entry's time left from its `PTTL` reply, counted from when the command was sent
+/// (Redis read it later, so this errs short). `PTTL` says -2 for a key that expired
+/// between the two commands, and -1 for one without a TTL, which onceward never
+/// writes: both count as no time left.
+fn time_left(pttl_ms: i64, sent_at: Instant) -> Duration {
+    u64::try_from(pttl_ms)
+        .map(Duration::from_millis)
+        .unwrap_or_default()
+        .saturating_sub(sent_at.elapsed())
 }
 
 /// Redis rejects `PX 0`; sub-millisecond TTLs round up.

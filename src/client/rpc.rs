@@ -19,6 +19,9 @@ use crate::domain::FencingToken;
 use crate::grpc::{code_label, proto_duration};
 use crate::proto::{self, onceward_client::OncewardClient};
 
+/// Random bytes in the claimant of each logical Claim (SPEC: 16).
+const CLAIMANT_BYTES: usize = 16;
+
 /// A connection to an onceward sidecar. Cheap to clone: clones share the connection
 /// and the retry budget.
 #[derive(Debug, Clone)]
@@ -122,15 +125,23 @@ impl Client {
         key: &str,
         fingerprint: &[u8],
     ) -> Result<Claim, ClientError> {
+        // One claimant for this logical Claim, sent again on every retry: if a reply
+        // was lost after the sidecar acquired the key, the retry is ACQUIRED again with
+        // the same token instead of waiting out the lease as IN_PROGRESS.
         let request = proto::ClaimRequest {
             namespace: namespace.to_owned(),
             key: key.to_owned(),
             fingerprint: fingerprint.to_vec(),
             lease: Some(proto_duration(self.shared.config.lease)),
+            claimant: rand::random::<[u8; CLAIMANT_BYTES]>().to_vec(),
+            attempt: 0,
         };
         let response = self
-            .call(Retries::Budgeted, |mut rpc| {
-                let request = request.clone();
+            .call(Retries::Budgeted, |mut rpc, attempt| {
+                let request = proto::ClaimRequest {
+                    attempt,
+                    ..request.clone()
+                };
                 async move { rpc.claim(request).await }
             })
             .await?;
@@ -170,7 +181,7 @@ impl Client {
             response,
             retention: self.shared.config.retention.map(proto_duration),
         };
-        self.call(retries, |mut rpc| {
+        self.call(retries, |mut rpc, _| {
             let request = request.clone();
             async move { rpc.complete(request).await }
         })
@@ -189,7 +200,7 @@ impl Client {
             key: key.to_owned(),
             fencing_token: token.get(),
         };
-        self.call(Retries::Budgeted, |mut rpc| {
+        self.call(Retries::Budgeted, |mut rpc, _| {
             let request = request.clone();
             async move { rpc.release(request).await }
         })
@@ -223,17 +234,18 @@ impl Client {
         }
     }
 
-    /// Runs `attempt` until it succeeds, fails for good, or `retries` says stop.
+    /// Runs `attempt` until it succeeds, fails for good, or `retries` says stop; it is
+    /// given the attempt's number, 1 for the first.
     async fn call<T, F, Fut>(&self, retries: Retries, mut attempt: F) -> Result<T, ClientError>
     where
-        F: FnMut(OncewardClient<Channel>) -> Fut,
+        F: FnMut(OncewardClient<Channel>, u32) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         self.shared.budget.deposit();
         let mut attempts = 0u32;
         loop {
             attempts += 1;
-            let status = match attempt(self.shared.rpc.clone()).await {
+            let status = match attempt(self.shared.rpc.clone(), attempts).await {
                 Ok(response) => return Ok(response.into_inner()),
                 Err(status) => status,
             };

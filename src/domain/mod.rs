@@ -1,11 +1,14 @@
-//! The domain: validated identifiers, fencing tokens, records and claim outcomes.
+//! The domain: validated identifiers, claimants, fencing tokens, records and claim
+//! outcomes.
 //!
 //! Everything here is parsed once at the gRPC edge (`TryFrom`), so the engine, the
 //! ledgers and the hot tiers never see an unchecked namespace, key or fingerprint.
 
+mod claimant;
 mod duration;
 mod identifiers;
 
+pub use claimant::Claimant;
 pub use duration::{BoundedDuration, DurationBounds, format_duration, parse_duration};
 pub use identifiers::{Fingerprint, IdempotencyKey, Namespace, RecordId, ValidationError};
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    BoundedDuration, ClaimAnswer, FencingToken, Fingerprint, IdempotencyKey, Namespace, Outcome,
+    BoundedDuration, ClaimAnswer, Claimant, FencingToken, Fingerprint, IdempotencyKey, Namespace, Outcome,
     Record, RecordId, RecordState, Tier, ValidationError,
 };
 use crate::engine::{ClaimCommand, CompleteCommand, Limits};
@@ -42,6 +42,8 @@ pub fn claim_command(
         id: record_id(request.namespace, request.key)?,
         fingerprint: Fingerprint::try_from(request.fingerprint)?,
         lease: lease(request.lease, limits)?,
+        claimant: Claimant::try_from(request.claimant)?,
+        attempt: request.attempt,
     })
 }
 

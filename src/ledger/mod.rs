@@ -3,7 +3,14 @@
 //! A ledger is a table with a UNIQUE (namespace, key). Every `ACQUIRED` the engine
 //! answers comes from [`Ledger::claim`] returning [`ClaimDecision::Acquired`], which a
 //! ledger may only return after the INSERT (or the compare-and-set takeover of an
-//! expired lease) has committed. All lease arithmetic uses the ledger's clock.
+//! expired lease) has committed. All lease arithmetic uses the ledger's clock, and
+//! every decision carries the ledger's `now()` it was made at, so what the engine
+//! caches is timed on that clock too, never on the sidecar's.
+//!
+//! Every claim is stored with its claimant. A claim that meets a live claim stored
+//! with the same claimant (and a compatible fingerprint) is `Acquired` again with the
+//! same token and lease: the retry of a Claim whose reply was lost, or of a ledger
+//! statement whose connection failed after it committed.
 
 mod batcher;
 pub mod postgres;
@@ -18,7 +25,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    Completion, FencingToken, Fingerprint, IdempotencyKey, Namespace, Record, RecordId, RecordState,
+    Claimant, Completion, FencingToken, Fingerprint, IdempotencyKey, Namespace, Record, RecordId,
+    RecordState,
 };
 
 /// A claim the engine asks the ledger to record.
@@ -33,6 +41,9 @@ pub struct NewClaim {
     /// How long an abandoned claim is kept after its lease runs out before cleanup
     /// may delete it.
     pub abandon_after: Duration,
+    /// Who is claiming: the caller's claimant, or one the engine made up for a caller
+    /// that sent none. Never empty.
+    pub claimant: Claimant,
 }
 
 /// What the ledger decided for a claim.
@@ -49,6 +60,8 @@ pub enum ClaimDecision {
         /// The fingerprint stored with the claim: the request's, or on a takeover by a
         /// request without one, the fingerprint the key already had.
         fingerprint: Fingerprint,
+        /// The ledger's clock when it decided.
+        now: DateTime<Utc>,
     },
     /// Someone else's record stands: a live claim, a completed record, or a record
     /// whose fingerprint differs from the request's.
@@ -71,6 +84,8 @@ pub enum CompleteDecision {
         fingerprint: Fingerprint,
         /// The stored response (the first one, for a retry).
         response: Vec<u8>,
+        /// The ledger's clock when it decided.
+        now: DateTime<Utc>,
     },
     /// The token is not the current holder's.
     NotHolder,
@@ -83,6 +98,8 @@ pub struct ExtendedLease {
     pub lease_expires_at: DateTime<Utc>,
     /// The stored fingerprint, so the hot tier can cache the claim.
     pub fingerprint: Fingerprint,
+    /// The ledger's clock when it extended the lease.
+    pub now: DateTime<Utc>,
 }
 
 /// Why a ledger operation failed.

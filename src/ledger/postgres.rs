@@ -49,30 +49,35 @@ const MAX_BATCH: usize = 256;
 // cannot deadlock each other.
 const CLAIM_BATCH: &str = r#"
 INSERT INTO onceward_records AS r
-    (namespace, key, state, fingerprint, fencing_token, created_at, lease_expires_at, expires_at)
+    (namespace, key, state, fingerprint, fencing_token, created_at, lease_expires_at,
+     expires_at, claimant)
 SELECT c.namespace, c.key, 1, c.fingerprint, nextval('onceward_fencing_tokens'), now(),
        now() + c.lease * interval '1 microsecond',
-       now() + (c.lease + c.abandon_after) * interval '1 microsecond'
-FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bigint[], $5::bigint[])
-     AS c(namespace, key, fingerprint, lease, abandon_after)
+       now() + (c.lease + c.abandon_after) * interval '1 microsecond',
+       c.claimant
+FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bigint[], $5::bigint[], $6::bytea[])
+     AS c(namespace, key, fingerprint, lease, abandon_after, claimant)
 ON CONFLICT (namespace, key) DO UPDATE
     SET fencing_token = EXCLUDED.fencing_token,
         fingerprint = CASE WHEN octet_length(EXCLUDED.fingerprint) = 0
                            THEN r.fingerprint ELSE EXCLUDED.fingerprint END,
         lease_expires_at = EXCLUDED.lease_expires_at,
-        expires_at = EXCLUDED.expires_at
+        expires_at = EXCLUDED.expires_at,
+        claimant = EXCLUDED.claimant
     WHERE r.state = 1
       AND r.lease_expires_at <= now()
       AND (octet_length(r.fingerprint) = 0
            OR octet_length(EXCLUDED.fingerprint) = 0
            OR r.fingerprint = EXCLUDED.fingerprint)
 RETURNING r.namespace, r.key, r.fencing_token, r.fingerprint, r.lease_expires_at,
-          r.created_at < now() AS takeover
+          r.created_at < now() AS takeover, now() AS db_now
 "#;
 
+// The claim path's read of the rows that stood: with the token and claimant, which
+// never leave the ledger except to the claimant that holds them.
 const SELECT_RECORDS: &str = r#"
 SELECT namespace, key, state, fingerprint, response, created_at, completed_at,
-       lease_expires_at, expires_at, now() AS db_now
+       lease_expires_at, expires_at, fencing_token, claimant, now() AS db_now
 FROM onceward_records
 WHERE (namespace, key) IN (SELECT * FROM unnest($1::text[], $2::text[]))
 "#;
@@ -85,7 +90,7 @@ FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bytea[], $5::bigint[])
      WITH ORDINALITY AS c(namespace, key, fencing_token, response, retention, position)
 WHERE r.namespace = c.namespace AND r.key = c.key
   AND r.fencing_token = c.fencing_token AND r.state = 1
-RETURNING c.position, r.fingerprint, r.completed_at, r.expires_at
+RETURNING c.position, r.fingerprint, r.completed_at, r.expires_at, now() AS db_now
 "#;
 
 const SELECT_RECORD: &str = r#"
@@ -96,7 +101,7 @@ WHERE namespace = $1 AND key = $2
 "#;
 
 const COMPLETED_BY_TOKEN: &str = r#"
-SELECT fingerprint, response, completed_at, expires_at
+SELECT fingerprint, response, completed_at, expires_at, now() AS db_now
 FROM onceward_records
 WHERE namespace = $1 AND key = $2 AND fencing_token = $3 AND state = 2
 "#;
@@ -111,7 +116,7 @@ UPDATE onceward_records
 SET lease_expires_at = now() + $4 * interval '1 microsecond',
     expires_at = GREATEST(expires_at, now() + ($4 + $5) * interval '1 microsecond')
 WHERE namespace = $1 AND key = $2 AND fencing_token = $3 AND state = 1
-RETURNING lease_expires_at, fingerprint
+RETURNING lease_expires_at, fingerprint, now() AS db_now
 "#;
 
 // Row locks taken by claims are skipped, not waited for, so cleanup never blocks a
@@ -454,6 +459,7 @@ impl Ledger for PostgresLedger {
             Ok(ExtendedLease {
                 lease_expires_at: row.try_get("lease_expires_at").map_err(internal)?,
                 fingerprint: fingerprint_from_row(&row)?,
+                now: row.try_get("db_now").map_err(internal)?,
             })
         })
         .transpose()
@@ -580,6 +586,10 @@ async fn claim_rounds(
             .iter()
             .map(|&i| micros(claims[i].abandon_after))
             .collect();
+        let claimants: Vec<&[u8]> = round
+            .iter()
+            .map(|&i| claims[i].claimant.as_bytes())
+            .collect();
         let rows = fetch_all_retrying(connection, || {
             sqlx::query(CLAIM_BATCH)
                 .bind(&namespaces)
@@ -587,6 +597,7 @@ async fn claim_rounds(
                 .bind(&fingerprints)
                 .bind(&leases)
                 .bind(&abandon_after)
+                .bind(&claimants)
         })
         .await?;
         // Each returned row is a claim of this round that acquired its key, found
@@ -607,6 +618,7 @@ async fn claim_rounds(
                 lease_expires_at: row.try_get("lease_expires_at").map_err(internal)?,
                 takeover: row.try_get("takeover").map_err(internal)?,
                 fingerprint: fingerprint_from_row(&row)?,
+                now: row.try_get("db_now").map_err(internal)?,
             });
         }
         let stood: Vec<usize> = round
@@ -625,7 +637,12 @@ async fn claim_rounds(
                 let claim = &claims[i];
                 match standing.get(&claim.id) {
                     None => retry.push(i),
-                    Some((record, now)) => {
+                    Some(standing) => {
+                        if let Some(own) = standing.reentered_by(claim) {
+                            decisions[i] = Some(own);
+                            continue;
+                        }
+                        let Standing { record, now, .. } = standing;
                         let existing = ClaimDecision::Existing {
                             record: record.clone(),
                             now: *now,
@@ -648,11 +665,39 @@ async fn claim_rounds(
     Ok(())
 }
 
+/// A row that stood in a claim's way, as the claim path reads it.
+struct Standing {
+    record: Record,
+    token: i64,
+    claimant: Vec<u8>,
+    /// The database clock when it was read.
+    now: DateTime<Utc>,
+}
+
+impl Standing {
+    /// `Acquired` again, with the same token and lease, if this is a live claim that
+    /// `claim`'s own claimant made (a retry whose first answer was lost) and the
+    /// fingerprints agree; `None` otherwise.
+    fn reentered_by(&self, claim: &NewClaim) -> Option<ClaimDecision> {
+        let lease_expires_at = self.record.lease_expires_at.filter(|at| *at > self.now)?;
+        let own = self.record.state == RecordState::InProgress
+            && claim.claimant.matches(&self.claimant)
+            && claim.fingerprint.is_compatible_with(&self.record.fingerprint);
+        own.then(|| ClaimDecision::Acquired {
+            token: FencingToken::new(self.token as u64),
+            lease_expires_at,
+            takeover: false,
+            fingerprint: self.record.fingerprint.clone(),
+            now: self.now,
+        })
+    }
+}
+
 /// Reads the records of `ids` in one statement, with the database clock.
 async fn read_records<'a>(
     connection: &mut PgConnection,
     ids: impl Iterator<Item = &'a RecordId>,
-) -> Result<HashMap<RecordId, (Record, DateTime<Utc>)>, LedgerError> {
+) -> Result<HashMap<RecordId, Standing>, LedgerError> {
     let (namespaces, keys): (Vec<&str>, Vec<&str>) = ids
         .map(|id| (id.namespace.as_str(), id.key.as_str()))
         .unzip();
@@ -664,9 +709,14 @@ async fn read_records<'a>(
         .map_err(classify)?;
     let mut records = HashMap::with_capacity(rows.len());
     for row in rows {
-        let now: DateTime<Utc> = row.try_get("db_now").map_err(internal)?;
         let record = record_from_row(&row)?;
-        records.insert(record.id.clone(), (record, now));
+        let standing = Standing {
+            token: row.try_get("fencing_token").map_err(internal)?,
+            claimant: row.try_get("claimant").map_err(internal)?,
+            now: row.try_get("db_now").map_err(internal)?,
+            record,
+        };
+        records.insert(standing.record.id.clone(), standing);
     }
     Ok(records)
 }
@@ -769,6 +819,7 @@ fn completion_from_row(row: &PgRow, response: Vec<u8>) -> Result<CompleteDecisio
         },
         fingerprint: fingerprint_from_row(row)?,
         response,
+        now: row.try_get("db_now").map_err(internal)?,
     })
 }
 

@@ -33,7 +33,7 @@ use crate::domain::{Completion, FencingToken, Fingerprint, Record, RecordId, Rec
 
 const SELECT_RECORD: &str = r#"
 SELECT namespace, key, state, fingerprint, fencing_token, response, created_at,
-       completed_at, lease_expires_at, expires_at
+       completed_at, lease_expires_at, expires_at, claimant
 FROM onceward_records
 WHERE namespace = ?1 AND key = ?2
 "#;
@@ -46,15 +46,17 @@ RETURNING last_value
 
 const INSERT_CLAIM: &str = r#"
 INSERT INTO onceward_records
-    (namespace, key, state, fingerprint, fencing_token, created_at, lease_expires_at, expires_at)
-VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?7)
+    (namespace, key, state, fingerprint, fencing_token, created_at, lease_expires_at,
+     expires_at, claimant)
+VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?7, ?8)
 "#;
 
 /// The compare-and-set on the old token: the write lock already makes the read and
 /// this write atomic, the `WHERE` restates the takeover rule so it cannot drift.
 const TAKE_OVER: &str = r#"
 UPDATE onceward_records
-SET fencing_token = ?4, fingerprint = ?5, lease_expires_at = ?6, expires_at = ?7
+SET fencing_token = ?4, fingerprint = ?5, lease_expires_at = ?6, expires_at = ?7,
+    claimant = ?9
 WHERE namespace = ?1 AND key = ?2 AND fencing_token = ?3 AND state = 1
   AND lease_expires_at <= ?8
 "#;
@@ -194,19 +196,11 @@ impl SqliteLedger {
         &self.writer
     }
 
-    /// Starts a write transaction holding SQLite's write lock.
-    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, LedgerError> {
-        self.writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(classify)
-    }
-}
-
-#[async_trait]
-impl Ledger for SqliteLedger {
-    async fn claim(&self, claim: &NewClaim) -> Result<ClaimDecision, LedgerError> {
+    /// Claims in one write transaction; see [`Ledger::claim`] for why it is run apart
+    /// from its caller.
+    async fn claim_now(&self, claim: &NewClaim) -> Result<ClaimDecision, LedgerError> {
         let namespace = claim.id.namespace.as_str();
+
         let key = claim.id.key.as_str();
         let mut tx = self.begin_write().await?;
         let now = clock_now();
@@ -222,6 +216,9 @@ impl Ledger for SqliteLedger {
             None => None,
             Some(row) => {
                 let record = record_from_row(&row)?;
+                if let Some(own) = reentered(&row, &record, claim, now_at)? {
+                    return Ok(own);
+                }
                 let expired_and_ours_to_take = record.state == RecordState::InProgress
                     && record.lease_expires_at.is_some_and(|at| at <= now_at)
                     && claim.fingerprint.is_compatible_with(&record.fingerprint);
@@ -253,6 +250,7 @@ impl Ledger for SqliteLedger {
                     .bind(now)
                     .bind(lease_expires_at)
                     .bind(expires_at)
+                    .bind(claim.claimant.as_bytes())
                     .execute(&mut *tx)
                     .await
                     .map_err(classify)?;
@@ -274,6 +272,7 @@ impl Ledger for SqliteLedger {
                     .bind(lease_expires_at)
                     .bind(expires_at)
                     .bind(now)
+                    .bind(claim.claimant.as_bytes())
                     .execute(&mut *tx)
                     .await
                     .map_err(classify)?;
@@ -293,7 +292,47 @@ impl Ledger for SqliteLedger {
             lease_expires_at: timestamp(lease_expires_at)?,
             takeover,
             fingerprint,
+            now: now_at,
         })
+    }
+
+    /// Starts a write transaction holding SQLite's write lock.
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, LedgerError> {
+        self.writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(classify)
+    }
+}
+
+#[async_trait]
+impl Ledger for SqliteLedger {
+    /// The claim's transaction runs in a task of its own, so a caller that goes away
+    /// (a cancelled RPC, the engine's ledger timeout) cannot leave it committed but
+    /// unanswered; an `Acquired` that nobody is left to receive is released at once,
+    /// as on Postgres (SPEC rule 5: never a claim in limbo).
+    async fn claim(&self, claim: &NewClaim) -> Result<ClaimDecision, LedgerError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let (ledger, claim) = (self.clone(), claim.clone());
+        tokio::spawn(async move {
+            let decided = ledger.claim_now(&claim).await;
+            if let Err(Ok(ClaimDecision::Acquired { token, .. })) = reply.send(decided) {
+                match ledger.release(&claim.id, token).await {
+                    Ok(released) => tracing::info!(
+                        id = %claim.id, token = token.get(), released,
+                        "a claim committed after its caller gave up; released it"
+                    ),
+                    Err(error) => tracing::warn!(
+                        id = %claim.id, token = token.get(), error = %crate::telemetry::chain(&error),
+                        "a claim committed after its caller gave up and could not be released; \
+                         its lease will run out"
+                    ),
+                }
+            }
+        });
+        answer
+            .await
+            .map_err(|_| internal("the claim's transaction task stopped"))?
     }
 
     async fn complete(
@@ -346,6 +385,7 @@ impl Ledger for SqliteLedger {
                 .try_get::<Option<Vec<u8>>, _>("response")
                 .map_err(internal)?
                 .unwrap_or_default(),
+            now: timestamp(now)?,
         };
         // Only now: the answer must not claim a completion that did not commit.
         tx.commit().await.map_err(classify)?;
@@ -391,7 +431,8 @@ impl Ledger for SqliteLedger {
             return Ok(None);
         };
         let mut tx = self.begin_write().await?;
-        let lease_expires_at = clock_now().saturating_add(micros(lease));
+        let now = clock_now();
+        let lease_expires_at = now.saturating_add(micros(lease));
         let row = sqlx::query(EXTEND_LEASE)
             .bind(id.namespace.as_str())
             .bind(id.key.as_str())
@@ -408,6 +449,7 @@ impl Ledger for SqliteLedger {
                         row.try_get("lease_expires_at").map_err(internal)?,
                     )?,
                     fingerprint: fingerprint_from_row(&row)?,
+                    now: timestamp(now)?,
                 })
             })
             .transpose()?;
@@ -424,6 +466,35 @@ impl Ledger for SqliteLedger {
             .map_err(classify)?;
         row.map(|row| record_from_row(&row)).transpose()
     }
+}
+
+/// `Acquired` again, with the same token and lease, if the standing `row` is a live
+/// claim that `claim`'s own claimant made (a retry whose first answer was lost) and
+/// the fingerprints agree; `None` otherwise.
+fn reentered(
+    row: &SqliteRow,
+    record: &Record,
+    claim: &NewClaim,
+    now: DateTime<Utc>,
+) -> Result<Option<ClaimDecision>, LedgerError> {
+    let Some(lease_expires_at) = record.lease_expires_at.filter(|at| *at > now) else {
+        return Ok(None);
+    };
+    let stored: Vec<u8> = row.try_get("claimant").map_err(internal)?;
+    let own = record.state == RecordState::InProgress
+        && claim.claimant.matches(&stored)
+        && claim.fingerprint.is_compatible_with(&record.fingerprint);
+    if !own {
+        return Ok(None);
+    }
+    let token: i64 = row.try_get("fencing_token").map_err(internal)?;
+    Ok(Some(ClaimDecision::Acquired {
+        token: FencingToken::new(token as u64),
+        lease_expires_at,
+        takeover: false,
+        fingerprint: record.fingerprint.clone(),
+        now,
+    }))
 }
 
 /// The ledger's clock, in Unix microseconds. Read only inside a write transaction, so
@@ -494,7 +565,7 @@ fn classify(error: sqlx::Error) -> LedgerError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{IdempotencyKey, Namespace};
+    use crate::domain::{Claimant, IdempotencyKey, Namespace};
 
     const LEASE: Duration = Duration::from_secs(30);
     const ABANDON: Duration = Duration::from_secs(3600);
@@ -527,6 +598,7 @@ mod tests {
             fingerprint: fp(fingerprint),
             lease,
             abandon_after: ABANDON,
+            claimant: Claimant::random(),
         }
     }
 
@@ -649,11 +721,12 @@ mod tests {
             completion,
             fingerprint,
             response,
-        } = &first
+            now: first_now,
+        } = first.clone()
         else {
             panic!("expected Completed, got {first:?}");
         };
-        assert_eq!(fingerprint, &fp(b"fp"));
+        assert_eq!(fingerprint, fp(b"fp"));
         assert_eq!(response, b"charged");
         assert_eq!(
             completion.expires_at - completion.completed_at,
@@ -669,7 +742,22 @@ mod tests {
             )
             .await
             .unwrap();
-        assert_eq!(retry, first, "a retry changes nothing");
+        // A retry changes nothing (only the clock it was answered at differs).
+        let at_first_clock = match retry {
+            CompleteDecision::Completed {
+                completion,
+                fingerprint,
+                response,
+                ..
+            } => CompleteDecision::Completed {
+                completion,
+                fingerprint,
+                response,
+                now: first_now,
+            },
+            other => other,
+        };
+        assert_eq!(at_first_clock, first, "a retry changes nothing");
 
         let record = ledger.lookup(&id("k")).await.unwrap().unwrap();
         assert_eq!(record.state, RecordState::Completed);

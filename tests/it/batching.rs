@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use onceward::domain::{FencingToken, Fingerprint, IdempotencyKey, Namespace, RecordId};
+use onceward::domain::{Claimant, FencingToken, Fingerprint, IdempotencyKey, Namespace, RecordId};
 use onceward::ledger::{ClaimDecision, CompleteDecision, Ledger, NewClaim};
 
 use crate::harness::*;
@@ -27,6 +27,7 @@ fn new_claim(key: &str, lease: Duration) -> NewClaim {
         fingerprint: Fingerprint::default(),
         lease,
         abandon_after: RETENTION,
+        claimant: Claimant::random(),
     }
 }
 

@@ -625,6 +625,7 @@ pub fn claim_request(
         key: key.to_owned(),
         fingerprint: fingerprint.to_vec(),
         lease: lease.map(proto_duration),
+        ..Default::default()
     }
 }
 

@@ -129,6 +129,7 @@ fn arbitrary_requests_get_ok_or_a_client_error_never_an_internal_one() {
                     key: input.key.clone(),
                     fingerprint: input.fingerprint.clone(),
                     lease: input.lease,
+                    ..Default::default()
                 })
                 .await;
             let mut token = input.token;

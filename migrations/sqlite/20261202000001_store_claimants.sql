@@ -1,0 +1,4 @@
+-- Who made each claim (SPEC section 10): a retried Claim whose claimant matches the
+-- live claim's is acquired again with the same token. Empty for rows claimed before
+-- claimants existed, and an empty claimant matches nothing.
+ALTER TABLE onceward_records ADD COLUMN claimant BLOB NOT NULL DEFAULT x'';
