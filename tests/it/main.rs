@@ -27,6 +27,7 @@ mod bench;
 mod chaos;
 mod cli;
 mod client;
+mod clock;
 mod concurrency;
 mod edge;
 mod embedded;
