@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
+import grpc
+import grpc.aio
 import pytest
 
 import onceward
@@ -67,3 +70,66 @@ async def test_a_long_effect_is_kept_alive_past_its_lease(sidecar, key):
 
         result = await client.once(NS, key, b"", long_effect)
     assert result == onceward.Once(b"done", replayed=False)
+
+
+# Claim retries (SPEC section 10): the claimant and the attempt number.
+
+
+class LoseClaimReplies(grpc.aio.UnaryUnaryClientInterceptor):
+    """Forwards every call to the sidecar and records each Claim it sends; the replies
+    of the first ``lose`` Claims are dropped after the sidecar answered them, as if the
+    connection broke on the way back."""
+
+    def __init__(self, lose: int = 1):
+        self.claims: list[pb.ClaimRequest] = []
+        self.lost: list[pb.ClaimResponse] = []
+        self._lose = lose
+
+    async def intercept_unary_unary(self, continuation, details, request):
+        call = await continuation(details, request)
+        method = details.method.decode() if isinstance(details.method, bytes) else details.method
+        if method.endswith("/Claim"):
+            sent = pb.ClaimRequest()
+            sent.CopyFrom(request)
+            self.claims.append(sent)
+            if len(self.lost) < self._lose:
+                self.lost.append(await call)
+                raise grpc.aio.AioRpcError(
+                    grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), "the reply was lost"
+                )
+        return call
+
+
+def lossy_client(sidecar: str, interceptor: LoseClaimReplies, **config) -> onceward.aio.Client:
+    channel = grpc.aio.insecure_channel(sidecar, interceptors=[interceptor])
+    return onceward.aio.Client(sidecar, onceward.ClientConfig(**config), channel=channel)
+
+
+async def test_claim_retried_after_a_lost_reply_is_acquired_with_the_token_the_sidecar_gave(sidecar, key):
+    lossy = LoseClaimReplies(lose=2)
+    async with lossy_client(sidecar, lossy, initial_backoff=0.001) as client:
+        answer = await client.claim(NS, key, b"fp")
+        later = await client.claim(NS, key, b"fp")
+    assert [lost.outcome for lost in lossy.lost] == [pb.OUTCOME_ACQUIRED] * 2
+    assert answer.outcome == pb.OUTCOME_ACQUIRED, "not IN_PROGRESS behind its own claim"
+    assert {lost.fencing_token for lost in lossy.lost} == {answer.fencing_token}
+    assert [claim.attempt for claim in lossy.claims] == [1, 2, 3, 1]
+    first = lossy.claims[0].claimant
+    assert len(first) == 16 and [claim.claimant == first for claim in lossy.claims] == [True, True, True, False]
+    assert later.outcome == pb.OUTCOME_IN_PROGRESS
+
+
+async def test_once_runs_the_effect_after_its_claims_reply_was_lost(sidecar, key):
+    lossy = LoseClaimReplies()
+    ran = []
+
+    async def send(token):
+        ran.append(token)
+        return b"sent"
+
+    started = time.monotonic()
+    async with lossy_client(sidecar, lossy, initial_backoff=0.001, in_progress_timeout=1.0) as client:
+        result = await client.once(NS, key, b"fp", send)
+    assert result == onceward.Once(b"sent", replayed=False)
+    assert ran == [lossy.lost[0].fencing_token]
+    assert time.monotonic() - started < 1.0, "no wait behind its own claim"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
+import grpc
 import pytest
 
 import onceward
@@ -93,3 +95,103 @@ def test_an_unreachable_sidecar_exhausts_the_retry_budget_after_a_few_attempts(k
             client.once(NS, key, b"", lambda token: ran.append(token) or b"")
     assert raised.value.attempts == 4, "the first attempt plus the three saved retries"
     assert ran == []
+
+
+# Claim retries (SPEC section 10): the claimant and the attempt number.
+
+
+class ReplyLost(grpc.RpcError):
+    """How a connection that broke after the sidecar answered surfaces to the caller."""
+
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.UNAVAILABLE
+
+    def details(self) -> str:
+        return "the reply was lost"
+
+
+class LoseClaimReplies(grpc.UnaryUnaryClientInterceptor):
+    """Forwards every call to the sidecar and records each Claim it sends; the replies
+    of the first ``lose`` Claims are dropped after the sidecar answered them."""
+
+    def __init__(self, lose: int = 1):
+        self.claims: list[pb.ClaimRequest] = []
+        self.lost: list[pb.ClaimResponse] = []
+        self._lose = lose
+
+    def intercept_unary_unary(self, continuation, details, request):
+        outcome = continuation(details, request)
+        if details.method.endswith("/Claim"):
+            sent = pb.ClaimRequest()
+            sent.CopyFrom(request)
+            self.claims.append(sent)
+            if len(self.lost) < self._lose:
+                self.lost.append(outcome.result())
+                raise ReplyLost()
+        return outcome
+
+
+def lossy_client(sidecar: str, interceptor: LoseClaimReplies, **config) -> onceward.Client:
+    channel = grpc.intercept_channel(grpc.insecure_channel(sidecar), interceptor)
+    return onceward.Client(sidecar, onceward.ClientConfig(**config), channel=channel)
+
+
+def test_a_claim_repeated_with_its_claimant_is_acquired_again_with_the_same_token(stub, key):
+    claimant = os.urandom(16)
+
+    def claim(**fields):
+        return stub.Claim(pb.ClaimRequest(namespace=NS, key=key, fingerprint=b"fp", **fields))
+
+    first = claim(claimant=claimant, attempt=1)
+    again = claim(claimant=claimant, attempt=2)
+    assert first.outcome == again.outcome == pb.OUTCOME_ACQUIRED
+    assert again.fencing_token == first.fencing_token > 0
+    assert again.served_by == pb.TIER_LEDGER
+    assert claim(claimant=os.urandom(16), attempt=1).outcome == pb.OUTCOME_IN_PROGRESS
+    assert claim().outcome == pb.OUTCOME_IN_PROGRESS, "an empty claimant never matches"
+    # The claim was neither replaced nor shortened: its holder still completes it.
+    stub.Complete(pb.CompleteRequest(namespace=NS, key=key, fencing_token=first.fencing_token, response=b"r"))
+    assert claim(claimant=claimant, attempt=3).outcome == pb.OUTCOME_COMPLETED
+
+
+def test_a_claimant_longer_than_64_bytes_is_refused(stub, key):
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.Claim(pb.ClaimRequest(namespace=NS, key=key, claimant=b"x" * 65))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "claimant" in raised.value.details()
+
+
+def test_claim_retried_after_a_lost_reply_is_acquired_with_the_token_the_sidecar_gave(sidecar, key):
+    lossy = LoseClaimReplies()
+    with lossy_client(sidecar, lossy, initial_backoff=0.001) as client:
+        answer = client.claim(NS, key, b"fp")
+        later = client.claim(NS, key, b"fp")
+    assert [lost.outcome for lost in lossy.lost] == [pb.OUTCOME_ACQUIRED]
+    assert answer.outcome == pb.OUTCOME_ACQUIRED, "not IN_PROGRESS behind its own claim"
+    assert answer.fencing_token == lossy.lost[0].fencing_token
+    first, retry, other = lossy.claims
+    assert [first.attempt, retry.attempt, other.attempt] == [1, 2, 1]
+    assert len(first.claimant) == 16 and retry.claimant == first.claimant
+    assert other.claimant != first.claimant, "each claim() is a new logical Claim"
+    assert later.outcome == pb.OUTCOME_IN_PROGRESS
+
+
+def test_every_retry_of_a_claim_counts_its_attempt_and_keeps_its_claimant(sidecar, key):
+    lossy = LoseClaimReplies(lose=3)
+    with lossy_client(sidecar, lossy, initial_backoff=0.001) as client:
+        answer = client.claim(NS, key)
+    assert answer.outcome == pb.OUTCOME_ACQUIRED
+    assert {lost.fencing_token for lost in lossy.lost} == {answer.fencing_token}
+    assert [claim.attempt for claim in lossy.claims] == [1, 2, 3, 4]
+    assert len({claim.claimant for claim in lossy.claims}) == 1
+
+
+def test_once_runs_the_effect_after_its_claims_reply_was_lost(sidecar, key):
+    lossy = LoseClaimReplies()
+    ran = []
+    started = time.monotonic()
+    with lossy_client(sidecar, lossy, initial_backoff=0.001, in_progress_timeout=1.0) as client:
+        result = client.once(NS, key, b"fp", lambda token: ran.append(token) or b"sent")
+    assert result == onceward.Once(b"sent", replayed=False)
+    assert ran == [lossy.lost[0].fencing_token]
+    assert time.monotonic() - started < 1.0, "no wait behind its own claim"

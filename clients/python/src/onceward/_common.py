@@ -8,14 +8,21 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import secrets
 import threading
 import time
-from typing import Optional
+from typing import Callable, Optional, TypeVar
 
 import grpc
 from google.protobuf import duration_pb2
+from google.protobuf.message import Message
 
 from onceward.v1 import onceward_pb2 as pb
+
+# Random bytes in the claimant of each logical Claim (SPEC section 10: 16).
+CLAIMANT_BYTES = 16
+
+M = TypeVar("M", bound=Message)
 
 # The floor of a wait on another holder, so a retry_after of zero (a lease about to
 # run out) does not become a busy loop.
@@ -195,8 +202,36 @@ def duration(seconds: float) -> duration_pb2.Duration:
     return value
 
 
-def claim_request(namespace: str, key: str, fingerprint: bytes, config: ClientConfig) -> pb.ClaimRequest:
-    return pb.ClaimRequest(namespace=namespace, key=key, fingerprint=fingerprint, lease=duration(config.lease))
+def every_attempt(request: M) -> Callable[[int], M]:
+    """The request of an RPC that sends the same message on every attempt."""
+    return lambda attempt: request
+
+
+def claim_requests(
+    namespace: str, key: str, fingerprint: bytes, config: ClientConfig
+) -> Callable[[int], pb.ClaimRequest]:
+    """The request of each attempt (1 for the first) of one logical Claim.
+
+    One fresh random claimant for the whole Claim, sent again on every retry: if a reply
+    was lost after the sidecar acquired the key, the retry is ACQUIRED again with the
+    same fencing token instead of waiting out the lease as IN_PROGRESS. ``attempt``
+    tells the sidecar which try this is.
+    """
+    base = pb.ClaimRequest(
+        namespace=namespace,
+        key=key,
+        fingerprint=fingerprint,
+        lease=duration(config.lease),
+        claimant=secrets.token_bytes(CLAIMANT_BYTES),
+    )
+
+    def for_attempt(attempt: int) -> pb.ClaimRequest:
+        request = pb.ClaimRequest()
+        request.CopyFrom(base)
+        request.attempt = attempt
+        return request
+
+    return for_attempt
 
 
 def complete_request(namespace: str, key: str, token: int, response: bytes, config: ClientConfig) -> pb.CompleteRequest:

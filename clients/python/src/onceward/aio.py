@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Awaitable, Callable, Optional
+from typing import Any, Awaitable, Callable, Optional
 
 import grpc
 import grpc.aio
@@ -21,9 +21,13 @@ class Client:
     Create it inside a running event loop (grpc.aio channels belong to one loop).
     """
 
-    def __init__(self, target: str, config: Optional[c.ClientConfig] = None):
+    def __init__(
+        self, target: str, config: Optional[c.ClientConfig] = None, channel: Optional[grpc.aio.Channel] = None
+    ):
+        """``target`` is ``host:port``; ``channel``, if given, is used instead (and closed
+        by ``close``), e.g. one with TLS or interceptors."""
         self.config = config or c.ClientConfig()
-        self._channel = grpc.aio.insecure_channel(target)
+        self._channel = channel or grpc.aio.insecure_channel(target)
         self._stub = pb_grpc.OncewardStub(self._channel)
         self._budget = c.RetryBudget(
             self.config.retry_ratio, self.config.min_retries_per_second, self.config.max_retry_tokens
@@ -38,14 +42,14 @@ class Client:
     async def __aexit__(self, *exc) -> None:
         await self.close()
 
-    async def _call(self, method, request, deadline: Optional[float] = None):
+    async def _call(self, method, request_for: Callable[[int], Any], deadline: Optional[float] = None):
         """One RPC with retries; see ``onceward.Client._call``."""
         self._budget.deposit()
         attempts = 0
         while True:
             attempts += 1
             try:
-                return await method(request, timeout=self.config.rpc_timeout)
+                return await method(request_for(attempts), timeout=self.config.rpc_timeout)
             except grpc.aio.AioRpcError as error:
                 final = c.final_error(error)
                 if final is not None:
@@ -62,8 +66,12 @@ class Client:
             await asyncio.sleep(pause)
 
     async def claim(self, namespace: str, key: str, fingerprint: bytes = b"") -> pb.ClaimResponse:
-        """One Claim (failed calls retried; IN_PROGRESS is returned, not waited on)."""
-        return await self._call(self._stub.Claim, c.claim_request(namespace, key, fingerprint, self.config))
+        """One Claim (failed calls retried; IN_PROGRESS is returned, not waited on).
+
+        Every retry of this Claim carries the same random claimant and the next attempt
+        number, so a retry after a lost reply is ACQUIRED again with the same token.
+        """
+        return await self._call(self._stub.Claim, c.claim_requests(namespace, key, fingerprint, self.config))
 
     async def once(
         self, namespace: str, key: str, fingerprint: bytes, effect: Callable[[int], Awaitable[bytes]]
@@ -97,7 +105,7 @@ class Client:
             try:
                 await self._call(
                     self._stub.Complete,
-                    c.complete_request(namespace, key, token, response, self.config),
+                    c.every_attempt(c.complete_request(namespace, key, token, response, self.config)),
                     deadline=time.monotonic() + self.config.complete_timeout,
                 )
             except c.OncewardError as cause:
@@ -124,6 +132,9 @@ class Client:
 
     async def _release(self, namespace: str, key: str, token: int) -> None:
         try:
-            await self._call(self._stub.Release, pb.ReleaseRequest(namespace=namespace, key=key, fencing_token=token))
+            await self._call(
+                self._stub.Release,
+                c.every_attempt(pb.ReleaseRequest(namespace=namespace, key=key, fencing_token=token)),
+            )
         except c.OncewardError:
             pass  # lost means not stuck on us; unreachable means the lease will run out

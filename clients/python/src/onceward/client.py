@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import grpc
 
@@ -34,15 +34,16 @@ class Client:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _call(self, method, request, deadline: Optional[float] = None):
+    def _call(self, method, request_for: Callable[[int], Any], deadline: Optional[float] = None):
         """One RPC with retries: backoff with full jitter and, unless a deadline is given
-        (Complete after the effect ran), the attempt cap and the retry budget."""
+        (Complete after the effect ran), the attempt cap and the retry budget.
+        ``request_for(attempt)`` makes the message of each attempt, 1 for the first."""
         self._budget.deposit()
         attempts = 0
         while True:
             attempts += 1
             try:
-                return method(request, timeout=self.config.rpc_timeout)
+                return method(request_for(attempts), timeout=self.config.rpc_timeout)
             except grpc.RpcError as error:
                 final = c.final_error(error)
                 if final is not None:
@@ -59,8 +60,12 @@ class Client:
             time.sleep(pause)
 
     def claim(self, namespace: str, key: str, fingerprint: bytes = b"") -> pb.ClaimResponse:
-        """One Claim (failed calls retried; IN_PROGRESS is returned, not waited on)."""
-        return self._call(self._stub.Claim, c.claim_request(namespace, key, fingerprint, self.config))
+        """One Claim (failed calls retried; IN_PROGRESS is returned, not waited on).
+
+        Every retry of this Claim carries the same random claimant and the next attempt
+        number, so a retry after a lost reply is ACQUIRED again with the same token.
+        """
+        return self._call(self._stub.Claim, c.claim_requests(namespace, key, fingerprint, self.config))
 
     def once(self, namespace: str, key: str, fingerprint: bytes, effect: Callable[[int], bytes]) -> c.Once:
         """Runs ``effect(fencing_token)`` at most once for (namespace, key).
@@ -95,7 +100,7 @@ class Client:
             try:
                 self._call(
                     self._stub.Complete,
-                    c.complete_request(namespace, key, token, response, self.config),
+                    c.every_attempt(c.complete_request(namespace, key, token, response, self.config)),
                     deadline=time.monotonic() + self.config.complete_timeout,
                 )
             except c.OncewardError as cause:
@@ -104,7 +109,10 @@ class Client:
 
     def _release(self, namespace: str, key: str, token: int) -> None:
         try:
-            self._call(self._stub.Release, pb.ReleaseRequest(namespace=namespace, key=key, fencing_token=token))
+            self._call(
+                self._stub.Release,
+                c.every_attempt(pb.ReleaseRequest(namespace=namespace, key=key, fencing_token=token)),
+            )
         except c.LeaseLost:
             pass  # someone else holds it, or it is already gone: not stuck on us
         except c.OncewardError:

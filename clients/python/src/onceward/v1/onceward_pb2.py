@@ -26,41 +26,41 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aonceward/v1/onceward.proto\x12\x0bonceward.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"m\n\x0c\x43laimRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x13\n\x0b\x66ingerprint\x18\x03 \x01(\x0c\x12(\n\x05lease\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xe7\x01\n\rClaimResponse\x12%\n\x07outcome\x18\x01 \x01(\x0e\x32\x14.onceward.v1.Outcome\x12\x15\n\rfencing_token\x18\x02 \x01(\x04\x12\x10\n\x08response\x18\x03 \x01(\x0c\x12.\n\x0bretry_after\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12$\n\tserved_by\x18\x05 \x01(\x0e\x32\x11.onceward.v1.Tier\x12\x30\n\x0c\x63ompleted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x88\x01\n\x0f\x43ompleteRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x15\n\rfencing_token\x18\x03 \x01(\x04\x12\x10\n\x08response\x18\x04 \x01(\x0c\x12,\n\tretention\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"B\n\x10\x43ompleteResponse\x12.\n\nexpires_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"G\n\x0eReleaseRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x15\n\rfencing_token\x18\x03 \x01(\x04\"\x11\n\x0fReleaseResponse\"u\n\x12\x45xtendLeaseRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x15\n\rfencing_token\x18\x03 \x01(\x04\x12(\n\x05lease\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"K\n\x13\x45xtendLeaseResponse\x12\x34\n\x10lease_expires_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"/\n\rLookupRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\"D\n\x0eLookupResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12#\n\x06record\x18\x02 \x01(\x0b\x32\x13.onceward.v1.Record\"\xc0\x02\n\x06Record\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.onceward.v1.RecordState\x12\x13\n\x0b\x66ingerprint\x18\x04 \x01(\x0c\x12\x10\n\x08response\x18\x05 \x01(\x0c\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63ompleted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10lease_expires_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x8a\x01\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x14\n\x10OUTCOME_ACQUIRED\x10\x01\x12\x17\n\x13OUTCOME_IN_PROGRESS\x10\x02\x12\x15\n\x11OUTCOME_COMPLETED\x10\x03\x12 \n\x1cOUTCOME_FINGERPRINT_MISMATCH\x10\x04*=\n\x04Tier\x12\x14\n\x10TIER_UNSPECIFIED\x10\x00\x12\x0e\n\nTIER_CACHE\x10\x01\x12\x0f\n\x0bTIER_LEDGER\x10\x02*e\n\x0bRecordState\x12\x1c\n\x18RECORD_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18RECORD_STATE_IN_PROGRESS\x10\x01\x12\x1a\n\x16RECORD_STATE_COMPLETED\x10\x02\x32\xee\x02\n\x08Onceward\x12>\n\x05\x43laim\x12\x19.onceward.v1.ClaimRequest\x1a\x1a.onceward.v1.ClaimResponse\x12G\n\x08\x43omplete\x12\x1c.onceward.v1.CompleteRequest\x1a\x1d.onceward.v1.CompleteResponse\x12\x44\n\x07Release\x12\x1b.onceward.v1.ReleaseRequest\x1a\x1c.onceward.v1.ReleaseResponse\x12P\n\x0b\x45xtendLease\x12\x1f.onceward.v1.ExtendLeaseRequest\x1a .onceward.v1.ExtendLeaseResponse\x12\x41\n\x06Lookup\x12\x1a.onceward.v1.LookupRequest\x1a\x1b.onceward.v1.LookupResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aonceward/v1/onceward.proto\x12\x0bonceward.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x90\x01\n\x0c\x43laimRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x13\n\x0b\x66ingerprint\x18\x03 \x01(\x0c\x12(\n\x05lease\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08\x63laimant\x18\x07 \x01(\x0c\x12\x0f\n\x07\x61ttempt\x18\x08 \x01(\r\"\xe7\x01\n\rClaimResponse\x12%\n\x07outcome\x18\x01 \x01(\x0e\x32\x14.onceward.v1.Outcome\x12\x15\n\rfencing_token\x18\x02 \x01(\x04\x12\x10\n\x08response\x18\x03 \x01(\x0c\x12.\n\x0bretry_after\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12$\n\tserved_by\x18\x05 \x01(\x0e\x32\x11.onceward.v1.Tier\x12\x30\n\x0c\x63ompleted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x88\x01\n\x0f\x43ompleteRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x15\n\rfencing_token\x18\x03 \x01(\x04\x12\x10\n\x08response\x18\x04 \x01(\x0c\x12,\n\tretention\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"B\n\x10\x43ompleteResponse\x12.\n\nexpires_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"G\n\x0eReleaseRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x15\n\rfencing_token\x18\x03 \x01(\x04\"\x11\n\x0fReleaseResponse\"u\n\x12\x45xtendLeaseRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x15\n\rfencing_token\x18\x03 \x01(\x04\x12(\n\x05lease\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"K\n\x13\x45xtendLeaseResponse\x12\x34\n\x10lease_expires_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"/\n\rLookupRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\"D\n\x0eLookupResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12#\n\x06record\x18\x02 \x01(\x0b\x32\x13.onceward.v1.Record\"\xc0\x02\n\x06Record\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.onceward.v1.RecordState\x12\x13\n\x0b\x66ingerprint\x18\x04 \x01(\x0c\x12\x10\n\x08response\x18\x05 \x01(\x0c\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63ompleted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10lease_expires_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x8a\x01\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x14\n\x10OUTCOME_ACQUIRED\x10\x01\x12\x17\n\x13OUTCOME_IN_PROGRESS\x10\x02\x12\x15\n\x11OUTCOME_COMPLETED\x10\x03\x12 \n\x1cOUTCOME_FINGERPRINT_MISMATCH\x10\x04*=\n\x04Tier\x12\x14\n\x10TIER_UNSPECIFIED\x10\x00\x12\x0e\n\nTIER_CACHE\x10\x01\x12\x0f\n\x0bTIER_LEDGER\x10\x02*e\n\x0bRecordState\x12\x1c\n\x18RECORD_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18RECORD_STATE_IN_PROGRESS\x10\x01\x12\x1a\n\x16RECORD_STATE_COMPLETED\x10\x02\x32\xee\x02\n\x08Onceward\x12>\n\x05\x43laim\x12\x19.onceward.v1.ClaimRequest\x1a\x1a.onceward.v1.ClaimResponse\x12G\n\x08\x43omplete\x12\x1c.onceward.v1.CompleteRequest\x1a\x1d.onceward.v1.CompleteResponse\x12\x44\n\x07Release\x12\x1b.onceward.v1.ReleaseRequest\x1a\x1c.onceward.v1.ReleaseResponse\x12P\n\x0b\x45xtendLease\x12\x1f.onceward.v1.ExtendLeaseRequest\x1a .onceward.v1.ExtendLeaseResponse\x12\x41\n\x06Lookup\x12\x1a.onceward.v1.LookupRequest\x1a\x1b.onceward.v1.LookupResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'onceward.v1.onceward_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OUTCOME']._serialized_start=1391
-  _globals['_OUTCOME']._serialized_end=1529
-  _globals['_TIER']._serialized_start=1531
-  _globals['_TIER']._serialized_end=1592
-  _globals['_RECORDSTATE']._serialized_start=1594
-  _globals['_RECORDSTATE']._serialized_end=1695
-  _globals['_CLAIMREQUEST']._serialized_start=108
-  _globals['_CLAIMREQUEST']._serialized_end=217
-  _globals['_CLAIMRESPONSE']._serialized_start=220
-  _globals['_CLAIMRESPONSE']._serialized_end=451
-  _globals['_COMPLETEREQUEST']._serialized_start=454
-  _globals['_COMPLETEREQUEST']._serialized_end=590
-  _globals['_COMPLETERESPONSE']._serialized_start=592
-  _globals['_COMPLETERESPONSE']._serialized_end=658
-  _globals['_RELEASEREQUEST']._serialized_start=660
-  _globals['_RELEASEREQUEST']._serialized_end=731
-  _globals['_RELEASERESPONSE']._serialized_start=733
-  _globals['_RELEASERESPONSE']._serialized_end=750
-  _globals['_EXTENDLEASEREQUEST']._serialized_start=752
-  _globals['_EXTENDLEASEREQUEST']._serialized_end=869
-  _globals['_EXTENDLEASERESPONSE']._serialized_start=871
-  _globals['_EXTENDLEASERESPONSE']._serialized_end=946
-  _globals['_LOOKUPREQUEST']._serialized_start=948
-  _globals['_LOOKUPREQUEST']._serialized_end=995
-  _globals['_LOOKUPRESPONSE']._serialized_start=997
-  _globals['_LOOKUPRESPONSE']._serialized_end=1065
-  _globals['_RECORD']._serialized_start=1068
-  _globals['_RECORD']._serialized_end=1388
-  _globals['_ONCEWARD']._serialized_start=1698
-  _globals['_ONCEWARD']._serialized_end=2064
+  _globals['_OUTCOME']._serialized_start=1427
+  _globals['_OUTCOME']._serialized_end=1565
+  _globals['_TIER']._serialized_start=1567
+  _globals['_TIER']._serialized_end=1628
+  _globals['_RECORDSTATE']._serialized_start=1630
+  _globals['_RECORDSTATE']._serialized_end=1731
+  _globals['_CLAIMREQUEST']._serialized_start=109
+  _globals['_CLAIMREQUEST']._serialized_end=253
+  _globals['_CLAIMRESPONSE']._serialized_start=256
+  _globals['_CLAIMRESPONSE']._serialized_end=487
+  _globals['_COMPLETEREQUEST']._serialized_start=490
+  _globals['_COMPLETEREQUEST']._serialized_end=626
+  _globals['_COMPLETERESPONSE']._serialized_start=628
+  _globals['_COMPLETERESPONSE']._serialized_end=694
+  _globals['_RELEASEREQUEST']._serialized_start=696
+  _globals['_RELEASEREQUEST']._serialized_end=767
+  _globals['_RELEASERESPONSE']._serialized_start=769
+  _globals['_RELEASERESPONSE']._serialized_end=786
+  _globals['_EXTENDLEASEREQUEST']._serialized_start=788
+  _globals['_EXTENDLEASEREQUEST']._serialized_end=905
+  _globals['_EXTENDLEASERESPONSE']._serialized_start=907
+  _globals['_EXTENDLEASERESPONSE']._serialized_end=982
+  _globals['_LOOKUPREQUEST']._serialized_start=984
+  _globals['_LOOKUPREQUEST']._serialized_end=1031
+  _globals['_LOOKUPRESPONSE']._serialized_start=1033
+  _globals['_LOOKUPRESPONSE']._serialized_end=1101
+  _globals['_RECORD']._serialized_start=1104
+  _globals['_RECORD']._serialized_end=1424
+  _globals['_ONCEWARD']._serialized_start=1734
+  _globals['_ONCEWARD']._serialized_end=2100
 # @@protoc_insertion_point(module_scope)
