@@ -45,7 +45,10 @@ async fn serve_with_clock(
         tokio::net::TcpStream::connect(listen).await.is_ok()
     })
     .await;
-    assert!(listening, "the sidecar with its clock at {offset} never listened");
+    assert!(
+        listening,
+        "the sidecar with its clock at {offset} never listened"
+    );
     (server, listen)
 }
 

@@ -25,6 +25,7 @@ macro_rules! on_every_pairing {
 mod batching;
 mod bench;
 mod chaos;
+mod claimant;
 mod cli;
 mod client;
 mod clock;
