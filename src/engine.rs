@@ -457,7 +457,11 @@ fn answered(outcome: Outcome, served_by: Tier) -> ClaimAnswer {
 
 /// What a hot-tier entry may answer on its own, or `None` to ask the ledger.
 /// `reentrant`: the request names a claimant, so a claim in progress may be its own.
-fn answer_from_cache(cached: Cached, fingerprint: &Fingerprint, reentrant: bool) -> Option<Outcome> {
+fn answer_from_cache(
+    cached: Cached,
+    fingerprint: &Fingerprint,
+    reentrant: bool,
+) -> Option<Outcome> {
     let Cached { entry, ttl } = cached;
     let compatible = entry.is_compatible_with(fingerprint);
     match entry.entry_kind() {
@@ -613,7 +617,10 @@ mod tests {
     fn a_claim_with_a_claimant_asks_the_ledger_whether_a_claim_in_progress_is_its_own() {
         let claim = CacheEntry::in_progress(&fp(b"a"), Utc::now());
         let tentative = CacheEntry::tentative(&fp(b"a"), 7);
-        assert_eq!(answer_from_cache(cached(&claim, LIVE), &fp(b"a"), true), None);
+        assert_eq!(
+            answer_from_cache(cached(&claim, LIVE), &fp(b"a"), true),
+            None
+        );
         assert_eq!(
             answer_from_cache(cached(&tentative, LIVE), &fp(b"a"), true),
             None

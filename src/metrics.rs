@@ -195,13 +195,17 @@ pub fn claim_attempt(namespace: &Namespace, attempt: u32) {
     };
     let index = index.min(ATTEMPTS.len() - 1);
     let series = SERIES.get_or_init(Default::default);
-    let read = series.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let read = series
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some(counters) = read.get(namespace) {
         counters[index].increment(1);
         return;
     }
     drop(read);
-    let mut write = series.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut write = series
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let counters = write.entry(namespace.clone()).or_insert_with(|| {
         ATTEMPTS.map(|label| {
             counter!(CLAIM_ATTEMPTS, "namespace" => namespace.as_str().to_owned(), "attempt" => label)

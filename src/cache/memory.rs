@@ -198,20 +198,32 @@ mod tests {
     async fn claim_writes_only_when_the_key_is_absent_and_returns_what_stood() {
         let hot = tier();
         assert_eq!(
-            hot.claim(&id("k"), &tentative(1), LONG).await.unwrap().map(|c| c.entry),
+            hot.claim(&id("k"), &tentative(1), LONG)
+                .await
+                .unwrap()
+                .map(|c| c.entry),
             None
         );
         assert_eq!(
-            hot.claim(&id("k"), &tentative(2), LONG).await.unwrap().map(|c| c.entry),
+            hot.claim(&id("k"), &tentative(2), LONG)
+                .await
+                .unwrap()
+                .map(|c| c.entry),
             Some(tentative(1))
         );
         // The second claim did not overwrite the first.
         assert_eq!(
-            hot.claim(&id("k"), &tentative(3), LONG).await.unwrap().map(|c| c.entry),
+            hot.claim(&id("k"), &tentative(3), LONG)
+                .await
+                .unwrap()
+                .map(|c| c.entry),
             Some(tentative(1))
         );
         assert_eq!(
-            hot.claim(&id("other"), &tentative(4), LONG).await.unwrap().map(|c| c.entry),
+            hot.claim(&id("other"), &tentative(4), LONG)
+                .await
+                .unwrap()
+                .map(|c| c.entry),
             None
         );
     }
@@ -225,12 +237,18 @@ mod tests {
         hot.claim(&id("long"), &tentative(2), LONG).await.unwrap();
         tokio::time::sleep(Duration::from_millis(80)).await;
         assert_eq!(
-            hot.claim(&id("short"), &tentative(3), LONG).await.unwrap().map(|c| c.entry),
+            hot.claim(&id("short"), &tentative(3), LONG)
+                .await
+                .unwrap()
+                .map(|c| c.entry),
             None,
             "an expired entry counts as absent"
         );
         assert_eq!(
-            hot.claim(&id("long"), &tentative(4), LONG).await.unwrap().map(|c| c.entry),
+            hot.claim(&id("long"), &tentative(4), LONG)
+                .await
+                .unwrap()
+                .map(|c| c.entry),
             Some(tentative(2))
         );
     }
@@ -273,10 +291,17 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(stood.entry.entry_kind(), EntryKind::Completed);
-        assert!(stood.ttl <= Duration::from_millis(50), "time left {:?}", stood.ttl);
+        assert!(
+            stood.ttl <= Duration::from_millis(50),
+            "time left {:?}",
+            stood.ttl
+        );
         tokio::time::sleep(Duration::from_millis(80)).await;
         assert_eq!(
-            hot.claim(&id("k"), &tentative(3), LONG).await.unwrap().map(|c| c.entry),
+            hot.claim(&id("k"), &tentative(3), LONG)
+                .await
+                .unwrap()
+                .map(|c| c.entry),
             None
         );
     }
@@ -292,7 +317,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            hot.claim(&id("k"), &tentative(9), LONG).await.unwrap().map(|c| c.entry),
+            hot.claim(&id("k"), &tentative(9), LONG)
+                .await
+                .unwrap()
+                .map(|c| c.entry),
             Some(tentative(1))
         );
 
@@ -300,7 +328,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            hot.claim(&id("k"), &tentative(9), LONG).await.unwrap().map(|c| c.entry),
+            hot.claim(&id("k"), &tentative(9), LONG)
+                .await
+                .unwrap()
+                .map(|c| c.entry),
             Some(confirmed.clone())
         );
 
@@ -310,11 +341,17 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            hot.claim(&id("k"), &tentative(5), LONG).await.unwrap().map(|c| c.entry),
+            hot.claim(&id("k"), &tentative(5), LONG)
+                .await
+                .unwrap()
+                .map(|c| c.entry),
             None
         );
         assert_eq!(
-            hot.claim(&id("gone"), &tentative(6), LONG).await.unwrap().map(|c| c.entry),
+            hot.claim(&id("gone"), &tentative(6), LONG)
+                .await
+                .unwrap()
+                .map(|c| c.entry),
             None
         );
     }
@@ -326,7 +363,10 @@ mod tests {
         hot.remove(&id("k")).await.unwrap();
         hot.remove(&id("never-written")).await.unwrap();
         assert_eq!(
-            hot.claim(&id("k"), &tentative(2), LONG).await.unwrap().map(|c| c.entry),
+            hot.claim(&id("k"), &tentative(2), LONG)
+                .await
+                .unwrap()
+                .map(|c| c.entry),
             None
         );
     }

@@ -6,8 +6,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    BoundedDuration, ClaimAnswer, Claimant, FencingToken, Fingerprint, IdempotencyKey, Namespace, Outcome,
-    Record, RecordId, RecordState, Tier, ValidationError,
+    BoundedDuration, ClaimAnswer, Claimant, FencingToken, Fingerprint, IdempotencyKey, Namespace,
+    Outcome, Record, RecordId, RecordState, Tier, ValidationError,
 };
 use crate::engine::{ClaimCommand, CompleteCommand, Limits};
 use crate::proto;

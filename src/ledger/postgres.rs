@@ -682,7 +682,9 @@ impl Standing {
         let lease_expires_at = self.record.lease_expires_at.filter(|at| *at > self.now)?;
         let own = self.record.state == RecordState::InProgress
             && claim.claimant.matches(&self.claimant)
-            && claim.fingerprint.is_compatible_with(&self.record.fingerprint);
+            && claim
+                .fingerprint
+                .is_compatible_with(&self.record.fingerprint);
         own.then(|| ClaimDecision::Acquired {
             token: FencingToken::new(self.token as u64),
             lease_expires_at,
