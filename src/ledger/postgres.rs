@@ -5,6 +5,18 @@
 //! the commit). The claim is a single `INSERT … ON CONFLICT DO UPDATE … WHERE`: the
 //! conflict arm is the compare-and-set takeover of an expired lease, evaluated under
 //! the row lock against the latest committed row and `now()`, the database clock.
+//!
+//! **A connection that fails under a statement** (a proxy or PgBouncer restarted, a
+//! failover, a cut network) costs no request once the database answers again: the
+//! statement runs once more on another connection — one the pool pings before handing
+//! it out, or a new one — and every kept writer connection last checked before the
+//! failure is checked before its next batch. Running a statement twice is safe for
+//! every statement here, even when the first run committed and only its reply was
+//! lost: a claim finds the row it wrote by its claimant and is answered `Acquired`
+//! with that row's token; a completion finds its own completion by its token; an
+//! extension sets the same lease again; reads and cleanup change nothing twice; and a
+//! release that already happened reports "not the holder", as SPEC rule 2 has it for
+//! a retried Release.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -174,6 +186,8 @@ struct WriterConnections {
     pool: PgPool,
     check_after: Duration,
     idle: std::sync::Mutex<Vec<KeptConnection>>,
+    /// When a connection last failed under a batch.
+    failed_at: std::sync::Mutex<Option<Instant>>,
 }
 
 /// A writer's connection between batches.
@@ -193,14 +207,35 @@ impl WriterConnections {
             pool,
             check_after,
             idle: std::sync::Mutex::new(Vec::new()),
+            failed_at: std::sync::Mutex::new(None),
         })
+    }
+
+    /// A connection failed under a batch: every kept connection last checked before
+    /// now is suspect, and is checked before its next batch.
+    fn saw_connection_fail(&self) {
+        *self
+            .failed_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
+    }
+
+    /// Whether `kept` must be checked before use: checked too long ago, or before a
+    /// connection was last seen failing.
+    fn needs_check(&self, kept: &KeptConnection) -> bool {
+        let failed_at = *self
+            .failed_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        kept.checked_at.elapsed() >= self.check_after
+            || failed_at.is_some_and(|failed_at| kept.checked_at <= failed_at)
     }
 
     /// A connection kept from an earlier batch, or a new one from the pool.
     async fn take(&self) -> Result<KeptConnection, LedgerError> {
         let kept = self.idle_list().pop();
         if let Some(mut kept) = kept {
-            if kept.checked_at.elapsed() < self.check_after {
+            if !self.needs_check(&kept) {
                 return Ok(kept);
             }
             let alive = if kept.connection.cached_statements_size() > 0 {
@@ -275,12 +310,13 @@ impl PostgresLedger {
     }
 
     async fn read(&self, id: &RecordId) -> Result<Option<(Record, DateTime<Utc>)>, LedgerError> {
-        let row = sqlx::query(SELECT_RECORD)
-            .bind(id.namespace.as_str())
-            .bind(id.key.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(classify)?;
+        let row = once_more_if_the_connection_fails(|| {
+            sqlx::query(SELECT_RECORD)
+                .bind(id.namespace.as_str())
+                .bind(id.key.as_str())
+                .fetch_optional(&self.pool)
+        })
+        .await?;
         row.map(|row| {
             let now: DateTime<Utc> = row.try_get("db_now").map_err(internal)?;
             Ok((record_from_row(&row)?, now))
@@ -356,18 +392,35 @@ where
     let run_on_kept = move |mut batch: Vec<Req>| {
         let connections = connections.clone();
         async move {
-            let outcome = match connections.take().await {
-                Ok(mut kept) => {
-                    let outcome = run(&mut kept.connection, &mut batch).await;
-                    connections.keep(kept, &outcome);
-                    outcome
-                }
-                Err(error) => Err(error),
-            };
+            let mut outcome = run_once(&connections, run, &mut batch).await;
+            if let Err(error) = &outcome
+                && lost_connection(error)
+            {
+                // Safe to run again even if the first run committed (module docs).
+                tracing::info!(
+                    op, error = %crate::telemetry::chain(error),
+                    "a ledger connection failed under a batch; running it again on another"
+                );
+                connections.saw_connection_fail();
+                outcome = run_once(&connections, run, &mut batch).await;
+            }
             (batch, outcome)
         }
     };
     Batcher::spawn(op, writers, MAX_BATCH, run_on_kept, undelivered)
+}
+
+/// Runs `batch` on a kept (or new) connection, and keeps the connection for the next
+/// batch unless it may be broken.
+async fn run_once<Req, Resp>(
+    connections: &WriterConnections,
+    run: RunBatch<Req, Resp>,
+    batch: &mut [Req],
+) -> BatchOutcome<Resp> {
+    let mut kept = connections.take().await?;
+    let outcome = run(&mut kept.connection, batch).await;
+    connections.keep(kept, &outcome);
+    outcome
 }
 
 /// The batch writers for claims and completions, spawned on the current runtime.
@@ -446,15 +499,16 @@ impl Ledger for PostgresLedger {
         let Some(token) = db_token(token) else {
             return Ok(None);
         };
-        let row = sqlx::query(EXTEND_LEASE)
-            .bind(id.namespace.as_str())
-            .bind(id.key.as_str())
-            .bind(token)
-            .bind(micros(lease))
-            .bind(micros(abandon_after))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(classify)?;
+        let row = once_more_if_the_connection_fails(|| {
+            sqlx::query(EXTEND_LEASE)
+                .bind(id.namespace.as_str())
+                .bind(id.key.as_str())
+                .bind(token)
+                .bind(micros(lease))
+                .bind(micros(abandon_after))
+                .fetch_optional(&self.pool)
+        })
+        .await?;
         row.map(|row| {
             Ok(ExtendedLease {
                 lease_expires_at: row.try_get("lease_expires_at").map_err(internal)?,
@@ -470,24 +524,26 @@ impl Ledger for PostgresLedger {
     }
 
     async fn purge_expired(&self, limit: u32) -> Result<u64, LedgerError> {
-        let done = sqlx::query(PURGE_EXPIRED)
-            .bind(i64::from(limit))
-            .execute(&self.pool)
-            .await
-            .map_err(classify)?;
+        let done = once_more_if_the_connection_fails(|| {
+            sqlx::query(PURGE_EXPIRED)
+                .bind(i64::from(limit))
+                .execute(&self.pool)
+        })
+        .await?;
         Ok(done.rows_affected())
     }
 }
 
 /// Deletes the in-progress claim held by `token`; `false`: not the holder.
 async fn release(pool: &PgPool, id: &RecordId, token: i64) -> Result<bool, LedgerError> {
-    let done = sqlx::query(RELEASE)
-        .bind(id.namespace.as_str())
-        .bind(id.key.as_str())
-        .bind(token)
-        .execute(pool)
-        .await
-        .map_err(classify)?;
+    let done = once_more_if_the_connection_fails(|| {
+        sqlx::query(RELEASE)
+            .bind(id.namespace.as_str())
+            .bind(id.key.as_str())
+            .bind(token)
+            .execute(pool)
+    })
+    .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -850,6 +906,44 @@ fn record_from_row(row: &PgRow) -> Result<Record, LedgerError> {
 
 fn fingerprint_from_row(row: &PgRow) -> Result<Fingerprint, LedgerError> {
     stored_fingerprint(row.try_get("fingerprint").map_err(internal)?)
+}
+
+/// Whether `error` is a connection that failed (`connection_failed`), as opposed to a
+/// statement the database refused or a pool with no connection to give.
+fn lost_connection(error: &LedgerError) -> bool {
+    matches!(error, LedgerError::Unavailable(_))
+        && std::error::Error::source(error)
+            .and_then(|cause| cause.downcast_ref::<sqlx::Error>())
+            .is_some_and(connection_failed)
+}
+
+/// Whether the connection under a statement failed: it broke, or the server ended it
+/// (an administrator, a shutdown, a crash) or never had it (a connection exception).
+fn connection_failed(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P0")),
+        _ => false,
+    }
+}
+
+/// Runs one statement on a pooled connection and, if the connection failed under it,
+/// once more on another (the pool pings what it hands out): see the module docs for
+/// why that is safe for every statement here.
+async fn once_more_if_the_connection_fails<T, F, Fut>(statement: F) -> Result<T, LedgerError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T, sqlx::Error>>,
+{
+    match statement().await {
+        Err(error) if connection_failed(&error) => {
+            tracing::info!(%error, "a ledger connection failed under a statement; running it again on another");
+            statement().await.map_err(classify)
+        }
+        result => result.map_err(classify),
+    }
 }
 
 /// Sorts sqlx errors into "unreachable, retry" and "unexpected".

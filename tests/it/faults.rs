@@ -384,3 +384,87 @@ async fn a_claim_that_commits_after_its_caller_gave_up_is_released_not_left_held
     let retry = claim(&mut client, "slow", "stuck").await;
     assert_eq!(outcome(&retry), Outcome::Acquired);
 }
+
+/// A blip — a proxy or PgBouncer restarted, a failover — kills every open ledger
+/// connection while the sidecar is busy. Once the database answers again, not one
+/// request fails: a statement whose connection failed runs once more on another, and
+/// kept connections last checked before the failure are checked before their next
+/// batch. Three blips, each followed at once by every kind of ledger call at the same
+/// time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_blip_not_one_request_fails_once_the_database_answers_again() {
+    let db = TestDatabase::create().await;
+    let proxy = TcpProxy::start(postgres_addr()).await;
+    let app = TestApp::spawn(AppConfig {
+        database_url: db.url_through(proxy.addr),
+        redis_url: shared_redis_url(),
+        key_prefix: unique("onceward-test:") + ":",
+        // Two writers per kind: two kept connections each, both stale after a blip.
+        extra_args: vec!["--ledger-batch-writers=2".to_owned()],
+    })
+    .await;
+
+    let mut calls = 0;
+    for blip in 0..3 {
+        // Held claims for this round's releases and extensions, written before the
+        // blip so their connections are among those it kills.
+        let mut held = Vec::new();
+        for i in 0..8 {
+            let key = format!("held-{blip}-{i}");
+            let claimed = claim(&mut app.client.clone(), "blip", &key).await;
+            assert_eq!(outcome(&claimed), Outcome::Acquired);
+            held.push((key, claimed.fencing_token));
+        }
+
+        proxy.cut();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        proxy.restore();
+
+        let mut work = tokio::task::JoinSet::new();
+        for i in 0..16 {
+            let mut client = app.client.clone();
+            work.spawn(async move {
+                let key = format!("new-{blip}-{i}");
+                let claimed = client
+                    .claim(claim_request("blip", &key, b"", None))
+                    .await
+                    .map_err(|status| format!("claim {key}: {status:?}"))?
+                    .into_inner();
+                assert_eq!(outcome(&claimed), Outcome::Acquired);
+                complete(&mut client, "blip", &key, claimed.fencing_token, b"r")
+                    .await
+                    .map_err(|status| format!("complete {key}: {status:?}"))?;
+                Ok::<_, String>(2)
+            });
+        }
+        for (i, (key, token)) in held.into_iter().enumerate() {
+            let mut client = app.client.clone();
+            work.spawn(async move {
+                if i % 2 == 0 {
+                    release(&mut client, "blip", &key, token)
+                        .await
+                        .map_err(|status| format!("release {key}: {status:?}"))?;
+                } else {
+                    extend(&mut client, "blip", &key, token, Duration::from_secs(30))
+                        .await
+                        .map_err(|status| format!("extend {key}: {status:?}"))?;
+                }
+                client
+                    .lookup(onceward::proto::LookupRequest {
+                        namespace: "blip".to_owned(),
+                        key: key.clone(),
+                    })
+                    .await
+                    .map_err(|status| format!("lookup {key}: {status:?}"))?;
+                Ok(2)
+            });
+        }
+        while let Some(done) = work.join_next().await {
+            match done.expect("no panic") {
+                Ok(count) => calls += count,
+                Err(failed) => panic!("after blip {blip}, a request failed: {failed}"),
+            }
+        }
+    }
+    assert_eq!(calls, 3 * (16 * 2 + 8 * 2));
+}
