@@ -1,0 +1,254 @@
+//! The claim batch: the first claim of each key in one upsert, the rows that stood
+//! read back in one select, and the rest (repeated keys, rows that changed in
+//! between) in further rounds; and the release of a claim that committed after its
+//! caller gave up.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::postgres::{PgConnection, PgPool};
+
+use super::sql::{CLAIM_BATCH, SELECT_RECORDS};
+use super::{
+    classify, fetch_all_retrying, fingerprint_from_row, key_order, record_from_row, release,
+};
+use crate::domain::{FencingToken, Record, RecordId, RecordState};
+use crate::ledger::batcher::BatchOutcome;
+use crate::ledger::{ClaimDecision, LedgerError, NewClaim, db_token, internal, micros};
+
+/// How many times a claim re-reads when the row it conflicted with changed under it
+/// (released, deleted, or its lease ran out between two statements).
+const CLAIM_ATTEMPTS: usize = 4;
+
+/// Releases a claim that committed after its caller gave up (its ledger timeout fired,
+/// or its RPC was cancelled, while the batch ran): the caller was told UNAVAILABLE or
+/// nothing, so nobody holds the claim, and without this its key would answer
+/// IN_PROGRESS until the lease ran out (SPEC rule 5: never a claim in limbo). If this
+/// fails too, the lease runs out as it would have.
+pub(super) async fn release_unheld_claim(pool: PgPool, id: RecordId, token: FencingToken) {
+    let Some(db_token) = db_token(token) else {
+        return;
+    };
+    match release(&pool, &id, db_token).await {
+        Ok(released) => tracing::info!(
+            %id, token = token.get(), released,
+            "a claim committed after its caller gave up; released it"
+        ),
+        Err(error) => tracing::warn!(
+            %id, token = token.get(), error = %crate::telemetry::chain(&error),
+            "a claim committed after its caller gave up and could not be released; \
+             its lease will run out"
+        ),
+    }
+}
+
+/// Runs one batch of claims: the first claim of each key in one upsert, the rows
+/// that stood read back in one select, and the rest (repeated keys, rows that changed
+/// in between) in further rounds.
+pub(super) async fn claim_batch(
+    connection: &mut PgConnection,
+    claims: &[NewClaim],
+) -> BatchOutcome<ClaimDecision> {
+    let mut decisions: Vec<Option<ClaimDecision>> = vec![None; claims.len()];
+    let mut last_seen: Vec<Option<ClaimDecision>> = vec![None; claims.len()];
+    if let Err(error) = claim_rounds(connection, claims, &mut decisions, &mut last_seen).await {
+        // A later round failed. What an earlier one decided stands — an acquired claim
+        // is committed, and answering it with the error would leave it held by nobody —
+        // and the rest share the failure.
+        if decisions.iter().all(Option::is_none) {
+            return Err(error);
+        }
+        return Ok(decisions
+            .into_iter()
+            .map(|decided| decided.ok_or_else(|| error.for_another_caller()))
+            .collect());
+    }
+
+    // Contention kept changing a row: report what stood last (the caller retries on
+    // IN_PROGRESS) rather than spin.
+    Ok(decisions
+        .into_iter()
+        .zip(last_seen)
+        .map(|(decided, last_seen)| {
+            decided
+                .or(last_seen)
+                .ok_or_else(|| internal("the claim kept conflicting with a row that vanished"))
+        })
+        .collect())
+}
+
+/// The rounds of `claim_batch`, which record each claim's decision as it is made, and
+/// for a claim that keeps meeting a changing row, what stood last.
+async fn claim_rounds(
+    connection: &mut PgConnection,
+    claims: &[NewClaim],
+    decisions: &mut [Option<ClaimDecision>],
+    last_seen: &mut [Option<ClaimDecision>],
+) -> Result<(), LedgerError> {
+    let mut pending: Vec<usize> = (0..claims.len()).collect();
+    let mut per_key: HashMap<&RecordId, usize> = HashMap::new();
+    for claim in claims {
+        *per_key.entry(&claim.id).or_default() += 1;
+    }
+    let most_repeated = per_key.values().copied().max().unwrap_or(1);
+    let mut rounds_left = CLAIM_ATTEMPTS + most_repeated;
+
+    while !pending.is_empty() && rounds_left > 0 {
+        rounds_left -= 1;
+        // One row per key and statement: an upsert may not touch a row twice.
+        let mut seen = HashSet::new();
+        let (mut round, later): (Vec<usize>, Vec<usize>) =
+            pending.iter().partition(|&&i| seen.insert(&claims[i].id));
+        round.sort_by(|&a, &b| key_order(&claims[a].id).cmp(&key_order(&claims[b].id)));
+
+        let namespaces: Vec<&str> = round
+            .iter()
+            .map(|&i| claims[i].id.namespace.as_str())
+            .collect();
+        let keys: Vec<&str> = round.iter().map(|&i| claims[i].id.key.as_str()).collect();
+        let fingerprints: Vec<&[u8]> = round
+            .iter()
+            .map(|&i| claims[i].fingerprint.as_bytes())
+            .collect();
+        let leases: Vec<i64> = round.iter().map(|&i| micros(claims[i].lease)).collect();
+        let abandon_after: Vec<i64> = round
+            .iter()
+            .map(|&i| micros(claims[i].abandon_after))
+            .collect();
+        let claimants: Vec<&[u8]> = round
+            .iter()
+            .map(|&i| claims[i].claimant.as_bytes())
+            .collect();
+        let rows = fetch_all_retrying(connection, || {
+            sqlx::query(CLAIM_BATCH)
+                .bind(&namespaces)
+                .bind(&keys)
+                .bind(&fingerprints)
+                .bind(&leases)
+                .bind(&abandon_after)
+                .bind(&claimants)
+        })
+        .await?;
+        // Each returned row is a claim of this round that acquired its key, found
+        // in the round by key (it is sorted); the claims left over stood.
+        let mut acquired = vec![false; round.len()];
+        for row in rows {
+            let key = (
+                row.try_get::<&str, _>("namespace").map_err(internal)?,
+                row.try_get::<&str, _>("key").map_err(internal)?,
+            );
+            let position = round
+                .binary_search_by(|&i| key_order(&claims[i].id).cmp(&key))
+                .map_err(|_| internal("the claim batch returned a key it was not sent"))?;
+            acquired[position] = true;
+            let token: i64 = row.try_get("fencing_token").map_err(internal)?;
+            decisions[round[position]] = Some(ClaimDecision::Acquired {
+                token: FencingToken::new(token as u64),
+                lease_expires_at: row.try_get("lease_expires_at").map_err(internal)?,
+                takeover: row.try_get("takeover").map_err(internal)?,
+                fingerprint: fingerprint_from_row(&row)?,
+                now: row.try_get("db_now").map_err(internal)?,
+            });
+        }
+        let stood: Vec<usize> = round
+            .iter()
+            .zip(&acquired)
+            .filter(|(_, acquired)| !**acquired)
+            .map(|(&i, _)| i)
+            .collect();
+
+        // The rows that stood, read in a new statement (a new snapshot): one that was
+        // released, deleted, or whose lease ran out meanwhile is claimed again.
+        let mut retry = Vec::new();
+        if !stood.is_empty() {
+            let standing = read_records(connection, stood.iter().map(|&i| &claims[i].id)).await?;
+            for i in stood {
+                let claim = &claims[i];
+                match standing.get(&claim.id) {
+                    None => retry.push(i),
+                    Some(standing) => {
+                        if let Some(own) = standing.reentered_by(claim) {
+                            decisions[i] = Some(own);
+                            continue;
+                        }
+                        let Standing { record, now, .. } = standing;
+                        let existing = ClaimDecision::Existing {
+                            record: record.clone(),
+                            now: *now,
+                        };
+                        let takeable = record.state == RecordState::InProgress
+                            && record.lease_expires_at.is_some_and(|at| at <= *now)
+                            && claim.fingerprint.is_compatible_with(&record.fingerprint);
+                        if takeable {
+                            last_seen[i] = Some(existing);
+                            retry.push(i);
+                        } else {
+                            decisions[i] = Some(existing);
+                        }
+                    }
+                }
+            }
+        }
+        pending = retry.into_iter().chain(later).collect();
+    }
+    Ok(())
+}
+
+/// A row that stood in a claim's way, as the claim path reads it.
+struct Standing {
+    record: Record,
+    token: i64,
+    claimant: Vec<u8>,
+    /// The database clock when it was read.
+    now: DateTime<Utc>,
+}
+
+impl Standing {
+    /// `Acquired` again, with the same token and lease, if this is a live claim that
+    /// `claim`'s own claimant made (a retry whose first answer was lost) and the
+    /// fingerprints agree; `None` otherwise.
+    fn reentered_by(&self, claim: &NewClaim) -> Option<ClaimDecision> {
+        let lease_expires_at = self.record.lease_expires_at.filter(|at| *at > self.now)?;
+        let own = self.record.state == RecordState::InProgress
+            && claim.claimant.matches(&self.claimant)
+            && claim
+                .fingerprint
+                .is_compatible_with(&self.record.fingerprint);
+        own.then(|| ClaimDecision::Acquired {
+            token: FencingToken::new(self.token as u64),
+            lease_expires_at,
+            takeover: false,
+            fingerprint: self.record.fingerprint.clone(),
+            now: self.now,
+        })
+    }
+}
+
+/// Reads the records of `ids` in one statement, with the database clock.
+async fn read_records<'a>(
+    connection: &mut PgConnection,
+    ids: impl Iterator<Item = &'a RecordId>,
+) -> Result<HashMap<RecordId, Standing>, LedgerError> {
+    let (namespaces, keys): (Vec<&str>, Vec<&str>) = ids
+        .map(|id| (id.namespace.as_str(), id.key.as_str()))
+        .unzip();
+    let rows = sqlx::query(SELECT_RECORDS)
+        .bind(namespaces)
+        .bind(keys)
+        .fetch_all(connection)
+        .await
+        .map_err(classify)?;
+    let mut records = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let record = record_from_row(&row)?;
+        let standing = Standing {
+            token: row.try_get("fencing_token").map_err(internal)?,
+            claimant: row.try_get("claimant").map_err(internal)?,
+            now: row.try_get("db_now").map_err(internal)?,
+            record,
+        };
+        records.insert(standing.record.id.clone(), standing);
+    }
+    Ok(records)
+}

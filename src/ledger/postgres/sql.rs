@@ -1,0 +1,96 @@
+//! The SQL the Postgres ledger runs. The batch statements take a batch's requests as
+//! parallel arrays through `unnest`, so a batch is one statement and one commit; the
+//! rest address one key. Every time is the database's `now()`, the ledger's clock.
+
+// Claims arrive in batches (see `batcher`): one statement inserts every new key and
+// takes over every expired lease in the batch, and commits once. Rows are sorted by
+// key before they are sent, so concurrent batches lock rows in the same order and
+// cannot deadlock each other.
+pub(super) const CLAIM_BATCH: &str = r#"
+INSERT INTO onceward_records AS r
+    (namespace, key, state, fingerprint, fencing_token, created_at, lease_expires_at,
+     expires_at, claimant)
+SELECT c.namespace, c.key, 1, c.fingerprint, nextval('onceward_fencing_tokens'), now(),
+       now() + c.lease * interval '1 microsecond',
+       now() + (c.lease + c.abandon_after) * interval '1 microsecond',
+       c.claimant
+FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bigint[], $5::bigint[], $6::bytea[])
+     AS c(namespace, key, fingerprint, lease, abandon_after, claimant)
+ON CONFLICT (namespace, key) DO UPDATE
+    SET fencing_token = EXCLUDED.fencing_token,
+        fingerprint = CASE WHEN octet_length(EXCLUDED.fingerprint) = 0
+                           THEN r.fingerprint ELSE EXCLUDED.fingerprint END,
+        lease_expires_at = EXCLUDED.lease_expires_at,
+        expires_at = EXCLUDED.expires_at,
+        claimant = EXCLUDED.claimant
+    WHERE r.state = 1
+      AND r.lease_expires_at <= now()
+      AND (octet_length(r.fingerprint) = 0
+           OR octet_length(EXCLUDED.fingerprint) = 0
+           OR r.fingerprint = EXCLUDED.fingerprint)
+RETURNING r.namespace, r.key, r.fencing_token, r.fingerprint, r.lease_expires_at,
+          r.created_at < now() AS takeover, now() AS db_now
+"#;
+
+// The claim path's read of the rows that stood: with the token and claimant, which
+// never leave the ledger except to the claimant that holds them.
+pub(super) const SELECT_RECORDS: &str = r#"
+SELECT namespace, key, state, fingerprint, response, created_at, completed_at,
+       lease_expires_at, expires_at, fencing_token, claimant, now() AS db_now
+FROM onceward_records
+WHERE (namespace, key) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+"#;
+
+pub(super) const COMPLETE_BATCH: &str = r#"
+UPDATE onceward_records r
+SET state = 2, response = c.response, completed_at = now(), lease_expires_at = NULL,
+    expires_at = now() + c.retention * interval '1 microsecond'
+FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bytea[], $5::bigint[])
+     WITH ORDINALITY AS c(namespace, key, fencing_token, response, retention, position)
+WHERE r.namespace = c.namespace AND r.key = c.key
+  AND r.fencing_token = c.fencing_token AND r.state = 1
+RETURNING c.position, r.fingerprint, r.completed_at, r.expires_at, now() AS db_now
+"#;
+
+pub(super) const SELECT_RECORD: &str = r#"
+SELECT namespace, key, state, fingerprint, response, created_at, completed_at,
+       lease_expires_at, expires_at, now() AS db_now
+FROM onceward_records
+WHERE namespace = $1 AND key = $2
+"#;
+
+pub(super) const COMPLETED_BY_TOKEN: &str = r#"
+SELECT fingerprint, response, completed_at, expires_at, now() AS db_now
+FROM onceward_records
+WHERE namespace = $1 AND key = $2 AND fencing_token = $3 AND state = 2
+"#;
+
+pub(super) const RELEASE: &str = r#"
+DELETE FROM onceward_records
+WHERE namespace = $1 AND key = $2 AND fencing_token = $3 AND state = 1
+"#;
+
+pub(super) const EXTEND_LEASE: &str = r#"
+UPDATE onceward_records
+SET lease_expires_at = now() + $4 * interval '1 microsecond',
+    expires_at = GREATEST(expires_at, now() + ($4 + $5) * interval '1 microsecond')
+WHERE namespace = $1 AND key = $2 AND fencing_token = $3 AND state = 1
+RETURNING lease_expires_at, fingerprint, now() AS db_now
+"#;
+
+// Row locks taken by claims are skipped, not waited for, so cleanup never blocks a
+// claim for longer than one small batch's delete, and cleaners in many sidecars each
+// take different rows.
+pub(super) const PURGE_EXPIRED: &str = r#"
+WITH doomed AS (
+    SELECT namespace, key
+    FROM onceward_records
+    WHERE expires_at <= now() AND (state = 2 OR lease_expires_at <= now())
+    ORDER BY expires_at
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM onceward_records r
+USING doomed d
+WHERE r.namespace = d.namespace AND r.key = d.key
+"#;

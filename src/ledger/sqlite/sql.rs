@@ -1,0 +1,69 @@
+//! The SQL the SQLite ledger runs. Times are bound as Unix microseconds from the
+//! ledger's clock, read inside the write transaction; SQLite's own clock is never read.
+
+pub(super) const SELECT_RECORD: &str = r#"
+SELECT namespace, key, state, fingerprint, fencing_token, response, created_at,
+       completed_at, lease_expires_at, expires_at, claimant
+FROM onceward_records
+WHERE namespace = ?1 AND key = ?2
+"#;
+
+/// SQLite has no sequences; this row is one, bumped inside the claim's transaction.
+pub(super) const NEXT_TOKEN: &str = r#"
+UPDATE onceward_fencing_tokens SET last_value = last_value + 1 WHERE id = 1
+RETURNING last_value
+"#;
+
+pub(super) const INSERT_CLAIM: &str = r#"
+INSERT INTO onceward_records
+    (namespace, key, state, fingerprint, fencing_token, created_at, lease_expires_at,
+     expires_at, claimant)
+VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?7, ?8)
+"#;
+
+/// The compare-and-set on the old token: the write lock already makes the read and
+/// this write atomic, the `WHERE` restates the takeover rule so it cannot drift.
+pub(super) const TAKE_OVER: &str = r#"
+UPDATE onceward_records
+SET fencing_token = ?4, fingerprint = ?5, lease_expires_at = ?6, expires_at = ?7,
+    claimant = ?9
+WHERE namespace = ?1 AND key = ?2 AND fencing_token = ?3 AND state = 1
+  AND lease_expires_at <= ?8
+"#;
+
+pub(super) const COMPLETE: &str = r#"
+UPDATE onceward_records
+SET state = 2, response = ?4, completed_at = ?5, lease_expires_at = NULL, expires_at = ?6
+WHERE namespace = ?1 AND key = ?2 AND fencing_token = ?3 AND state = 1
+RETURNING fingerprint, response, completed_at, expires_at
+"#;
+
+pub(super) const COMPLETED_BY_TOKEN: &str = r#"
+SELECT fingerprint, response, completed_at, expires_at
+FROM onceward_records
+WHERE namespace = ?1 AND key = ?2 AND fencing_token = ?3 AND state = 2
+"#;
+
+pub(super) const RELEASE: &str = r#"
+DELETE FROM onceward_records
+WHERE namespace = ?1 AND key = ?2 AND fencing_token = ?3 AND state = 1
+"#;
+
+pub(super) const EXTEND_LEASE: &str = r#"
+UPDATE onceward_records
+SET lease_expires_at = ?4, expires_at = max(expires_at, ?5)
+WHERE namespace = ?1 AND key = ?2 AND fencing_token = ?3 AND state = 1
+RETURNING lease_expires_at, fingerprint
+"#;
+
+// One writer at a time already, so no SKIP LOCKED is needed: each batch is one short
+// write transaction in the queue with the claims.
+pub(super) const PURGE_EXPIRED: &str = r#"
+DELETE FROM onceward_records
+WHERE (namespace, key) IN (
+    SELECT namespace, key FROM onceward_records
+    WHERE expires_at <= ?1 AND (state = 2 OR lease_expires_at <= ?1)
+    ORDER BY expires_at
+    LIMIT ?2
+)
+"#;
