@@ -40,7 +40,7 @@ impl Drop for Unanswered {
         };
         let (ledger, hot) = (self.ledger.clone(), self.hot.clone());
         tokio::spawn(async move {
-            if let Ok(true) = ledger.release(&id, token).await {
+            if let Ok(true) = ledger.release_unheld(&id, token).await {
                 let _ = hot.remove(&id).await;
                 tracing::info!(%id, token = token.get(), "released a claim whose caller went away before its answer");
             }

@@ -10,7 +10,10 @@
 //! Every claim is stored with its claimant. A claim that meets a live claim stored
 //! with the same claimant (and a compatible fingerprint) is `Acquired` again with the
 //! same token and lease: the retry of a Claim whose reply was lost, or of a ledger
-//! statement whose connection failed after it committed.
+//! statement whose connection failed after it committed. Handing a claim back marks
+//! it (`reentered`), in the same statement or transaction that decides it, and a
+//! claim whose first caller gave up is only released while unmarked
+//! ([`Ledger::release_unheld`]): the retry and the release never both win.
 
 mod batcher;
 pub mod postgres;
@@ -147,6 +150,13 @@ pub trait Ledger: Send + Sync + 'static {
 
     /// Deletes the in-progress claim held by `token`. `false`: not the holder.
     async fn release(&self, id: &RecordId, token: FencingToken) -> Result<bool, LedgerError>;
+
+    /// Deletes the in-progress claim held by `token` unless it was handed back to its
+    /// claimant (`Acquired` again for a retry): the release of a claim that committed
+    /// after its caller gave up. Once the claimant has it back, somebody holds it, so
+    /// the two can never both win. `false`: nothing deleted.
+    async fn release_unheld(&self, id: &RecordId, token: FencingToken)
+    -> Result<bool, LedgerError>;
 
     /// Sets the lease of the claim held by `token` to now + `lease`. `None`: not the holder.
     async fn extend_lease(

@@ -197,6 +197,12 @@ async fn a_thousand_operations_take_effect_exactly_once_through_every_fault() {
         &metrics,
         &mut problems,
     );
+    if tally.lost_acquired.other_token_within_lease > 0 {
+        problems.push(format!(
+            "{} lost ACQUIRED answers were not given back to their claimant while their lease ran",
+            tally.lost_acquired.other_token_within_lease
+        ));
+    }
     let failed_on_purpose = calls.iter().filter(|c| c.failed_on_purpose).count() as u64;
     let declined = tally
         .events
@@ -458,6 +464,23 @@ fn summary(
     for (event, n) in &tally.events {
         let _ = writeln!(out, "  {event:<55} {n}");
     }
+    let lost = &tally.lost_acquired;
+    let mut waits = lost.same_token.clone();
+    waits.sort();
+    let ms = |at: f64| {
+        let index = ((waits.len() as f64 - 1.0) * at).round() as usize;
+        waits.get(index).map_or(0, Duration::as_millis)
+    };
+    let _ = writeln!(
+        out,
+        "lost ACQUIRED answers: {} given back to their claimant with the same token (waited p50 {} ms, max {} ms; the lease is {}), {} given another token within the lease, {} outlived their lease",
+        lost.same_token.len(),
+        ms(0.5),
+        ms(1.0),
+        fleet::DEFAULT_LEASE,
+        lost.other_token_within_lease,
+        lost.outlived_its_lease
+    );
     let _ = writeln!(out, "claim outcomes (workers saw / sidecars counted):");
     for (outcome, tier, seen, counted) in claims_seen_and_counted(tally, metrics) {
         if seen + counted > 0 {

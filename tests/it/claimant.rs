@@ -185,3 +185,74 @@ async fn claims_are_counted_by_namespace_and_attempt() {
         "{metrics}"
     );
 }
+
+/// Both ledgers, driven directly: the claimant's retry and the release of a claim that
+/// committed after its first caller gave up must never both win. Once a claim was
+/// handed back to its claimant, somebody holds it, and the release leaves it alone.
+mod ledger_contract {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use onceward::domain::{Claimant, Fingerprint, IdempotencyKey, Namespace, RecordId};
+    use onceward::ledger::{ClaimDecision, Ledger, NewClaim, SqliteLedger};
+
+    use crate::harness::TestDatabase;
+
+    fn new_claim(key: &str, claimant: &Claimant) -> NewClaim {
+        NewClaim {
+            id: RecordId {
+                namespace: Namespace::try_from("claimant".to_owned()).unwrap(),
+                key: IdempotencyKey::try_from(key.to_owned()).unwrap(),
+            },
+            fingerprint: Fingerprint::default(),
+            lease: Duration::from_secs(30),
+            abandon_after: Duration::from_secs(3600),
+            claimant: claimant.clone(),
+        }
+    }
+
+    async fn acquired(ledger: &dyn Ledger, claim: &NewClaim) -> onceward::domain::FencingToken {
+        match ledger.claim(claim).await.unwrap() {
+            ClaimDecision::Acquired { token, .. } => token,
+            other => panic!("expected Acquired, got {other:?}"),
+        }
+    }
+
+    async fn an_unheld_claim_is_released_unless_its_claimant_has_it_back(ledger: Arc<dyn Ledger>) {
+        // Nobody came back for this one: released.
+        let alone = new_claim("alone", &Claimant::random());
+        let token = acquired(&*ledger, &alone).await;
+        assert!(ledger.release_unheld(&alone.id, token).await.unwrap());
+        assert!(ledger.lookup(&alone.id).await.unwrap().is_none());
+
+        // Its claimant's retry got it back first: it stays held.
+        let claimant = Claimant::random();
+        let first = new_claim("retried", &claimant);
+        let token = acquired(&*ledger, &first).await;
+        assert_eq!(
+            acquired(&*ledger, &first).await,
+            token,
+            "the same claim back"
+        );
+        assert!(!ledger.release_unheld(&first.id, token).await.unwrap());
+        assert!(ledger.lookup(&first.id).await.unwrap().is_some());
+        // Its holder can still release it as usual.
+        assert!(ledger.release(&first.id, token).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn on_postgres() {
+        let db = TestDatabase::create().await;
+        an_unheld_claim_is_released_unless_its_claimant_has_it_back(db.ledger().await).await;
+    }
+
+    #[tokio::test]
+    async fn on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        let ledger = SqliteLedger::connect(path.to_str().unwrap(), &Default::default())
+            .await
+            .unwrap();
+        an_unheld_claim_is_released_unless_its_claimant_has_it_back(Arc::new(ledger)).await;
+    }
+}

@@ -9,9 +9,9 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgPool};
 
-use super::sql::{CLAIM_BATCH, SELECT_RECORDS};
+use super::sql::{CLAIM_BATCH, MARK_REENTERED, RELEASE_UNHELD, SELECT_RECORDS};
 use super::{
-    classify, fetch_all_retrying, fingerprint_from_row, key_order, record_from_row, release,
+    classify, delete_claim, fetch_all_retrying, fingerprint_from_row, key_order, record_from_row,
 };
 use crate::domain::{FencingToken, Record, RecordId, RecordState};
 use crate::ledger::batcher::BatchOutcome;
@@ -24,13 +24,14 @@ const CLAIM_ATTEMPTS: usize = 4;
 /// Releases a claim that committed after its caller gave up (its ledger timeout fired,
 /// or its RPC was cancelled, while the batch ran): the caller was told UNAVAILABLE or
 /// nothing, so nobody holds the claim, and without this its key would answer
-/// IN_PROGRESS until the lease ran out (SPEC rule 5: never a claim in limbo). If this
-/// fails too, the lease runs out as it would have.
+/// IN_PROGRESS until the lease ran out (SPEC rule 5: never a claim in limbo). Unless
+/// the caller's retry already had it back through its claimant: then it is held, and
+/// stays. If this fails too, the lease runs out as it would have.
 pub(super) async fn release_unheld_claim(pool: PgPool, id: RecordId, token: FencingToken) {
     let Some(db_token) = db_token(token) else {
         return;
     };
-    match release(&pool, &id, db_token).await {
+    match delete_claim(&pool, RELEASE_UNHELD, &id, db_token).await {
         Ok(released) => tracing::info!(
             %id, token = token.get(), released,
             "a claim committed after its caller gave up; released it"
@@ -161,6 +162,7 @@ async fn claim_rounds(
         // The rows that stood, read in a new statement (a new snapshot): one that was
         // released, deleted, or whose lease ran out meanwhile is claimed again.
         let mut retry = Vec::new();
+        let mut reentries = Vec::new();
         if !stood.is_empty() {
             let standing = read_records(connection, stood.iter().map(|&i| &claims[i].id)).await?;
             for i in stood {
@@ -169,7 +171,7 @@ async fn claim_rounds(
                     None => retry.push(i),
                     Some(standing) => {
                         if let Some(own) = standing.reentered_by(claim) {
-                            decisions[i] = Some(own);
+                            reentries.push((i, own));
                             continue;
                         }
                         let Standing { record, now, .. } = standing;
@@ -190,9 +192,65 @@ async fn claim_rounds(
                 }
             }
         }
+        retry.extend(mark_reentered(connection, claims, reentries, decisions).await?);
         pending = retry.into_iter().chain(later).collect();
     }
     Ok(())
+}
+
+/// Hands claims back to their claimants: marks each row (so no release of an unheld
+/// claim deletes it afterwards, see `RELEASE_UNHELD`) and records the decision. Returns
+/// the claims whose row changed since it was read, to be decided again.
+async fn mark_reentered(
+    connection: &mut PgConnection,
+    claims: &[NewClaim],
+    mut reentries: Vec<(usize, ClaimDecision)>,
+    decisions: &mut [Option<ClaimDecision>],
+) -> Result<Vec<usize>, LedgerError> {
+    if reentries.is_empty() {
+        return Ok(Vec::new());
+    }
+    reentries.sort_by(|(a, _), (b, _)| key_order(&claims[*a].id).cmp(&key_order(&claims[*b].id)));
+    let mut namespaces = Vec::with_capacity(reentries.len());
+    let mut keys = Vec::with_capacity(reentries.len());
+    let mut tokens = Vec::with_capacity(reentries.len());
+    for (i, own) in &reentries {
+        let ClaimDecision::Acquired { token, .. } = own else {
+            return Err(internal("a claim handed back is not acquired"));
+        };
+        namespaces.push(claims[*i].id.namespace.as_str());
+        keys.push(claims[*i].id.key.as_str());
+        tokens.push(token.get() as i64);
+    }
+    let rows = fetch_all_retrying(connection, || {
+        sqlx::query(MARK_REENTERED)
+            .bind(&namespaces)
+            .bind(&keys)
+            .bind(&tokens)
+    })
+    .await?;
+    let mut marked = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let key = (
+            row.try_get::<String, _>("namespace").map_err(internal)?,
+            row.try_get::<String, _>("key").map_err(internal)?,
+        );
+        let now: DateTime<Utc> = row.try_get("db_now").map_err(internal)?;
+        marked.insert(key, now);
+    }
+    let mut changed = Vec::new();
+    for (i, mut own) in reentries {
+        let id = &claims[i].id;
+        let key = (id.namespace.as_str().to_owned(), id.key.as_str().to_owned());
+        match (marked.get(&key), &mut own) {
+            (Some(marked_at), ClaimDecision::Acquired { now, .. }) => {
+                *now = *marked_at;
+                decisions[i] = Some(own);
+            }
+            _ => changed.push(i),
+        }
+    }
+    Ok(changed)
 }
 
 /// A row that stood in a claim's way, as the claim path reads it.

@@ -35,7 +35,7 @@ use sqlx::query::Query;
 use sqlx::{ConnectOptions, Row};
 
 use self::complete::PendingCompletion;
-use self::sql::{EXTEND_LEASE, PURGE_EXPIRED, RELEASE, SELECT_RECORD};
+use self::sql::{EXTEND_LEASE, PURGE_EXPIRED, RELEASE, RELEASE_UNHELD, SELECT_RECORD};
 use self::writers::batch_writers;
 use super::batcher::Batcher;
 use super::{
@@ -186,7 +186,18 @@ impl Ledger for PostgresLedger {
         let Some(token) = db_token(token) else {
             return Ok(false);
         };
-        release(&self.pool, id, token).await
+        delete_claim(&self.pool, RELEASE, id, token).await
+    }
+
+    async fn release_unheld(
+        &self,
+        id: &RecordId,
+        token: FencingToken,
+    ) -> Result<bool, LedgerError> {
+        let Some(token) = db_token(token) else {
+            return Ok(false);
+        };
+        delete_claim(&self.pool, RELEASE_UNHELD, id, token).await
     }
 
     async fn extend_lease(
@@ -234,10 +245,16 @@ impl Ledger for PostgresLedger {
     }
 }
 
-/// Deletes the in-progress claim held by `token`; `false`: not the holder.
-async fn release(pool: &PgPool, id: &RecordId, token: i64) -> Result<bool, LedgerError> {
+/// Deletes the in-progress claim held by `token` with `statement` (`RELEASE` or
+/// `RELEASE_UNHELD`); `false`: nothing deleted.
+async fn delete_claim(
+    pool: &PgPool,
+    statement: &'static str,
+    id: &RecordId,
+    token: i64,
+) -> Result<bool, LedgerError> {
     let done = once_more_if_the_connection_fails(|| {
-        sqlx::query(RELEASE)
+        sqlx::query(statement)
             .bind(id.namespace.as_str())
             .bind(id.key.as_str())
             .bind(token)

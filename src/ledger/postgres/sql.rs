@@ -22,7 +22,8 @@ ON CONFLICT (namespace, key) DO UPDATE
                            THEN r.fingerprint ELSE EXCLUDED.fingerprint END,
         lease_expires_at = EXCLUDED.lease_expires_at,
         expires_at = EXCLUDED.expires_at,
-        claimant = EXCLUDED.claimant
+        claimant = EXCLUDED.claimant,
+        reentered = false
     WHERE r.state = 1
       AND r.lease_expires_at <= now()
       AND (octet_length(r.fingerprint) = 0
@@ -68,6 +69,24 @@ WHERE namespace = $1 AND key = $2 AND fencing_token = $3 AND state = 2
 pub(super) const RELEASE: &str = r#"
 DELETE FROM onceward_records
 WHERE namespace = $1 AND key = $2 AND fencing_token = $3 AND state = 1
+"#;
+
+// A claim whose caller gave up: released only if its claimant has not had it back.
+pub(super) const RELEASE_UNHELD: &str = r#"
+DELETE FROM onceward_records
+WHERE namespace = $1 AND key = $2 AND fencing_token = $3 AND state = 1 AND NOT reentered
+"#;
+
+// Claims handed back to their claimants, marked so that no release of an unheld claim
+// can delete them afterwards; a row that was released, taken over or ran out of lease
+// since it was read is not marked, and its claim is decided again.
+pub(super) const MARK_REENTERED: &str = r#"
+UPDATE onceward_records r
+SET reentered = true
+FROM unnest($1::text[], $2::text[], $3::bigint[]) AS c(namespace, key, fencing_token)
+WHERE r.namespace = c.namespace AND r.key = c.key AND r.fencing_token = c.fencing_token
+  AND r.state = 1 AND r.lease_expires_at > now()
+RETURNING r.namespace, r.key, now() AS db_now
 "#;
 
 pub(super) const EXTEND_LEASE: &str = r#"

@@ -32,8 +32,8 @@ use sqlx::{Row, Sqlite, Transaction};
 
 use self::rows::{fingerprint_from_row, record_from_row, timestamp};
 use self::sql::{
-    COMPLETE, COMPLETED_BY_TOKEN, EXTEND_LEASE, INSERT_CLAIM, NEXT_TOKEN, PURGE_EXPIRED, RELEASE,
-    SELECT_RECORD, TAKE_OVER,
+    COMPLETE, COMPLETED_BY_TOKEN, EXTEND_LEASE, INSERT_CLAIM, MARK_REENTERED, NEXT_TOKEN,
+    PURGE_EXPIRED, RELEASE, RELEASE_UNHELD, SELECT_RECORD, TAKE_OVER,
 };
 use super::{
     ClaimDecision, CompleteDecision, ExtendedLease, Ledger, LedgerError, NewClaim, db_token,
@@ -160,6 +160,15 @@ impl SqliteLedger {
             Some(row) => {
                 let record = record_from_row(&row)?;
                 if let Some(own) = reentered(&row, &record, claim, now_at)? {
+                    let token: i64 = row.try_get("fencing_token").map_err(internal)?;
+                    sqlx::query(MARK_REENTERED)
+                        .bind(namespace)
+                        .bind(key)
+                        .bind(token)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(classify)?;
+                    tx.commit().await.map_err(classify)?;
                     return Ok(own);
                 }
                 let expired_and_ours_to_take = record.state == RecordState::InProgress
@@ -239,6 +248,29 @@ impl SqliteLedger {
         })
     }
 
+    /// Deletes the in-progress claim held by `token` with `statement` (`RELEASE` or
+    /// `RELEASE_UNHELD`); `false`: nothing deleted.
+    async fn delete_claim(
+        &self,
+        statement: &'static str,
+        id: &RecordId,
+        token: FencingToken,
+    ) -> Result<bool, LedgerError> {
+        let Some(token) = db_token(token) else {
+            return Ok(false);
+        };
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(statement)
+            .bind(id.namespace.as_str())
+            .bind(id.key.as_str())
+            .bind(token)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Starts a write transaction holding SQLite's write lock.
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, LedgerError> {
         self.writer
@@ -260,7 +292,7 @@ impl Ledger for SqliteLedger {
         tokio::spawn(async move {
             let decided = ledger.claim_now(&claim).await;
             if let Err(Ok(ClaimDecision::Acquired { token, .. })) = reply.send(decided) {
-                match ledger.release(&claim.id, token).await {
+                match ledger.release_unheld(&claim.id, token).await {
                     Ok(released) => tracing::info!(
                         id = %claim.id, token = token.get(), released,
                         "a claim committed after its caller gave up; released it"
@@ -348,19 +380,15 @@ impl Ledger for SqliteLedger {
     }
 
     async fn release(&self, id: &RecordId, token: FencingToken) -> Result<bool, LedgerError> {
-        let Some(token) = db_token(token) else {
-            return Ok(false);
-        };
-        let mut tx = self.begin_write().await?;
-        let done = sqlx::query(RELEASE)
-            .bind(id.namespace.as_str())
-            .bind(id.key.as_str())
-            .bind(token)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-        tx.commit().await.map_err(classify)?;
-        Ok(done.rows_affected() == 1)
+        self.delete_claim(RELEASE, id, token).await
+    }
+
+    async fn release_unheld(
+        &self,
+        id: &RecordId,
+        token: FencingToken,
+    ) -> Result<bool, LedgerError> {
+        self.delete_claim(RELEASE_UNHELD, id, token).await
     }
 
     async fn extend_lease(

@@ -26,7 +26,7 @@ VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?7, ?8)
 pub(super) const TAKE_OVER: &str = r#"
 UPDATE onceward_records
 SET fencing_token = ?4, fingerprint = ?5, lease_expires_at = ?6, expires_at = ?7,
-    claimant = ?9
+    claimant = ?9, reentered = 0
 WHERE namespace = ?1 AND key = ?2 AND fencing_token = ?3 AND state = 1
   AND lease_expires_at <= ?8
 "#;
@@ -46,6 +46,19 @@ WHERE namespace = ?1 AND key = ?2 AND fencing_token = ?3 AND state = 2
 
 pub(super) const RELEASE: &str = r#"
 DELETE FROM onceward_records
+WHERE namespace = ?1 AND key = ?2 AND fencing_token = ?3 AND state = 1
+"#;
+
+/// A claim whose caller gave up: released only if its claimant has not had it back.
+pub(super) const RELEASE_UNHELD: &str = r#"
+DELETE FROM onceward_records
+WHERE namespace = ?1 AND key = ?2 AND fencing_token = ?3 AND state = 1 AND reentered = 0
+"#;
+
+/// A claim handed back to its claimant, marked in the transaction that decides it, so
+/// no release of an unheld claim deletes it afterwards.
+pub(super) const MARK_REENTERED: &str = r#"
+UPDATE onceward_records SET reentered = 1
 WHERE namespace = ?1 AND key = ?2 AND fencing_token = ?3 AND state = 1
 "#;
 

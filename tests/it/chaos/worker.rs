@@ -30,8 +30,8 @@ use super::vendor::Vendor;
 use super::{ClaimCounts, outcome_label, tier_label};
 use crate::harness::claim_request;
 
-/// The lease of a claim whose holder is going to vanish (a dying worker, a dropped
-/// ACQUIRED), so its takeover comes quickly.
+/// The lease of a claim whose holder is going to vanish (a dying worker), so its
+/// takeover comes quickly.
 const SHORT_LEASE: Duration = Duration::from_millis(400);
 /// The vendor takes up to this long per call.
 const VENDOR_LATENCY_MS: u64 = 30;
@@ -62,6 +62,22 @@ pub struct Tally {
     pub claims_refused_while_dead: u64,
     /// Everything else, by a readable name.
     pub events: BTreeMap<&'static str, u64>,
+    /// ACQUIRED answers dropped on purpose, and what became of each (SPEC section 10).
+    pub lost_acquired: LostAcquired,
+}
+
+/// What became of the ACQUIRED answers the workers dropped on purpose. Each worker
+/// sends one claimant on every retry of its claim, so its next Claim is the same
+/// claim: the ledger answers ACQUIRED again with the token of the lost answer.
+#[derive(Debug, Default)]
+pub struct LostAcquired {
+    /// Re-acquired with the same token, and how long after the answer was lost.
+    pub same_token: Vec<Duration>,
+    /// Re-acquired with another token while the lost claim's lease still ran: a
+    /// claimant the ledger did not recognise (the run fails on it).
+    pub other_token_within_lease: u64,
+    /// Not re-acquired before its lease ran out (the retry was held up past it).
+    pub outlived_its_lease: u64,
 }
 
 /// Everything the workers share.
@@ -89,7 +105,7 @@ pub struct OpPlan {
     pub workers: usize,
     /// A worker claims first, with a short lease, and dies before the vendor call.
     pub dying_worker: bool,
-    /// One worker drops the reply of its first answered Claim (short lease).
+    /// One worker drops the reply of its first answered Claim.
     pub drops_claim_reply: bool,
     /// The worker that completes drops the reply of its first Complete and retries.
     pub drops_complete_reply: bool,
@@ -210,7 +226,9 @@ enum Role {
     Honest,
     /// Claims with a short lease and dies as soon as it holds the key.
     Dying,
-    /// Claims with a short lease and drops the first answer, whatever it was.
+    /// Drops the first answer to its claim, whatever it was, and retries it with the
+    /// same claimant. It claims with the usual lease: only the claimant can resolve a
+    /// lost ACQUIRED before that lease runs out.
     DropsFirstClaimReply,
 }
 
@@ -226,14 +244,23 @@ async fn worker(
     let mut drop_next_claim_reply = role == Role::DropsFirstClaimReply;
     let mut drop_complete_reply = op.plan.drops_complete_reply;
     let mut drop_release_reply = op.plan.drops_release_reply;
+    // One claimant for every retry of this worker's claim, as every onceward client
+    // sends (SPEC section 10); a new one once a claim it held was refused.
+    let mut claimant = rng.random::<[u8; 16]>().to_vec();
+    // A dropped ACQUIRED: its token, and when it was dropped.
+    let mut lost: Option<(u64, tokio::time::Instant)> = None;
     for attempt in 0..MAX_CLAIM_ATTEMPTS {
-        let short = role == Role::Dying || drop_next_claim_reply;
-        let request = claim_request(
-            &ctx.namespace,
-            &op.key,
-            &op.fingerprint,
-            short.then_some(SHORT_LEASE),
-        );
+        let short = role == Role::Dying;
+        let request = ClaimRequest {
+            claimant: claimant.clone(),
+            attempt: attempt + 1,
+            ..claim_request(
+                &ctx.namespace,
+                &op.key,
+                &op.fingerprint,
+                short.then_some(SHORT_LEASE),
+            )
+        };
         let reply = match ctx.claim(request, &mut rng).await {
             Ok(reply) => reply,
             Err(status) if retryable(&status) => {
@@ -245,16 +272,19 @@ async fn worker(
         };
         let outcome = Outcome::try_from(reply.outcome).expect("a known outcome");
         if drop_next_claim_reply {
-            // The server acted; the answer never reached the worker. An ACQUIRED lost
-            // this way leaves a claim nobody holds, which only its lease can end.
+            // The server acted; the answer never reached the worker. Its retry, with
+            // the same claimant, must get the same claim back.
             drop_next_claim_reply = false;
             ctx.event("lost reply: Claim");
             if outcome == Outcome::Acquired {
-                ctx.event("lost reply: Claim ACQUIRED (token never used)");
-                abandoned.lock().unwrap().push(reply.fencing_token);
+                ctx.event("lost reply: Claim ACQUIRED");
+                lost = Some((reply.fencing_token, tokio::time::Instant::now()));
             }
             backoff(attempt, &mut rng).await;
             continue;
+        }
+        if let Some((token, at)) = lost.take_if(|_| outcome != Outcome::InProgress) {
+            ctx.resolved_lost_acquired(token, at, &reply, abandoned);
         }
         match outcome {
             Outcome::Acquired if role == Role::Dying => {
@@ -282,6 +312,7 @@ async fn worker(
                             // again. Claim anew (the run then shows any second charge).
                             Ok(false) => {
                                 ctx.event("Complete refused after the vendor call");
+                                claimant = rng.random::<[u8; 16]>().to_vec();
                             }
                             Err(why) => return WorkerEnd::Failed(format!("{caller}: {why}")),
                         }
@@ -341,6 +372,32 @@ async fn mismatch_probe(ctx: &Ctx, op: &Op) -> WorkerEnd {
 }
 
 impl Ctx {
+    /// Records what became of an ACQUIRED answer that was dropped at `at`, now that
+    /// the worker's claim was answered `reply` (not IN_PROGRESS).
+    fn resolved_lost_acquired(
+        &self,
+        token: u64,
+        at: tokio::time::Instant,
+        reply: &ClaimResponse,
+        abandoned: &Mutex<Vec<u64>>,
+    ) {
+        let waited = at.elapsed();
+        let mut tally = self.tally.lock().unwrap();
+        let lost = &mut tally.lost_acquired;
+        if reply.outcome == Outcome::Acquired as i32 && reply.fencing_token == token {
+            lost.same_token.push(waited);
+            return;
+        }
+        // The lost claim's token was never used: it is abandoned.
+        abandoned.lock().unwrap().push(token);
+        let lease = onceward::domain::parse_duration(super::fleet::DEFAULT_LEASE).unwrap();
+        if waited < lease {
+            lost.other_token_within_lease += 1;
+        } else {
+            lost.outlived_its_lease += 1;
+        }
+    }
+
     /// Counts one occurrence of `event`.
     pub fn event(&self, event: &'static str) {
         *self.tally.lock().unwrap().events.entry(event).or_default() += 1;
