@@ -4,6 +4,7 @@
 //! command here (`convert`), and every error leaves through the one mapping in
 //! `error`. Each handler records its latency and status code on every exit path.
 
+pub(crate) mod codec;
 pub mod convert;
 mod error;
 
