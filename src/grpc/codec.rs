@@ -98,7 +98,9 @@ mod tests {
         assert!(
             status.message().starts_with("malformed request body: ")
                 && status.message().contains("ClaimRequest.key")
-                && !status.message().contains("failed to decode Protobuf message"),
+                && !status
+                    .message()
+                    .contains("failed to decode Protobuf message"),
             "{}",
             status.message()
         );
