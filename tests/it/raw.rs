@@ -173,13 +173,34 @@ pub struct SidecarProcess {
 
 impl SidecarProcess {
     pub async fn start(extra_args: &[&str]) -> Self {
+        Self::start_with_open_file_limit(None, extra_args).await
+    }
+
+    /// Like `start`, the sidecar started under `ulimit -S -n soft` (and `-H -n hard`).
+    pub async fn start_with_open_file_limit(
+        limit: Option<(u64, Option<u64>)>,
+        extra_args: &[&str],
+    ) -> Self {
         use tokio::io::AsyncBufReadExt as _;
         let dir = tempfile::tempdir().expect("temp dir");
         let addr: SocketAddr = format!("127.0.0.1:{}", crate::harness::free_port())
             .parse()
             .unwrap();
         let metrics = format!("127.0.0.1:{}", crate::harness::free_port());
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_onceward"))
+        let binary = env!("CARGO_BIN_EXE_onceward");
+        let mut command = match limit {
+            None => tokio::process::Command::new(binary),
+            Some((soft, hard)) => {
+                let hard = hard.map_or(String::new(), |hard| format!("ulimit -H -n {hard} && "));
+                let mut shell = tokio::process::Command::new("sh");
+                shell
+                    .arg("-c")
+                    .arg(format!("ulimit -S -n {soft} && {hard}exec \"$0\" \"$@\""))
+                    .arg(binary);
+                shell
+            }
+        };
+        let mut child = command
             .args([
                 "serve",
                 "--listen",

@@ -269,8 +269,8 @@ async fn over_max_connections_a_new_client_waits_in_the_backlog_and_the_cap_is_l
 }
 
 #[tokio::test]
-async fn the_sidecar_raises_its_open_file_limit_to_the_hard_limit() {
-    let sidecar = SidecarProcess::start(&[]).await;
+async fn the_sidecar_raises_its_open_file_limit_and_keeps_its_connection_cap_below_it() {
+    let sidecar = SidecarProcess::start_with_open_file_limit(Some((512, None)), &[]).await;
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", sidecar.pid)).unwrap();
     let open_files = limits
         .lines()
@@ -279,9 +279,18 @@ async fn the_sidecar_raises_its_open_file_limit_to_the_hard_limit() {
     let numbers: Vec<&str> = open_files.split_whitespace().skip(3).take(2).collect();
     assert_eq!(numbers[0], numbers[1], "soft = hard: {open_files}");
     assert!(
-        sidecar.log().contains("open-file limit"),
+        sidecar.log().contains("raised the open-file limit"),
         "{}",
         sidecar.log()
+    );
+
+    // A hard limit of 400 leaves room for 144 connections beside the sidecar's own files.
+    let sidecar = SidecarProcess::start_with_open_file_limit(Some((400, Some(400))), &[]).await;
+    let log = sidecar.log();
+    assert!(
+        log.contains("--max-connections lowered to fit the open-file limit")
+            && log.contains("cap=144"),
+        "{log}"
     );
 }
 
