@@ -12,8 +12,8 @@
 pub(crate) mod codec;
 pub mod convert;
 mod error;
-pub mod guard;
-pub mod tls;
+pub(crate) mod guard;
+pub(crate) mod tls;
 pub mod transport;
 
 pub use convert::duration as proto_duration;
