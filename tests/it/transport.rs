@@ -141,6 +141,19 @@ async fn a_stream_that_sends_headers_and_no_body_is_let_go_at_the_body_timeout()
 }
 
 #[tokio::test]
+async fn a_reflection_stream_that_sends_nothing_ends_at_the_rpc_deadline() {
+    let Setup { app, db: _db } = spawn_app_with(&["--rpc-timeout=300ms"]).await;
+    let mut wire = RawConnection::open(app.addr).await;
+    let reflection = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo";
+    let (response, _held_open) = wire.headers_only(reflection, &[]).await;
+    let ended = tokio::time::timeout(Duration::from_secs(3), answered(response)).await;
+    assert!(
+        ended.is_ok(),
+        "the stream was closed while its client held it open"
+    );
+}
+
+#[tokio::test]
 async fn with_tenants_a_stream_without_a_valid_token_is_refused_on_its_headers() {
     let token = "transport-token-0123456789";
     let dir = tempfile::tempdir().unwrap();
