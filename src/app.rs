@@ -10,13 +10,14 @@ use anyhow::Context as _;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::cache::{HotTier, MemoryHotTier, MemoryOptions, NearCache, RedisHotTier, RedisOptions};
 use crate::config::{ServeArgs, StorageArgs};
 use crate::engine::Engine;
+use crate::grpc::guard::{GuardLayer, GuardLimits};
+use crate::grpc::transport::{self, Incoming, TransportLimits};
 use crate::grpc::{OncewardService, transport_limit_as_resource_exhausted};
 use crate::ledger::postgres::PostgresOptions;
 use crate::ledger::sqlite::SqliteOptions;
@@ -32,8 +33,10 @@ const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 pub struct Application {
     listener: TcpListener,
     gatekeeper: Arc<Gatekeeper>,
-    tls: Option<ServerTlsConfig>,
-    rpc_timeout: Duration,
+    tls: Option<TlsAcceptor>,
+    transport: TransportLimits,
+    guard: GuardLimits,
+    http2_keepalive: Option<(Duration, Duration)>,
     max_concurrent_streams: u32,
     metrics_listener: TcpListener,
     engine: Arc<Engine>,
@@ -49,6 +52,7 @@ impl Application {
     pub async fn build(args: &ServeArgs) -> anyhow::Result<Self> {
         let metrics = crate::metrics::install();
         let limits = args.limits()?;
+        let (transport, guard) = edge_limits(args, &limits)?;
         let gatekeeper = Arc::new(gatekeeper(args)?);
         let tls = tls_config(args)?;
         let ledger = connect_ledger(&args.storage).await?;
@@ -96,7 +100,10 @@ impl Application {
             listener,
             gatekeeper,
             tls,
-            rpc_timeout: args.rpc_timeout,
+            transport,
+            guard,
+            http2_keepalive: (!args.http2_keepalive_interval.is_zero())
+                .then_some((args.http2_keepalive_interval, args.http2_keepalive_timeout)),
             max_concurrent_streams: args.max_concurrent_streams,
             metrics_listener,
             engine,
@@ -156,29 +163,33 @@ impl Application {
             self.metrics.clone(),
             stop.clone(),
         ));
-        tracing::info!(%addr, "serving gRPC");
+        tracing::info!(
+            %addr,
+            max_connections = self.transport.max_connections,
+            max_concurrent_streams = self.max_concurrent_streams,
+            "serving gRPC"
+        );
 
-        let mut server = tonic::transport::Server::builder()
-            .timeout(self.rpc_timeout)
+        let (keepalive_interval, keepalive_timeout) = self.http2_keepalive.unzip();
+        let (incoming, accepting) = Incoming::start(self.listener, self.tls, self.transport);
+        // No `.timeout()`: the guard keeps the deadline, answering DEADLINE_EXCEEDED.
+        let served = tonic::transport::Server::builder()
             .max_concurrent_streams(self.max_concurrent_streams)
+            .http2_keepalive_interval(keepalive_interval)
+            .http2_keepalive_timeout(keepalive_timeout)
+            .layer(GuardLayer::new(self.gatekeeper.clone(), self.guard))
             .layer(tower::util::MapResponseLayer::new(
                 transport_limit_as_resource_exhausted::<tonic::body::Body>,
-            ));
-        if let Some(tls) = self.tls {
-            server = server
-                .tls_config(tls)
-                .context("invalid TLS configuration")?;
-        }
-        let served = server
+            ))
             .add_service(health)
             .add_service(reflection)
             .add_service(OncewardService::server(self.engine, self.gatekeeper))
-            .serve_with_incoming_shutdown(
-                TcpIncoming::from(self.listener).with_nodelay(Some(true)),
-                shutdown,
-            )
+            .serve_with_incoming_shutdown(incoming.into_stream(), shutdown)
             .await;
 
+        // The server dropped the incoming stream: the accept loop has stopped or is
+        // stopping; wait for it so the port is closed when this returns.
+        let _ = accepting.await;
         stop.cancel();
         let _ = metrics_task.await;
         if let Some(retention_task) = retention_task {
@@ -211,19 +222,47 @@ fn gatekeeper(args: &ServeArgs) -> anyhow::Result<Gatekeeper> {
 }
 
 /// TLS (and mutual TLS) from the PEM files named by the flags.
-fn tls_config(args: &ServeArgs) -> anyhow::Result<Option<ServerTlsConfig>> {
+fn tls_config(args: &ServeArgs) -> anyhow::Result<Option<TlsAcceptor>> {
     let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
         return Ok(None);
     };
     let read = |path: &std::path::Path| {
         std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
     };
-    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
-    if let Some(ca) = &args.tls_client_ca {
-        tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
-    }
+    let client_ca = args.tls_client_ca.as_deref().map(read).transpose()?;
+    let acceptor = crate::grpc::tls::acceptor(&read(cert)?, &read(key)?, client_ca.as_deref())
+        .context("invalid TLS configuration")?;
     tracing::info!(mutual = args.tls_client_ca.is_some(), "serving TLS");
-    Ok(Some(tls))
+    Ok(Some(acceptor))
+}
+
+/// The limits of the accept loop and of each request, from the flags.
+fn edge_limits(
+    args: &ServeArgs,
+    limits: &crate::engine::Limits,
+) -> anyhow::Result<(TransportLimits, GuardLimits)> {
+    for (flag, value) in [
+        ("--rpc-timeout", args.rpc_timeout),
+        ("--handshake-timeout", args.handshake_timeout),
+        ("--request-body-timeout", args.request_body_timeout),
+    ] {
+        anyhow::ensure!(!value.is_zero(), "{flag} must be positive");
+    }
+    anyhow::ensure!(
+        args.http2_keepalive_interval.is_zero() || !args.http2_keepalive_timeout.is_zero(),
+        "--http2-keepalive-timeout must be positive"
+    );
+    let transport = TransportLimits {
+        handshake_timeout: args.handshake_timeout,
+        max_connections: transport::connection_cap(args.max_connections as usize),
+        tcp_keepalive: (!args.tcp_keepalive.is_zero()).then_some(args.tcp_keepalive),
+    };
+    let guard = GuardLimits {
+        rpc_timeout: args.rpc_timeout,
+        request_body_timeout: args.request_body_timeout,
+        max_message_bytes: crate::grpc::max_message_bytes(limits),
+    };
+    Ok((transport, guard))
 }
 
 /// Connects the ledger named by the storage flags (and migrates it).

@@ -197,13 +197,41 @@ pub struct ServeArgs {
     #[arg(long, env = "ONCEWARD_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
 
-    /// Server-side deadline of every RPC.
+    /// Server-side deadline of every RPC (the client's grpc-timeout, if shorter, wins);
+    /// a call still running then is answered DEADLINE_EXCEEDED.
     #[arg(long, env = "ONCEWARD_RPC_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
     pub rpc_timeout: Duration,
 
     /// Most concurrent RPCs (HTTP/2 streams) per client connection.
     #[arg(long, env = "ONCEWARD_MAX_CONCURRENT_STREAMS", default_value_t = 256)]
     pub max_concurrent_streams: u32,
+
+    /// Most client connections open at once; further connections wait in the listen
+    /// backlog until one closes. Kept below the open-file limit.
+    #[arg(long, env = "ONCEWARD_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// Time a new connection has to send the HTTP/2 preface (with TLS: to finish the
+    /// handshake and send it) before it is closed.
+    #[arg(long, env = "ONCEWARD_HANDSHAKE_TIMEOUT", value_parser = parse_duration, default_value = "5s")]
+    pub handshake_timeout: Duration,
+
+    /// Time a request has, from its headers, to send its whole body; a request still
+    /// waiting is answered DEADLINE_EXCEEDED and its memory freed.
+    #[arg(long, env = "ONCEWARD_REQUEST_BODY_TIMEOUT", value_parser = parse_duration, default_value = "5s")]
+    pub request_body_timeout: Duration,
+
+    /// Time between HTTP/2 pings on a connection, to find dead peers; 0 turns them off.
+    #[arg(long, env = "ONCEWARD_HTTP2_KEEPALIVE_INTERVAL", value_parser = parse_duration, default_value = "20s")]
+    pub http2_keepalive_interval: Duration,
+
+    /// Time a ping may go unanswered before its connection is closed.
+    #[arg(long, env = "ONCEWARD_HTTP2_KEEPALIVE_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
+    pub http2_keepalive_timeout: Duration,
+
+    /// Idle time before TCP keepalive probes on a client connection; 0 turns them off.
+    #[arg(long, env = "ONCEWARD_TCP_KEEPALIVE", value_parser = parse_duration, default_value = "60s")]
+    pub tcp_keepalive: Duration,
 
     /// Time between retention passes inside `serve`; 0 turns the job off (e.g. when
     /// `onceward gc` runs from cron instead).

@@ -35,6 +35,7 @@ fn runtime(worker_threads: u16) -> std::io::Result<tokio::runtime::Runtime> {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => {
+            onceward::grpc::transport::raise_fd_limit();
             let application = Application::build(&args).await?;
             application.run_until(onceward::shutdown::signal()).await
         }

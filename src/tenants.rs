@@ -196,6 +196,21 @@ impl Gatekeeper {
     /// Identifies the caller from its bearer token (`None`: no token sent) and takes
     /// one request from its rate budget.
     pub fn admit(&self, bearer: Option<&str>) -> Result<Caller<'_>, Refusal> {
+        let caller = self.authenticate(bearer)?;
+        if let Caller::Tenant(Tenant {
+            rate: Some(rate), ..
+        }) = caller
+        {
+            rate.take()
+                .map_err(|retry_after| Refusal::RateLimited { retry_after })?;
+        }
+        Ok(caller)
+    }
+
+    /// Identifies the caller from its bearer token, charging nothing: the transport
+    /// uses it to refuse an unknown caller on its headers, before reading a body, and
+    /// [`Gatekeeper::admit`] charges the budget once the request is read.
+    pub fn authenticate(&self, bearer: Option<&str>) -> Result<Caller<'_>, Refusal> {
         if !self.is_enabled() {
             return Ok(Caller::Anyone);
         }
@@ -207,12 +222,7 @@ impl Gatekeeper {
                 found = Some(tenant);
             }
         }
-        let tenant = found.ok_or(Refusal::Unauthenticated)?;
-        if let Some(rate) = &tenant.rate {
-            rate.take()
-                .map_err(|retry_after| Refusal::RateLimited { retry_after })?;
-        }
-        Ok(Caller::Tenant(tenant))
+        found.map(Caller::Tenant).ok_or(Refusal::Unauthenticated)
     }
 }
 
@@ -339,6 +349,34 @@ mod tests {
             }
             other => panic!("expected a rate limit, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn authenticating_a_caller_takes_nothing_from_its_rate_budget() {
+        let gate = gatekeeper(&format!(
+            r#"
+            [[tenants]]
+            name = "slow"
+            token_sha256 = "{}"
+            namespaces = ["*"]
+            rate_limit_per_second = 1
+            rate_limit_burst = 2
+            "#,
+            hash("t")
+        ));
+        assert_eq!(
+            gate.authenticate(Some("wrong")).unwrap_err(),
+            Refusal::Unauthenticated
+        );
+        for _ in 0..10 {
+            assert!(matches!(
+                gate.authenticate(Some("t")),
+                Ok(Caller::Tenant(_))
+            ));
+        }
+        assert!(gate.admit(Some("t")).is_ok());
+        assert!(gate.admit(Some("t")).is_ok(), "the whole burst is left");
+        assert!(gate.admit(Some("t")).is_err());
     }
 
     #[test]

@@ -3,9 +3,18 @@
 //! Raw proto types never pass this layer; every request is parsed into a validated
 //! command here (`convert`), and every error leaves through the one mapping in
 //! `error`. Each handler records its latency and status code on every exit path.
+//!
+//! Before a handler runs, `transport` has accepted the connection (a cap, a handshake
+//! deadline, TLS) and `guard` has given the call its deadline, checked its token on
+//! the headers and read its body within a time limit; `codec` answers a body that is
+//! no protobuf `INVALID_ARGUMENT`.
 
+pub(crate) mod codec;
 pub mod convert;
 mod error;
+pub(crate) mod guard;
+pub(crate) mod tls;
+pub mod transport;
 
 pub use convert::duration as proto_duration;
 pub use error::{ApiError, code_label};
@@ -16,7 +25,7 @@ use std::time::Instant;
 
 use tonic::{Request, Response, Status};
 
-use crate::engine::Engine;
+use crate::engine::{Engine, Limits};
 use crate::metrics;
 use crate::proto::onceward_server::{Onceward, OncewardServer};
 use crate::proto::{
@@ -38,7 +47,7 @@ impl OncewardService {
     /// The tonic server for `engine`, behind `gatekeeper`. The transport refuses
     /// messages larger than the biggest allowed response plus the other fields.
     pub fn server(engine: Arc<Engine>, gatekeeper: Arc<Gatekeeper>) -> OncewardServer<Self> {
-        let max_message = engine.limits().max_response_bytes + MESSAGE_OVERHEAD;
+        let max_message = max_message_bytes(engine.limits());
         OncewardServer::new(Self { engine, gatekeeper })
             .max_decoding_message_size(max_message)
             .max_encoding_message_size(max_message)
@@ -46,16 +55,14 @@ impl OncewardService {
 
     /// Identifies the caller by its bearer token and charges its rate budget.
     fn admit<T>(&self, request: &Request<T>) -> Result<Caller<'_>, ApiError> {
-        let bearer = request
-            .metadata()
-            .get("authorization")
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| {
-                let (scheme, token) = value.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            });
+        let bearer = guard::bearer(request.metadata().as_ref());
         Ok(self.gatekeeper.admit(bearer)?)
     }
+}
+
+/// The transport limit: the largest message the server decodes or encodes.
+pub fn max_message_bytes(limits: &Limits) -> usize {
+    limits.max_response_bytes + MESSAGE_OVERHEAD
 }
 
 #[tonic::async_trait]

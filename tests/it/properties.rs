@@ -1,15 +1,20 @@
 //! Property tests at the gRPC edge: arbitrary strings and bytes in every field give
 //! OK, INVALID_ARGUMENT or FAILED_PRECONDITION (a made-up token) — never a panic,
-//! INTERNAL or UNKNOWN — and every Claim answer is a known outcome.
+//! INTERNAL or UNKNOWN — and every Claim answer is a known outcome. The same holds for
+//! arbitrary bytes on the wire (random bodies, invalid UTF-8 in string fields, broken
+//! gRPC framing), and a body that does not decode is INVALID_ARGUMENT.
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use onceward::proto::{self, Outcome};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use prost::Message as _;
 use tonic::Code;
 
 use crate::harness::*;
+use crate::raw::{RawConnection, framed, onceward};
 
 /// A namespace that is usually valid, sometimes not.
 fn namespace() -> impl Strategy<Value = String> {
@@ -181,6 +186,101 @@ fn arbitrary_requests_get_ok_or_a_client_error_never_an_internal_one() {
                 })
                 .await;
             allowed("Lookup", lookup.map(drop))
+        })
+    });
+    runtime.block_on(async {
+        tokio::time::timeout(Duration::from_secs(10), setup.app.stop())
+            .await
+            .expect("stops");
+    });
+    drop(setup.db);
+    if let Err(failure) = outcome {
+        panic!("{failure}");
+    }
+}
+
+const METHODS: [&str; 5] = ["Claim", "Complete", "Release", "ExtendLease", "Lookup"];
+
+/// A request body as a hostile or broken client might send it.
+fn wire_body() -> impl Strategy<Value = Bytes> {
+    let string_field =
+        (1u8..=2, bytes(20), any::<bool>()).prop_map(|(field, mut text, break_it)| {
+            // A length-delimited field (namespace or key) whose bytes are, if asked, no UTF-8.
+            if break_it || text.is_empty() {
+                text.push(0xff);
+            }
+            let mut message = vec![field << 3 | 2, text.len() as u8];
+            message.extend_from_slice(&text);
+            framed(&message)
+        });
+    prop_oneof![
+        3 => bytes(300).prop_map(|message| framed(&message)),
+        2 => string_field,
+        1 => bytes(40).prop_map(Bytes::from),
+    ]
+}
+
+/// Whether the sidecar could read `body` as one `method` request: one uncompressed
+/// gRPC message that decodes.
+fn decodes(method: &str, body: &[u8]) -> bool {
+    if body.len() < 5 || body[0] != 0 {
+        return false;
+    }
+    let declared = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
+    let message = &body[5..];
+    declared == message.len()
+        && match method {
+            "Claim" => proto::ClaimRequest::decode(message).is_ok(),
+            "Complete" => proto::CompleteRequest::decode(message).is_ok(),
+            "Release" => proto::ReleaseRequest::decode(message).is_ok(),
+            "ExtendLease" => proto::ExtendLeaseRequest::decode(message).is_ok(),
+            _ => proto::LookupRequest::decode(message).is_ok(),
+        }
+}
+
+#[test]
+fn arbitrary_bytes_on_the_wire_are_never_internal_and_undecodable_ones_invalid_argument() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (setup, wire) = runtime.block_on(async {
+        let setup = spawn_app_with(&["--max-response-bytes=512"]).await;
+        let wire = RawConnection::open(setup.app.addr).await;
+        (setup, std::sync::Arc::new(tokio::sync::Mutex::new(wire)))
+    });
+
+    let mut runner = TestRunner::new(Config {
+        cases: 512,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let outcome = runner.run(&(0..METHODS.len(), wire_body()), |(method, body)| {
+        let method = METHODS[method];
+        let wire = wire.clone();
+        runtime.block_on(async move {
+            let answer = wire
+                .lock()
+                .await
+                .call(&onceward(method), body.clone(), &[])
+                .await;
+            prop_assert!(
+                matches!(
+                    answer.code,
+                    Code::Ok | Code::InvalidArgument | Code::FailedPrecondition
+                ),
+                "{method} {body:?}: {answer:?}"
+            );
+            if !decodes(method, &body) {
+                prop_assert_eq!(answer.code, Code::InvalidArgument, "{} {:?}", method, body);
+                prop_assert!(
+                    answer.message.starts_with("malformed request body: "),
+                    "{}",
+                    answer.message
+                );
+            }
+            Ok(())
         })
     });
     runtime.block_on(async {

@@ -399,6 +399,56 @@ async fn tls_serves_verified_clients_and_refuses_plaintext() {
 }
 
 #[tokio::test]
+async fn with_tls_a_connection_that_finishes_the_handshake_and_says_nothing_is_closed() {
+    use tokio::io::AsyncReadExt as _;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, pem::PemObject as _};
+    let pki = make_pki();
+    let db = TestDatabase::create().await;
+    let path = |name: &str| pki.dir.path().join(name).display().to_string();
+    let app = TestApp::spawn_tls(AppConfig {
+        database_url: db.url.clone(),
+        redis_url: shared_redis_url(),
+        key_prefix: unique("onceward-test:") + ":",
+        extra_args: vec![
+            format!("--tls-cert={}", path("server.pem")),
+            format!("--tls-key={}", path("server.key")),
+            "--handshake-timeout=500ms".to_owned(),
+        ],
+    })
+    .await;
+
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(pki.ca.as_bytes()).unwrap())
+        .unwrap();
+    let mut config = tokio_rustls::rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let mut silent = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("the handshake itself succeeds");
+    let mut no_hello = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+
+    let mut client = tls_client(app.addr, &pki, false).await.unwrap();
+    assert_eq!(
+        outcome(&claim(&mut client, "tls", "k").await),
+        Outcome::Acquired,
+        "a client that speaks is served meanwhile"
+    );
+    let mut buffer = [0u8; 1024];
+    let closed = tokio::time::timeout(Duration::from_secs(3), async {
+        while matches!(silent.read(&mut buffer).await, Ok(n) if n > 0) {}
+        while matches!(no_hello.read(&mut buffer).await, Ok(n) if n > 0) {}
+    })
+    .await;
+    assert!(closed.is_ok(), "both silent connections were closed");
+}
+
+#[tokio::test]
 async fn mutual_tls_refuses_a_client_without_a_certificate() {
     let pki = make_pki();
     let db = TestDatabase::create().await;
