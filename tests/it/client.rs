@@ -268,3 +268,100 @@ async fn the_readme_guard_example_sends_once_and_then_replays() {
     assert_eq!(first, Once::Ran(b"message-id-1".to_vec()));
     assert_eq!(second, Once::Replayed(b"message-id-1".to_vec()));
 }
+
+/// A TCP proxy that forwards a client's bytes at once but can hold the server's
+/// replies back: a reply lost (or late) on the way, after the server acted.
+struct ReplyHoldingProxy {
+    addr: std::net::SocketAddr,
+    hold: tokio::sync::watch::Sender<bool>,
+}
+
+impl ReplyHoldingProxy {
+    async fn start(upstream: std::net::SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (hold, held) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let outbound = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                let (mut client_read, mut client_write) = inbound.into_split();
+                let (mut server_read, mut server_write) = outbound.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+                });
+                let mut held = held.clone();
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+                    let mut buffer = vec![0; 64 * 1024];
+                    loop {
+                        let Ok(n) = server_read.read(&mut buffer).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        // Replies wait here while held, in order, then go on.
+                        let _ = held.wait_for(|holding| !holding).await;
+                        if client_write.write_all(&buffer[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Self { addr, hold }
+    }
+
+    fn hold_replies(&self, hold: bool) {
+        self.hold.send_replace(hold);
+    }
+}
+
+#[tokio::test]
+async fn a_claim_whose_reply_came_too_late_is_retried_with_its_claimant_and_acquired() {
+    let setup = spawn_app().await;
+    let proxy = ReplyHoldingProxy::start(setup.app.addr).await;
+    let config = ClientConfig::builder()
+        .rpc_timeout(Duration::from_millis(300))
+        .build();
+    let client = Client::connect_with(proxy.addr.to_string(), config)
+        .await
+        .expect("connect");
+    // The connection is up; from now on the sidecar acts but its replies are late.
+    proxy.hold_replies(true);
+    let release = tokio::spawn({
+        let proxy_hold = proxy.hold.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(450)).await;
+            proxy_hold.send_replace(false);
+        }
+    });
+    // The first try times out after the sidecar acquired; the retry, sent with the
+    // same claimant, is the same claim.
+    let claimed = client.claim(NS, "late-reply", b"").await.expect("claim");
+    release.await.unwrap();
+    let onceward::client::Claim::Acquired(lease) = claimed else {
+        panic!("a retry with its claimant must be ACQUIRED, got {claimed:?}");
+    };
+    let attempts = |attempt: &'static str| {
+        let app = &setup.app;
+        async move {
+            app.metric(
+                "onceward_claim_attempts_total",
+                &[("namespace", NS), ("attempt", attempt)],
+            )
+            .await
+        }
+    };
+    assert_eq!(attempts("1").await, 1.0);
+    assert!(attempts("2").await >= 1.0, "the retry says it is one");
+    let mut direct = setup.app.client.clone();
+    let record = lookup(&mut direct, NS, "late-reply").await;
+    assert_eq!(
+        record.record.map(|r| r.state),
+        Some(RecordState::InProgress as i32)
+    );
+    complete(&mut direct, NS, "late-reply", lease.token().get(), b"done")
+        .await
+        .expect("the token the client holds is the claim's");
+}
