@@ -13,11 +13,14 @@
 //! interleaving depends on timing). Sidecar logs go to `$CARGO_TARGET_TMPDIR`.
 //!
 //! Layout: `fleet` (the sidecar processes and the scrape gate), `vendor` (the fake
-//! payment vendor), `worker` (the honest clients), `faults` (the schedule and the
+//! payment vendor), `plan` (each operation and what goes wrong in it), `worker` (the
+//! honest clients), `report` (what the workers saw), `faults` (the schedule and the
 //! evidence).
 
 mod faults;
 mod fleet;
+mod plan;
+mod report;
 mod vendor;
 mod worker;
 
@@ -34,8 +37,10 @@ use tokio::time::Instant;
 
 use crate::harness::{RedisServer, TcpProxy, TestDatabase, postgres_addr};
 use fleet::{Scrape, Sidecar};
+use plan::Op;
+use report::{OpReport, WorkerEnd};
 use vendor::Vendor;
-use worker::{Ctx, Op, OpReport, WorkerEnd};
+use worker::Ctx;
 
 /// Logical operations per run.
 const OPERATIONS: usize = 1000;
@@ -340,7 +345,7 @@ fn check_effects(
 /// For every (outcome, tier): the Claim answers the workers saw, and what the
 /// sidecars' `onceward_claims_total` counted.
 fn claims_seen_and_counted<'a>(
-    tally: &'a worker::Tally,
+    tally: &'a report::Tally,
     metrics: &'a Scrape,
 ) -> impl Iterator<Item = (&'static str, &'static str, u64, u64)> + 'a {
     OUTCOME_LABELS.into_iter().flat_map(move |outcome| {
@@ -358,7 +363,7 @@ fn claims_seen_and_counted<'a>(
 
 /// The sidecars' `onceward_claims_total`, summed over every process that ran, equals
 /// the Claim answers the workers tallied from processes that were scraped afterwards.
-fn check_claim_metrics(tally: &worker::Tally, metrics: &Scrape, problems: &mut Vec<String>) {
+fn check_claim_metrics(tally: &report::Tally, metrics: &Scrape, problems: &mut Vec<String>) {
     for (outcome, tier, seen, counted) in claims_seen_and_counted(tally, metrics) {
         if seen != counted {
             problems.push(format!(
@@ -382,7 +387,7 @@ fn check_claim_metrics(tally: &worker::Tally, metrics: &Scrape, problems: &mut V
 fn check_faults(
     schedule: &[(Duration, faults::Fault)],
     evidence: &faults::Evidence,
-    tally: &worker::Tally,
+    tally: &report::Tally,
     reports: &[OpReport],
     metrics: &Scrape,
     problems: &mut Vec<String>,
@@ -437,7 +442,7 @@ fn summary(
     ran_for: Duration,
     reports: &[OpReport],
     calls: &[vendor::VendorCall],
-    tally: &worker::Tally,
+    tally: &report::Tally,
     metrics: &Scrape,
     evidence: &faults::Evidence,
 ) -> String {

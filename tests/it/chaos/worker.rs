@@ -13,21 +13,22 @@
 //! issue asks, and live holders get a lease ([`super::fleet::DEFAULT_LEASE`]) longer
 //! than any fault they can be stuck behind.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use onceward::proto::{self, ClaimRequest, ClaimResponse, Outcome};
+use rand::RngExt as _;
 use rand::rngs::StdRng;
-use rand::{RngExt as _, SeedableRng as _};
 use tokio::task::JoinSet;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use super::fleet::{Phase, Sidecar};
+use super::plan::{Op, op_rng};
+use super::report::{OpReport, Tally, WorkerEnd};
 use super::vendor::Vendor;
-use super::{ClaimCounts, outcome_label, tier_label};
+use super::{outcome_label, tier_label};
 use crate::harness::claim_request;
 
 /// The lease of a claim whose holder is going to vanish (a dying worker), so its
@@ -45,41 +46,6 @@ const MAX_CLAIM_ATTEMPTS: u32 = 200;
 const MAX_RPC_ATTEMPTS: u32 = 100;
 /// What the server says when it fails closed (see `src/grpc/error.rs`).
 const LEDGER_UNAVAILABLE: &str = "the ledger is unavailable";
-
-/// What a worker saw, for the summary and the final checks.
-#[derive(Debug, Default)]
-pub struct Tally {
-    /// Claim answers from processes that were scraped afterwards: the metrics must
-    /// show exactly these, label by label.
-    pub live_claims: ClaimCounts,
-    /// Claim answers from a process between its last scrape and its SIGKILL.
-    pub scraped_claims: ClaimCounts,
-    /// Claims sent after a process's last scrape that got no answer: in flight at
-    /// the SIGKILL, or sent just after it. The server may have counted (and, for an
-    /// ACQUIRED, committed) them, but no scrape can show it.
-    pub claims_lost_to_kill: u64,
-    /// Claims sent to a dead process: refused, they reached no server.
-    pub claims_refused_while_dead: u64,
-    /// Everything else, by a readable name.
-    pub events: BTreeMap<&'static str, u64>,
-    /// ACQUIRED answers dropped on purpose, and what became of each (SPEC section 10).
-    pub lost_acquired: LostAcquired,
-}
-
-/// What became of the ACQUIRED answers the workers dropped on purpose. Each worker
-/// sends one claimant on every retry of its claim, so its next Claim is the same
-/// claim: the ledger answers ACQUIRED again with the token of the lost answer.
-#[derive(Debug, Default)]
-pub struct LostAcquired {
-    /// Re-acquired with the same token, and how long after the answer was lost.
-    pub same_token: Vec<Duration>,
-    /// Re-acquired with another token while the lost claim's lease still ran: a
-    /// claimant the ledger did not recognise (the run fails on it).
-    pub other_token_within_lease: u64,
-    /// Not re-acquired before its lease ran out (the retry was held up past it).
-    pub outlived_its_lease: u64,
-}
-
 /// Everything the workers share.
 pub struct Ctx {
     /// The sidecars.
@@ -96,98 +62,6 @@ pub struct Ctx {
     pub unavailable_during_cut: AtomicU64,
     /// Operations finished, for the progress line.
     pub ops_done: AtomicU64,
-}
-
-/// What one logical operation does wrong, decided by the seed.
-#[derive(Debug, Clone)]
-pub struct OpPlan {
-    /// Concurrent workers on the operation, besides a dying one.
-    pub workers: usize,
-    /// A worker claims first, with a short lease, and dies before the vendor call.
-    pub dying_worker: bool,
-    /// One worker drops the reply of its first answered Claim.
-    pub drops_claim_reply: bool,
-    /// The worker that completes drops the reply of its first Complete and retries.
-    pub drops_complete_reply: bool,
-    /// A worker whose vendor call failed drops the reply of its first Release.
-    pub drops_release_reply: bool,
-    /// How many vendor calls fail on purpose before one succeeds.
-    pub vendor_failures: u32,
-    /// After the operation, a client with a different fingerprint claims its key.
-    pub mismatch_probe: bool,
-}
-
-impl OpPlan {
-    /// The plan for operation `index` under `seed`.
-    pub fn new(seed: u64, index: usize) -> Self {
-        let mut rng = op_rng(seed, index, u64::MAX);
-        Self {
-            workers: rng.random_range(2..=4),
-            dying_worker: rng.random_bool(0.05),
-            drops_claim_reply: rng.random_bool(0.05),
-            drops_complete_reply: rng.random_bool(0.10),
-            drops_release_reply: rng.random_bool(0.5),
-            vendor_failures: if rng.random_bool(0.08) {
-                rng.random_range(1..=2)
-            } else {
-                0
-            },
-            mismatch_probe: rng.random_bool(0.03),
-        }
-    }
-}
-
-/// One logical operation.
-#[derive(Debug)]
-pub struct Op {
-    /// Its position among the operations.
-    pub index: usize,
-    /// Its idempotency key.
-    pub key: String,
-    /// The fingerprint every honest worker sends.
-    pub fingerprint: Vec<u8>,
-    /// What goes wrong.
-    pub plan: OpPlan,
-    seed: u64,
-}
-
-impl Op {
-    /// Operation `index` of a run seeded with `seed`.
-    pub fn new(seed: u64, index: usize) -> Self {
-        Self {
-            index,
-            key: format!("op-{index:04}"),
-            fingerprint: format!("charge {index} EUR {}", 100 + index).into_bytes(),
-            plan: OpPlan::new(seed, index),
-            seed,
-        }
-    }
-}
-
-/// How one worker ended.
-#[derive(Debug, Clone)]
-pub enum WorkerEnd {
-    /// It made the vendor call and its Complete was acknowledged.
-    Completed { token: u64, response: String },
-    /// A Claim replayed the stored response.
-    Replayed { response: String },
-    /// It died after ACQUIRED, before the vendor call (its token is abandoned).
-    Died,
-    /// A client with another fingerprint got FINGERPRINT_MISMATCH.
-    Mismatched,
-    /// It gave up or saw something no honest client should.
-    Failed(String),
-}
-
-/// What happened to one operation.
-#[derive(Debug)]
-pub struct OpReport {
-    /// Its key.
-    pub key: String,
-    /// How each worker ended.
-    pub ends: Vec<WorkerEnd>,
-    /// Tokens of ACQUIRED answers nobody used: a dying worker's, a dropped reply's.
-    pub abandoned_tokens: Vec<u64>,
 }
 
 /// Runs every worker of `op`: the dying one first (so it is the one that holds the
@@ -590,14 +464,4 @@ async fn backoff_at_least(attempt: u32, retry_after: Duration, rng: &mut StdRng)
         .min(BACKOFF_CAP);
     let sleep = rng.random_range(0..=ceiling.as_millis() as u64);
     tokio::time::sleep(Duration::from_millis(sleep)).await;
-}
-
-/// The seeded generator for one operation's worker `n`, so an operation's plan and
-/// choices replay with the seed (the interleaving with the faults does not: it
-/// depends on timing).
-fn op_rng(seed: u64, index: usize, n: u64) -> StdRng {
-    StdRng::seed_from_u64(
-        seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            ^ n.wrapping_mul(0xD6E8_FEB8_6659_FD93),
-    )
 }
