@@ -239,7 +239,7 @@ fn tls_config(args: &ServeArgs) -> anyhow::Result<Option<TlsAcceptor>> {
 /// The limits of the accept loop and of each request, from the flags.
 fn edge_limits(
     args: &ServeArgs,
-    limits: &crate::engine::Limits,
+    limits: &crate::domain::Limits,
 ) -> anyhow::Result<(TransportLimits, GuardLimits)> {
     for (flag, value) in [
         ("--rpc-timeout", args.rpc_timeout),

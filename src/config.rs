@@ -11,8 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::bench::BenchArgs;
 use crate::cli::ClientCommand;
-use crate::domain::{DurationBounds, parse_duration};
-use crate::engine::Limits;
+use crate::domain::{DurationBounds, Limits, parse_duration};
 
 /// onceward: make paid or irreversible side effects happen at most once.
 #[derive(Debug, Parser)]

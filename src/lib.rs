@@ -19,7 +19,9 @@
 //! - [`client`]: a Rust client and the `once` guard (claim, run, complete or release).
 //! - [`http`]: a tower layer that makes POST handlers idempotent by `Idempotency-Key`.
 //! - [`bench`]: `onceward bench`, the load generator and its baselines.
-//! - [`proto`]: the generated `onceward.v1` types, client and server.
+//! - [`proto`]: the generated `onceward.v1` types, client and server, and the wire
+//!   helpers (durations, timestamps, status-code labels) the edge and the clients share.
+//! - [`errors`]: the cause-chain formatter, and which error type to use where.
 
 #![forbid(unsafe_code)]
 
@@ -31,21 +33,13 @@ pub mod client;
 pub mod config;
 pub mod domain;
 pub mod engine;
+pub mod errors;
 pub mod grpc;
 pub mod http;
 pub mod ledger;
 pub mod metrics;
+pub mod proto;
 pub mod retention;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tenants;
-
-/// The generated `onceward.v1` protobuf types, gRPC client and server.
-#[allow(missing_docs, clippy::all)]
-pub mod proto {
-    tonic::include_proto!("onceward.v1");
-
-    /// The encoded descriptor set, for the reflection service.
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        include_bytes!(concat!(env!("OUT_DIR"), "/onceward_descriptor.bin"));
-}

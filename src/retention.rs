@@ -53,7 +53,7 @@ impl Retention {
                 Ok(0) => {}
                 Ok(deleted) => tracing::info!(deleted, "retention: deleted expired records"),
                 Err(error) => tracing::warn!(
-                    error = %crate::telemetry::chain(&error),
+                    error = %crate::errors::chain(&error),
                     "retention pass failed; will retry"
                 ),
             }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use onceward::domain::DurationBounds;
-use onceward::engine::Limits;
+use onceward::domain::Limits;
 use onceward::grpc::convert;
 use onceward::proto;
 use prost::Message as _;

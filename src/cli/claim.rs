@@ -69,7 +69,7 @@ pub(super) async fn run(args: ClaimArgs) -> Result<Report, Failure> {
         namespace: args.namespace,
         key: args.key,
         fingerprint,
-        lease: args.lease.map(crate::grpc::proto_duration),
+        lease: args.lease.map(crate::proto::duration),
         // One try, but named like every client's, so the sidecar counts it.
         claimant: rand::random::<[u8; 16]>().to_vec(),
         attempt: 1,

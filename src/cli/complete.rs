@@ -11,8 +11,8 @@ use super::exit::{Exit, Failure};
 use super::output::{self, Report, push_field};
 use super::{ConnectArgs, connect, input};
 use crate::domain::parse_duration;
-use crate::grpc::proto_duration;
 use crate::proto::CompleteRequest;
+use crate::proto::duration as proto_duration;
 
 /// `onceward complete NAMESPACE KEY --token N`.
 #[derive(Debug, Clone, Args)]

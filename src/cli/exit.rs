@@ -8,7 +8,7 @@
 
 use tonic::Code;
 
-use crate::grpc::code_label;
+use crate::proto::code_label;
 
 /// The exit code table, as printed under each client command's `--help`.
 pub const EXIT_CODES_HELP: &str = "\

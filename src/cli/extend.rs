@@ -10,8 +10,8 @@ use super::exit::{Exit, Failure};
 use super::output::{self, Report, push_field};
 use super::{ConnectArgs, connect};
 use crate::domain::parse_duration;
-use crate::grpc::proto_duration;
 use crate::proto::ExtendLeaseRequest;
+use crate::proto::duration as proto_duration;
 
 /// `onceward extend NAMESPACE KEY --token N`.
 #[derive(Debug, Clone, Args)]

@@ -16,8 +16,8 @@ use super::config::ClientConfig;
 use super::error::ClientError;
 use super::lease::Lease;
 use crate::domain::FencingToken;
-use crate::grpc::{code_label, proto_duration};
 use crate::proto::{self, onceward_client::OncewardClient};
+use crate::proto::{code_label, duration as proto_duration};
 
 /// Random bytes in the claimant of each logical Claim (SPEC: 16).
 const CLAIMANT_BYTES: usize = 16;
@@ -96,7 +96,7 @@ impl Client {
             .timeout(config.rpc_timeout)
             .connect()
             .await
-            .map_err(|error| connect_error(crate::telemetry::chain(&error)))?;
+            .map_err(|error| connect_error(crate::errors::chain(&error)))?;
         let budget = RetryBudget::new(
             config.retry_ratio,
             config.min_retries_per_second,

@@ -16,6 +16,18 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+/// The server's limits, shared by the engine and the gRPC edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Default and maximum lease.
+    pub lease: DurationBounds,
+    /// Default and maximum retention of completed records. An abandoned claim is kept
+    /// for the default retention after its lease runs out.
+    pub retention: DurationBounds,
+    /// The largest `response` a `Complete` may store, in bytes.
+    pub max_response_bytes: usize,
+}
+
 /// The capability a successful `Claim` hands to its caller. Tokens come from one global
 /// sequence, so a later claim's token is always larger than an earlier one's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

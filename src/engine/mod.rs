@@ -44,7 +44,7 @@ use self::answers::{answer_from_cache, answer_from_record, confirmed_entry, time
 use self::unanswered::Unanswered;
 use crate::cache::{CacheEntry, EntryKind, HotTier};
 use crate::domain::{
-    ClaimAnswer, Claimant, Completion, DurationBounds, FencingToken, Fingerprint, Outcome, Record,
+    ClaimAnswer, Claimant, Completion, FencingToken, Fingerprint, Limits, Outcome, Record,
     RecordId, Tier,
 };
 use crate::ledger::{ClaimDecision, CompleteDecision, Ledger, LedgerError, NewClaim};
@@ -64,18 +64,6 @@ enum HotLookup {
     Deferred,
     /// The hot tier failed, timed out, or its circuit is open.
     Unreachable,
-}
-
-/// The server's limits, shared by the engine and the gRPC edge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Default and maximum lease.
-    pub lease: DurationBounds,
-    /// Default and maximum retention of completed records. An abandoned claim is kept
-    /// for the default retention after its lease runs out.
-    pub retention: DurationBounds,
-    /// The largest `response` a `Complete` may store, in bytes.
-    pub max_response_bytes: usize,
 }
 
 /// A validated `Claim`.

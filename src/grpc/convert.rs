@@ -3,14 +3,12 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-
 use crate::domain::{
-    BoundedDuration, ClaimAnswer, Claimant, FencingToken, Fingerprint, IdempotencyKey, Namespace,
-    Outcome, Record, RecordId, RecordState, Tier, ValidationError,
+    BoundedDuration, ClaimAnswer, Claimant, FencingToken, Fingerprint, IdempotencyKey, Limits,
+    Namespace, Outcome, Record, RecordId, RecordState, Tier, ValidationError,
 };
-use crate::engine::{ClaimCommand, CompleteCommand, Limits};
-use crate::proto;
+use crate::engine::{ClaimCommand, CompleteCommand};
+use crate::proto::{self, duration, timestamp};
 
 /// Parses a namespace and key, naming the field that is out of bounds.
 pub fn record_id(namespace: String, key: String) -> Result<RecordId, ValidationError> {
@@ -129,21 +127,5 @@ pub fn record(record: Record) -> proto::Record {
         completed_at: record.completed_at.map(timestamp),
         lease_expires_at: record.lease_expires_at.map(timestamp),
         expires_at: Some(timestamp(record.expires_at)),
-    }
-}
-
-/// A `google.protobuf.Timestamp`.
-pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.timestamp(),
-        nanos: at.timestamp_subsec_nanos() as i32,
-    }
-}
-
-/// A std duration as a protobuf one (what every request and response carries).
-pub fn duration(duration: Duration) -> prost_types::Duration {
-    prost_types::Duration {
-        seconds: i64::try_from(duration.as_secs()).unwrap_or(i64::MAX),
-        nanos: duration.subsec_nanos() as i32,
     }
 }

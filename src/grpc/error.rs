@@ -4,7 +4,7 @@
 //! more" for a fencing rejection, "retry" for an unreachable ledger. Internal causes
 //! are logged here with their full chain and never sent.
 
-use tonic::{Code, Status};
+use tonic::Status;
 
 use crate::domain::ValidationError;
 use crate::engine::EngineError;
@@ -41,36 +41,13 @@ impl From<ApiError> for Status {
                 "fencing_token is not the current holder's (lease lost, released, completed, or unknown key)",
             ),
             ApiError::Engine(error @ EngineError::Unavailable(_)) => {
-                tracing::warn!(error = %crate::telemetry::chain(&error), "failing closed");
+                tracing::warn!(error = %crate::errors::chain(&error), "failing closed");
                 Status::unavailable("the ledger is unavailable; safe to retry")
             }
             ApiError::Engine(error @ EngineError::Internal(_)) => {
-                tracing::error!(error = %crate::telemetry::chain(&error), "internal error");
+                tracing::error!(error = %crate::errors::chain(&error), "internal error");
                 Status::internal("internal error")
             }
         }
-    }
-}
-
-/// The canonical name of a status code, for metric labels.
-pub fn code_label(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
     }
 }

@@ -37,9 +37,10 @@ use tonic::body::Body;
 use tower::{Layer, Service};
 
 use super::codec::malformed_body;
-use super::error::{ApiError, code_label};
+use super::error::ApiError;
 use crate::domain::format_duration;
 use crate::metrics;
+use crate::proto::code_label;
 use crate::tenants::Gatekeeper;
 
 /// A gRPC message's header: a compression flag and a 4-byte length.

@@ -16,8 +16,7 @@ pub(crate) mod guard;
 pub(crate) mod tls;
 pub mod transport;
 
-pub use convert::duration as proto_duration;
-pub use error::{ApiError, code_label};
+pub use error::ApiError;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -25,7 +24,8 @@ use std::time::Instant;
 
 use tonic::{Request, Response, Status};
 
-use crate::engine::{Engine, Limits};
+use crate::domain::Limits;
+use crate::engine::Engine;
 use crate::metrics;
 use crate::proto::onceward_server::{Onceward, OncewardServer};
 use crate::proto::{
@@ -91,7 +91,7 @@ impl Onceward for OncewardService {
             caller.authorize(&command.id.namespace)?;
             let completion = self.engine.complete(command).await?;
             Ok(CompleteResponse {
-                expires_at: Some(convert::timestamp(completion.expires_at)),
+                expires_at: Some(crate::proto::timestamp(completion.expires_at)),
             })
         })
         .await
@@ -126,7 +126,7 @@ impl Onceward for OncewardService {
             let lease = convert::lease(request.lease, self.engine.limits())?;
             let lease_expires_at = self.engine.extend_lease(&id, token, lease).await?;
             Ok(ExtendLeaseResponse {
-                lease_expires_at: Some(convert::timestamp(lease_expires_at)),
+                lease_expires_at: Some(crate::proto::timestamp(lease_expires_at)),
             })
         })
         .await
@@ -184,6 +184,6 @@ async fn observe<T>(
         Ok(_) => tonic::Code::Ok,
         Err(status) => status.code(),
     };
-    metrics::rpc_finished(method, error::code_label(code), started.elapsed());
+    metrics::rpc_finished(method, crate::proto::code_label(code), started.elapsed());
     result
 }

@@ -120,7 +120,7 @@ impl LedgerError {
     /// The same failure, for another caller of the same batched statement.
     pub fn for_another_caller(&self) -> Self {
         let cause = std::error::Error::source(self)
-            .map(crate::telemetry::chain)
+            .map(crate::errors::chain)
             .unwrap_or_default();
         match self {
             LedgerError::Unavailable(_) => LedgerError::Unavailable(cause.into()),

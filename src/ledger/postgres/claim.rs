@@ -37,7 +37,7 @@ pub(super) async fn release_unheld_claim(pool: PgPool, id: RecordId, token: Fenc
             "a claim committed after its caller gave up; released it"
         ),
         Err(error) => tracing::warn!(
-            %id, token = token.get(), error = %crate::telemetry::chain(&error),
+            %id, token = token.get(), error = %crate::errors::chain(&error),
             "a claim committed after its caller gave up and could not be released; \
              its lease will run out"
         ),

@@ -160,7 +160,7 @@ where
             {
                 // Safe to run again even if the first run committed (module docs).
                 tracing::info!(
-                    op, error = %crate::telemetry::chain(error),
+                    op, error = %crate::errors::chain(error),
                     "a ledger connection failed under a batch; running it again on another"
                 );
                 connections.saw_connection_fail();

@@ -298,7 +298,7 @@ impl Ledger for SqliteLedger {
                         "a claim committed after its caller gave up; released it"
                     ),
                     Err(error) => tracing::warn!(
-                        id = %claim.id, token = token.get(), error = %crate::telemetry::chain(&error),
+                        id = %claim.id, token = token.get(), error = %crate::errors::chain(&error),
                         "a claim committed after its caller gave up and could not be released; \
                          its lease will run out"
                     ),

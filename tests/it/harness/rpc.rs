@@ -23,7 +23,7 @@ pub fn claim_request(
     }
 }
 
-pub use onceward::grpc::proto_duration;
+pub use onceward::proto::duration as proto_duration;
 
 pub async fn claim(
     client: &mut OncewardClient<Channel>,
