@@ -75,6 +75,26 @@ pub struct Record {
     pub expires_at: DateTime<Utc>,
 }
 
+impl Record {
+    /// The end of this record's lease, if it is a claim whose lease still runs at `now`
+    /// (the ledger's clock).
+    pub fn live_lease(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match self.state {
+            RecordState::InProgress => self.lease_expires_at.filter(|at| *at > now),
+            RecordState::Completed => None,
+        }
+    }
+
+    /// Whether a claim with `fingerprint` may take this record over at `now` (the
+    /// ledger's clock): a claim whose lease ran out, with a compatible fingerprint. The
+    /// ledgers' SQL restates this as the guard of their compare-and-set.
+    pub fn takeable_by(&self, fingerprint: &Fingerprint, now: DateTime<Utc>) -> bool {
+        self.state == RecordState::InProgress
+            && self.lease_expires_at.is_some_and(|at| at <= now)
+            && fingerprint.is_compatible_with(&self.fingerprint)
+    }
+}
+
 /// Which tier decided a claim's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tier {
@@ -148,4 +168,50 @@ pub struct Completion {
     pub completed_at: DateTime<Utc>,
     /// When the completed record expires.
     pub expires_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim(fingerprint: &[u8], lease_expires_at: DateTime<Utc>) -> Record {
+        Record {
+            id: RecordId {
+                namespace: Namespace::try_from("ns".to_owned()).unwrap(),
+                key: IdempotencyKey::try_from("k".to_owned()).unwrap(),
+            },
+            state: RecordState::InProgress,
+            fingerprint: Fingerprint::try_from(fingerprint.to_vec()).unwrap(),
+            response: None,
+            created_at: lease_expires_at,
+            completed_at: None,
+            lease_expires_at: Some(lease_expires_at),
+            expires_at: lease_expires_at,
+        }
+    }
+
+    #[test]
+    fn only_a_claim_whose_lease_ran_out_is_taken_over_and_only_with_a_compatible_fingerprint() {
+        let now = DateTime::from_timestamp(1_000, 0).unwrap();
+        let second = chrono::Duration::seconds(1);
+        let a = Fingerprint::try_from(b"a".to_vec()).unwrap();
+        let b = Fingerprint::try_from(b"b".to_vec()).unwrap();
+        let ran_out = claim(b"a", now - second);
+        assert!(ran_out.takeable_by(&a, now));
+        assert!(ran_out.takeable_by(&Fingerprint::default(), now));
+        assert!(!ran_out.takeable_by(&b, now));
+        assert_eq!(ran_out.live_lease(now), None);
+
+        let live = claim(b"a", now + second);
+        assert!(!live.takeable_by(&a, now));
+        assert_eq!(live.live_lease(now), Some(now + second));
+
+        let done = Record {
+            state: RecordState::Completed,
+            lease_expires_at: None,
+            ..ran_out
+        };
+        assert!(!done.takeable_by(&a, now));
+        assert_eq!(done.live_lease(now), None);
+    }
 }

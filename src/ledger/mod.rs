@@ -177,6 +177,29 @@ pub trait Ledger: Send + Sync + 'static {
     async fn purge_expired(&self, limit: u32) -> Result<u64, LedgerError>;
 }
 
+/// `Acquired` again, with the same token and lease, if the standing `record` (its
+/// `token` and `stored_claimant` read with it at `now`, the ledger's clock) is a live
+/// claim that `claim`'s own claimant made — a retry whose first answer was lost — and
+/// the fingerprints agree; `None` otherwise. The rule of both ledgers.
+pub(crate) fn reentry(
+    record: &Record,
+    token: i64,
+    stored_claimant: &[u8],
+    claim: &NewClaim,
+    now: DateTime<Utc>,
+) -> Option<ClaimDecision> {
+    let lease_expires_at = record.live_lease(now)?;
+    let own = claim.claimant.matches(stored_claimant)
+        && claim.fingerprint.is_compatible_with(&record.fingerprint);
+    own.then(|| ClaimDecision::Acquired {
+        token: FencingToken::new(token as u64),
+        lease_expires_at,
+        takeover: false,
+        fingerprint: record.fingerprint.clone(),
+        now,
+    })
+}
+
 /// The stored `state` column of an in-progress record (both ledgers).
 pub(crate) const STATE_IN_PROGRESS: i64 = 1;
 /// The stored `state` column of a completed record (both ledgers).

@@ -13,9 +13,9 @@ use super::sql::{CLAIM_BATCH, MARK_REENTERED, RELEASE_UNHELD, SELECT_RECORDS};
 use super::{
     classify, delete_claim, fetch_all_retrying, fingerprint_from_row, key_order, record_from_row,
 };
-use crate::domain::{FencingToken, Record, RecordId, RecordState};
+use crate::domain::{FencingToken, Record, RecordId};
 use crate::ledger::batcher::BatchOutcome;
-use crate::ledger::{ClaimDecision, LedgerError, NewClaim, db_token, internal, micros};
+use crate::ledger::{ClaimDecision, LedgerError, NewClaim, db_token, internal, micros, reentry};
 
 /// How many times a claim re-reads when the row it conflicted with changed under it
 /// (released, deleted, or its lease ran out between two statements).
@@ -179,10 +179,7 @@ async fn claim_rounds(
                             record: record.clone(),
                             now: *now,
                         };
-                        let takeable = record.state == RecordState::InProgress
-                            && record.lease_expires_at.is_some_and(|at| at <= *now)
-                            && claim.fingerprint.is_compatible_with(&record.fingerprint);
-                        if takeable {
+                        if record.takeable_by(&claim.fingerprint, *now) {
                             last_seen[i] = Some(existing);
                             retry.push(i);
                         } else {
@@ -267,19 +264,7 @@ impl Standing {
     /// `claim`'s own claimant made (a retry whose first answer was lost) and the
     /// fingerprints agree; `None` otherwise.
     fn reentered_by(&self, claim: &NewClaim) -> Option<ClaimDecision> {
-        let lease_expires_at = self.record.lease_expires_at.filter(|at| *at > self.now)?;
-        let own = self.record.state == RecordState::InProgress
-            && claim.claimant.matches(&self.claimant)
-            && claim
-                .fingerprint
-                .is_compatible_with(&self.record.fingerprint);
-        own.then(|| ClaimDecision::Acquired {
-            token: FencingToken::new(self.token as u64),
-            lease_expires_at,
-            takeover: false,
-            fingerprint: self.record.fingerprint.clone(),
-            now: self.now,
-        })
+        reentry(&self.record, self.token, &self.claimant, claim, self.now)
     }
 }
 

@@ -37,9 +37,9 @@ use self::sql::{
 };
 use super::{
     ClaimDecision, CompleteDecision, ExtendedLease, Ledger, LedgerError, NewClaim, db_token,
-    internal, micros,
+    internal, micros, reentry,
 };
-use crate::domain::{Completion, FencingToken, Record, RecordId, RecordState};
+use crate::domain::{Completion, FencingToken, Record, RecordId};
 
 /// Options for opening the SQLite ledger.
 #[derive(Debug, Clone)]
@@ -171,10 +171,7 @@ impl SqliteLedger {
                     tx.commit().await.map_err(classify)?;
                     return Ok(own);
                 }
-                let expired_and_ours_to_take = record.state == RecordState::InProgress
-                    && record.lease_expires_at.is_some_and(|at| at <= now_at)
-                    && claim.fingerprint.is_compatible_with(&record.fingerprint);
-                if !expired_and_ours_to_take {
+                if !record.takeable_by(&claim.fingerprint, now_at) {
                     // Nothing was written; dropping the transaction rolls it back.
                     return Ok(ClaimDecision::Existing {
                         record,
@@ -448,24 +445,12 @@ fn reentered(
     claim: &NewClaim,
     now: DateTime<Utc>,
 ) -> Result<Option<ClaimDecision>, LedgerError> {
-    let Some(lease_expires_at) = record.lease_expires_at.filter(|at| *at > now) else {
-        return Ok(None);
-    };
-    let stored: Vec<u8> = row.try_get("claimant").map_err(internal)?;
-    let own = record.state == RecordState::InProgress
-        && claim.claimant.matches(&stored)
-        && claim.fingerprint.is_compatible_with(&record.fingerprint);
-    if !own {
+    if record.live_lease(now).is_none() {
         return Ok(None);
     }
+    let stored: Vec<u8> = row.try_get("claimant").map_err(internal)?;
     let token: i64 = row.try_get("fencing_token").map_err(internal)?;
-    Ok(Some(ClaimDecision::Acquired {
-        token: FencingToken::new(token as u64),
-        lease_expires_at,
-        takeover: false,
-        fingerprint: record.fingerprint.clone(),
-        now,
-    }))
+    Ok(reentry(record, token, &stored, claim, now))
 }
 
 /// The ledger's clock, in Unix microseconds. Read only inside a write transaction, so
