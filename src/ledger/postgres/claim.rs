@@ -51,9 +51,12 @@ pub(super) async fn claim_batch(
     connection: &mut PgConnection,
     claims: &[NewClaim],
 ) -> BatchOutcome<ClaimDecision> {
-    let mut decisions: Vec<Option<ClaimDecision>> = vec![None; claims.len()];
-    let mut last_seen: Vec<Option<ClaimDecision>> = vec![None; claims.len()];
-    if let Err(error) = claim_rounds(connection, claims, &mut decisions, &mut last_seen).await {
+    let Rounds {
+        decisions,
+        last_seen,
+        failed,
+    } = claim_rounds(connection, claims).await;
+    if let Some(error) = failed {
         // A later round failed. What an earlier one decided stands — an acquired claim
         // is committed, and answering it with the error would leave it held by nobody —
         // and the rest share the failure.
@@ -79,9 +82,34 @@ pub(super) async fn claim_batch(
         .collect())
 }
 
-/// The rounds of `claim_batch`, which record each claim's decision as it is made, and
-/// for a claim that keeps meeting a changing row, what stood last.
-async fn claim_rounds(
+/// What the rounds of a claim batch decided.
+struct Rounds {
+    /// Each claim's decision, as its round made it.
+    decisions: Vec<Option<ClaimDecision>>,
+    /// For a claim that kept meeting a row that changed under it, what stood last.
+    last_seen: Vec<Option<ClaimDecision>>,
+    /// The failure that ended the rounds early: what was decided before it stands.
+    failed: Option<LedgerError>,
+}
+
+/// The rounds of `claim_batch`: what each decided, and whether one failed.
+async fn claim_rounds(connection: &mut PgConnection, claims: &[NewClaim]) -> Rounds {
+    let mut decisions = vec![None; claims.len()];
+    let mut last_seen = vec![None; claims.len()];
+    let failed = run_rounds(connection, claims, &mut decisions, &mut last_seen)
+        .await
+        .err();
+    Rounds {
+        decisions,
+        last_seen,
+        failed,
+    }
+}
+
+/// Runs the rounds, recording each claim's decision as it is made (so that a failing
+/// round cannot take back what an earlier one committed), and for a claim that keeps
+/// meeting a changing row, what stood last.
+async fn run_rounds(
     connection: &mut PgConnection,
     claims: &[NewClaim],
     decisions: &mut [Option<ClaimDecision>],
