@@ -34,7 +34,9 @@ pub struct CacheEntry {
     /// Completed entries: completion time, Unix milliseconds.
     #[prost(int64, tag = "4")]
     pub completed_at_ms: i64,
-    /// In-progress entries: lease expiry (ledger clock), Unix milliseconds.
+    /// In-progress entries: lease expiry (ledger clock), Unix milliseconds. This
+    /// version judges an entry by its TTL alone (never against its own wall clock);
+    /// the field is still written for sidecars of an older version sharing the Redis.
     #[prost(int64, tag = "5")]
     pub lease_expires_at_ms: i64,
     /// Tentative entries: a random value that makes the entry its writer's own, so
@@ -42,7 +44,8 @@ pub struct CacheEntry {
     #[prost(uint64, tag = "6")]
     pub nonce: u64,
     /// Completed entries: when the record expires (ledger clock), Unix milliseconds;
-    /// 0 if unknown (an entry written by an older version).
+    /// 0 if unknown (an entry written by an older version). Like `lease_expires_at_ms`,
+    /// written for older sidecars sharing the Redis; this version reads the TTL.
     #[prost(int64, tag = "7")]
     pub expires_at_ms: i64,
 }
