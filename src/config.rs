@@ -1,69 +1,15 @@
-//! The command line: every flag has a default or says it is required, and an
-//! `ONCEWARD_*` environment fallback. Nothing else in the crate reads the environment.
-//! The client commands' flags live next to their code in [`crate::cli`] and are parsed
-//! here, in the same one pass.
+//! The sidecar's settings: `serve`, `gc` and `migrate` flags. Every flag has a default
+//! or says it is required, and an `ONCEWARD_*` environment fallback; nothing else in the
+//! crate reads the environment. The whole command line, with the client commands and
+//! the bench, is parsed in one pass by [`crate::command::Cli`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::Args;
 
-use crate::bench::BenchArgs;
-use crate::cli::ClientCommand;
 use crate::domain::{DurationBounds, Limits, parse_duration};
-
-/// onceward: make paid or irreversible side effects happen at most once.
-#[derive(Debug, Parser)]
-#[command(name = "onceward", version, about, args_override_self = true)]
-pub struct Cli {
-    /// Log format.
-    #[arg(long, env = "ONCEWARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
-    pub log_format: LogFormat,
-
-    /// What to run.
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
-/// The roles of the one binary.
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the sidecar.
-    Serve(Box<ServeArgs>),
-    /// Apply the ledger's migrations and exit.
-    Migrate(StorageArgs),
-    /// Run one retention pass (delete expired records) and exit; for cron jobs.
-    Gc(GcArgs),
-    /// Print a fresh random bearer token and the SHA-256 to put in the config file.
-    Token,
-    /// The command-line client (claim, complete, release, extend, lookup): talks to a
-    /// running sidecar and exits with a code that says what happened.
-    #[command(flatten)]
-    Client(ClientCommand),
-    /// Measure a running sidecar's throughput and latency, and its baselines.
-    Bench(BenchArgs),
-}
-
-impl Command {
-    /// The threads the command's runtime runs on.
-    pub fn worker_threads(&self) -> u16 {
-        match self {
-            Command::Serve(args) => args.worker_threads,
-            Command::Bench(args) => args.worker_threads,
-            _ => 1,
-        }
-    }
-}
 
 /// `onceward gc`.
 #[derive(Debug, Clone, Args)]

@@ -12,14 +12,6 @@
 //! - Causes are logged whole, with [`chain`]; clients never see them (no SQL, no
 //!   stack).
 
-/// `error: cause: cause…`: an error with its whole source chain, for logs.
-pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+/// `error: cause: cause…`: an error with its whole source chain, for logs (the client
+/// crate's, which logs its own connection errors the same way).
+pub use onceward_client::chain;

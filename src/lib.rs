@@ -11,17 +11,21 @@
 //! - [`grpc`]: the tonic edge: parse requests, call the engine, map errors once.
 //! - [`tenants`]: who may call, which namespaces each may use, and how fast.
 //! - [`app`]: build (connect, migrate, bind) and run until shutdown.
-//! - [`config`]: the command line and its environment fallbacks.
+//! - [`command`]: the command line: the binary's roles, parsed in one pass.
+//! - [`config`]: the sidecar's flags and their environment fallbacks.
 //! - [`retention`]: the cleanup job that deletes expired records.
 //! - [`shutdown`], [`telemetry`]: SIGTERM/SIGINT as a future; logging.
 //! - [`cli`]: the command-line client (`onceward claim …`) and its exit codes.
 //! - [`metrics`]: every metric's name and help text.
-//! - [`client`]: a Rust client and the `once` guard (claim, run, complete or release).
-//! - [`http`]: a tower layer that makes POST handlers idempotent by `Idempotency-Key`.
 //! - [`bench`]: `onceward bench`, the load generator and its baselines.
-//! - [`proto`]: the generated `onceward.v1` types, client and server, and the wire
-//!   helpers (durations, timestamps, status-code labels) the edge and the clients share.
+//! - [`proto`]: the generated `onceward.v1` service, over the client crate's messages
+//!   and wire helpers (durations, timestamps, status-code labels).
 //! - [`errors`]: the cause-chain formatter, and which error type to use where.
+
+//!
+//! The Rust client, the `once` guard and the HTTP `Idempotency-Key` layer are the
+//! `onceward-client` crate (`clients/rust`), which a service depends on without
+//! compiling any of this.
 
 #![forbid(unsafe_code)]
 
@@ -29,13 +33,12 @@ pub mod app;
 pub mod bench;
 pub mod cache;
 pub mod cli;
-pub mod client;
+pub mod command;
 pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod errors;
 pub mod grpc;
-pub mod http;
 pub mod ledger;
 pub mod metrics;
 pub mod proto;

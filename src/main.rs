@@ -3,7 +3,7 @@
 use clap::Parser as _;
 
 use onceward::app::{self, Application};
-use onceward::config::{Cli, Command};
+use onceward::command::{Cli, Command};
 use onceward::retention::Retention;
 use tokio_util::sync::CancellationToken;
 

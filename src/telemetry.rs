@@ -1,8 +1,16 @@
 //! Logging: text for people, JSON for log pipelines; `RUST_LOG` filters (default info).
 
+use clap::ValueEnum;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
 
 /// Installs the global subscriber. Logs go to stderr so stdout stays for command output.
 pub fn init(format: LogFormat) {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::identifiers::ValidationError;
+use super::ValidationError;
 
 /// A default and a maximum for a duration a caller may request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

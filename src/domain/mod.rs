@@ -2,16 +2,18 @@
 //! outcomes.
 //!
 //! Everything here is parsed once at the gRPC edge (`TryFrom`), so the engine, the
-//! ledgers and the hot tiers never see an unchecked namespace, key or fingerprint.
+//! ledgers and the hot tiers never see an unchecked namespace, key or fingerprint. The
+//! identifiers themselves (with their limits and the fingerprint rule) are the API's, so
+//! they live in the client crate and are re-exported here.
 
 mod claimant;
 mod duration;
-mod identifiers;
 
 pub use claimant::Claimant;
 pub use duration::{BoundedDuration, DurationBounds, format_duration, parse_duration};
-pub use identifiers::{Fingerprint, IdempotencyKey, Namespace, RecordId, ValidationError};
+pub use onceward_client::{FencingToken, Fingerprint, IdempotencyKey, Namespace, ValidationError};
 
+use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -28,20 +30,18 @@ pub struct Limits {
     pub max_response_bytes: usize,
 }
 
-/// The capability a successful `Claim` hands to its caller. Tokens come from one global
-/// sequence, so a later claim's token is always larger than an earlier one's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct FencingToken(u64);
+/// The identity of a record: its namespace and key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RecordId {
+    /// The namespace.
+    pub namespace: Namespace,
+    /// The key within the namespace.
+    pub key: IdempotencyKey,
+}
 
-impl FencingToken {
-    /// Wraps a raw token value.
-    pub fn new(value: u64) -> Self {
-        Self(value)
-    }
-
-    /// The raw value, as sent over the wire.
-    pub fn get(self) -> u64 {
-        self.0
+impl fmt::Display for RecordId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.namespace, self.key)
     }
 }
 

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use onceward::client::{Client, ClientConfig, ClientError, Once, OnceError};
 use onceward::proto::{Outcome, RecordState};
+use onceward_client::{Client, ClientConfig, ClientError, Once, OnceError};
 
 use crate::harness::*;
 
@@ -18,7 +18,7 @@ const NS: &str = "guard";
 fn counted(
     runs: &Arc<AtomicU32>,
     response: &'static [u8],
-) -> impl FnOnce(onceward::client::FencingToken) -> std::future::Ready<Result<Vec<u8>, Infallible>> + use<>
+) -> impl FnOnce(onceward_client::FencingToken) -> std::future::Ready<Result<Vec<u8>, Infallible>> + use<>
 {
     let runs = runs.clone();
     move |_| {
@@ -253,7 +253,7 @@ async fn an_unreachable_sidecar_exhausts_the_retry_budget_after_a_bounded_number
     assert_eq!(runs.load(Ordering::SeqCst), 0);
 }
 
-#[path = "../../examples/guard.rs"]
+#[path = "../../clients/rust/examples/guard.rs"]
 #[allow(dead_code)]
 mod guard_example;
 
@@ -340,7 +340,7 @@ async fn a_claim_whose_reply_came_too_late_is_retried_with_its_claimant_and_acqu
     // same claimant, is the same claim.
     let claimed = client.claim(NS, "late-reply", b"").await.expect("claim");
     release.await.unwrap();
-    let onceward::client::Claim::Acquired(lease) = claimed else {
+    let onceward_client::Claim::Acquired(lease) = claimed else {
         panic!("a retry with its claimant must be ACQUIRED, got {claimed:?}");
     };
     let attempts = |attempt: &'static str| {

@@ -276,7 +276,7 @@ async fn health_and_reflection_answer_without_a_proto_file() {
 #[tokio::test]
 async fn it_refuses_to_start_on_a_postgres_that_may_lose_commits_unless_told_to_accept_it() {
     use clap::Parser as _;
-    use onceward::config::{Cli, Command};
+    use onceward::command::{Cli, Command};
 
     let db = TestDatabase::create().await;
     let name = db.url.rsplit_once('/').unwrap().1.to_owned();

@@ -11,12 +11,12 @@ use hyper::{Request, StatusCode};
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use onceward::client::Client;
 use onceward::proto::Outcome;
+use onceward_client::Client;
 
 use crate::harness::*;
 
-#[path = "../../examples/charge.rs"]
+#[path = "../../clients/rust/examples/charge.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod charge;
 

@@ -283,8 +283,9 @@ async fn require_auth_refuses_to_start_without_tenants() {
         "--require-auth".to_owned(),
     ];
     use clap::Parser as _;
-    let onceward::config::Command::Serve(args) =
-        onceward::config::Cli::try_parse_from(argv).unwrap().command
+    let onceward::command::Command::Serve(args) = onceward::command::Cli::try_parse_from(argv)
+        .unwrap()
+        .command
     else {
         unreachable!()
     };

@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 
 use clap::Parser as _;
 use onceward::app::Application;
-use onceward::config::{Cli, Command as Subcommand, ServeArgs};
+use onceward::command::{Cli, Command as Subcommand};
+use onceward::config::ServeArgs;
 use onceward::proto::onceward_client::OncewardClient;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use super::backoff;
 use super::error::{ClientError, OnceError};
 use super::rpc::{Claim, Client};
-use crate::domain::FencingToken;
+use crate::FencingToken;
 
 /// The floor of a wait on another holder, so a `retry_after` of zero (a lease about to
 /// run out) does not become a busy loop.

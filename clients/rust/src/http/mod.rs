@@ -4,7 +4,7 @@
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 //! use axum::{Router, routing::post};
-//! use onceward::{client::Client, http::IdempotencyLayer};
+//! use onceward_client::{Client, http::IdempotencyLayer};
 //!
 //! let client = Client::connect("127.0.0.1:50051").await?;
 //! let app: Router = Router::new()

@@ -1,14 +1,17 @@
-//! A Rust client for the sidecar, and the guard most callers want:
+//! A Rust client for the onceward sidecar, and the guard most callers want:
 //!
 //! ```no_run
 //! # async fn charge(_: u64) -> Result<Vec<u8>, std::io::Error> { Ok(vec![]) }
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-//! let client = onceward::client::Client::connect("127.0.0.1:50051").await?;
+//! let client = onceward_client::Client::connect("127.0.0.1:50051").await?;
 //! let receipt = client
 //!     .once("payments", "order-42", b"", |token| charge(token.get()))
 //!     .await?;
 //! # Ok(()) }
 //! ```
+//!
+//! This crate is all a service that calls onceward needs: it pulls in no part of the
+//! server (no database or cache drivers, no tonic server).
 //!
 //! # Layout
 //! - `rpc`: [`Client`], its connection and the one retry loop (backoff with full
@@ -17,19 +20,30 @@
 //! - `lease`: [`Lease`], a held claim kept alive while the effect runs.
 //! - `budget`, `backoff`: the retry budget's token bucket and the jittered backoff.
 //! - `config`: [`ClientConfig`] and its builder.
-//! - `error`: [`ClientError`] and [`OnceError`].
+//! - `error`: [`ClientError`] and [`OnceError`], and [`chain`] for logging either.
+//! - `identifiers`: [`Namespace`], [`IdempotencyKey`], [`Fingerprint`] and
+//!   [`FencingToken`], parsed with the limits the sidecar enforces.
+//! - [`proto`]: the generated `onceward.v1` messages and client, and the wire helpers.
+//! - [`http`] (feature `http`): a tower layer that makes POST handlers idempotent by
+//!   `Idempotency-Key`.
+
+#![forbid(unsafe_code)]
 
 mod backoff;
 mod budget;
 mod config;
 mod error;
 mod guard;
+#[cfg(feature = "http")]
+pub mod http;
+mod identifiers;
 mod lease;
+pub mod proto;
 mod rpc;
 
-pub use crate::domain::FencingToken;
 pub use config::{ClientConfig, ClientConfigBuilder};
-pub use error::{ClientError, OnceError};
+pub use error::{ClientError, OnceError, chain};
 pub use guard::Once;
+pub use identifiers::{FencingToken, Fingerprint, IdempotencyKey, Namespace, ValidationError};
 pub use lease::Lease;
 pub use rpc::{Claim, Client};

@@ -86,3 +86,15 @@ pub enum OnceError<E> {
     #[error(transparent)]
     Client(#[from] ClientError),
 }
+
+/// `error: cause: cause…`: an error with its whole source chain, for logs.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

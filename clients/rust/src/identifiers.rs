@@ -1,4 +1,6 @@
-//! Namespaces, idempotency keys and fingerprints, each parsed once from raw input.
+//! The identifiers of the API — namespaces, idempotency keys, fingerprints and fencing
+//! tokens — each parsed once from raw input, with the limits the sidecar enforces, so a
+//! client can check its input before a round trip and the sidecar parses it the same way.
 
 use std::fmt;
 
@@ -156,18 +158,20 @@ impl TryFrom<Vec<u8>> for Fingerprint {
     }
 }
 
-/// The identity of a record: its namespace and key.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct RecordId {
-    /// The namespace.
-    pub namespace: Namespace,
-    /// The key within the namespace.
-    pub key: IdempotencyKey,
-}
+/// The capability a successful `Claim` hands to its caller. Tokens come from one global
+/// sequence, so a later claim's token is always larger than an earlier one's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FencingToken(u64);
 
-impl fmt::Display for RecordId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.namespace, self.key)
+impl FencingToken {
+    /// Wraps a raw token value.
+    pub fn new(value: u64) -> Self {
+        Self(value)
+    }
+
+    /// The raw value, as sent over the wire.
+    pub fn get(self) -> u64 {
+        self.0
     }
 }
 

@@ -15,7 +15,7 @@ use super::budget::RetryBudget;
 use super::config::ClientConfig;
 use super::error::ClientError;
 use super::lease::Lease;
-use crate::domain::FencingToken;
+use crate::FencingToken;
 use crate::proto::{self, onceward_client::OncewardClient};
 use crate::proto::{code_label, duration as proto_duration};
 
@@ -96,7 +96,7 @@ impl Client {
             .timeout(config.rpc_timeout)
             .connect()
             .await
-            .map_err(|error| connect_error(crate::errors::chain(&error)))?;
+            .map_err(|error| connect_error(crate::chain(&error)))?;
         let budget = RetryBudget::new(
             config.retry_ratio,
             config.min_retries_per_second,

@@ -7,8 +7,8 @@ use http::HeaderName;
 use tower::Layer;
 
 use super::service::Idempotent;
-use crate::client::Client;
-use crate::domain::{Namespace, ValidationError};
+use crate::Client;
+use crate::{Namespace, ValidationError};
 
 /// Largest request body the layer reads to fingerprint, by default.
 const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;

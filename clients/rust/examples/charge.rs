@@ -3,12 +3,12 @@
 //!
 //! ```sh
 //! cargo run -- serve &                       # the sidecar on 127.0.0.1:50051
-//! cargo run --example charge -- 127.0.0.1:50051 127.0.0.1:3000
+//! cargo run -p onceward-client --features http --example charge -- 127.0.0.1:50051 127.0.0.1:3000
 //! curl -i -X POST localhost:3000/charge -H 'Idempotency-Key: order-1' -d 1000
 //! curl -i -X POST localhost:3000/charge -H 'Idempotency-Key: order-1' -d 1000  # replayed
 //! ```
 //!
-//! The integration test `tests/it/http.rs` runs this very file's [`app`].
+//! The sidecar's integration test `tests/it/http.rs` runs this very file's [`app`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,8 +19,8 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::post;
-use onceward::client::Client;
-use onceward::http::IdempotencyLayer;
+use onceward_client::Client;
+use onceward_client::http::IdempotencyLayer;
 
 /// A stand-in for a card network: every call is a real (counted) charge.
 #[derive(Debug, Default)]

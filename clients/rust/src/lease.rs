@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::error::ClientError;
 use super::rpc::{Client, Retries};
-use crate::domain::FencingToken;
+use crate::FencingToken;
 
 /// The right to run the effect for one key, until the lease is lost.
 #[derive(Debug)]

@@ -1,8 +1,8 @@
 //! The Rust guard in one screen: send a welcome e-mail at most once per user, however
-//! often this runs. `cargo run --example guard -- 127.0.0.1:50051` (twice: the second
-//! run replays). The integration test `tests/it/client.rs` runs [`send_welcome`].
+//! often this runs. `cargo run -p onceward-client --example guard -- 127.0.0.1:50051` (twice: the second
+//! run replays). The sidecar's integration test `tests/it/client.rs` runs [`send_welcome`].
 
-use onceward::client::{Client, Once, OnceError};
+use onceward_client::{Client, Once, OnceError};
 
 /// Sends user 42's welcome e-mail unless some caller already did.
 pub async fn send_welcome(client: &Client) -> Result<Once, OnceError<std::io::Error>> {

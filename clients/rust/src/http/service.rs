@@ -24,7 +24,7 @@ use tower::Service;
 
 use super::layer::Settings;
 use super::stored::StoredResponse;
-use crate::client::{Claim, Client, ClientError};
+use crate::{Claim, Client, ClientError};
 
 /// The request header carrying the key, per the draft.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -270,7 +270,7 @@ fn replay(stored: &[u8]) -> Response<Body> {
     }
 }
 
-async fn release(lease: crate::client::Lease) {
+async fn release(lease: crate::Lease) {
     match lease.release().await {
         Ok(()) | Err(ClientError::LeaseLost) => {}
         Err(error) => {

@@ -1,0 +1,53 @@
+//! The command line of the one binary: its roles, each parsed in the same one pass.
+//! The flags live next to the code they configure: the sidecar's in [`crate::config`],
+//! the client commands' in [`crate::cli`], the load generator's in [`crate::bench`].
+
+use clap::{Parser, Subcommand};
+
+use crate::bench::BenchArgs;
+use crate::cli::ClientCommand;
+use crate::config::{GcArgs, ServeArgs, StorageArgs};
+use crate::telemetry::LogFormat;
+
+/// onceward: make paid or irreversible side effects happen at most once.
+#[derive(Debug, Parser)]
+#[command(name = "onceward", version, about, args_override_self = true)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, env = "ONCEWARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The roles of the one binary.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the sidecar.
+    Serve(Box<ServeArgs>),
+    /// Apply the ledger's migrations and exit.
+    Migrate(StorageArgs),
+    /// Run one retention pass (delete expired records) and exit; for cron jobs.
+    Gc(GcArgs),
+    /// Print a fresh random bearer token and the SHA-256 to put in the config file.
+    Token,
+    /// The command-line client (claim, complete, release, extend, lookup): talks to a
+    /// running sidecar and exits with a code that says what happened.
+    #[command(flatten)]
+    Client(ClientCommand),
+    /// Measure a running sidecar's throughput and latency, and its baselines.
+    Bench(BenchArgs),
+}
+
+impl Command {
+    /// The threads the command's runtime runs on.
+    pub fn worker_threads(&self) -> u16 {
+        match self {
+            Command::Serve(args) => args.worker_threads,
+            Command::Bench(args) => args.worker_threads,
+            _ => 1,
+        }
+    }
+}
