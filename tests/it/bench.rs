@@ -48,8 +48,8 @@ fn only_run(report: &Value) -> &Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_claims_and_completes_new_keys_without_errors() {
-    let setup = spawn_app().await;
-    let addr = format!("http://{}", setup.app.addr);
+    let app = TestApp::builder().spawn().await;
+    let addr = format!("http://{}", app.addr);
     let report = bench(&["--addr", &addr, "--workload", "new"]).await;
     let run = only_run(&report);
     assert_eq!(run["target"], "onceward");
@@ -59,8 +59,8 @@ async fn bench_claims_and_completes_new_keys_without_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_replays_completed_keys_without_errors() {
-    let setup = spawn_app().await;
-    let addr = format!("http://{}", setup.app.addr);
+    let app = TestApp::builder().spawn().await;
+    let addr = format!("http://{}", app.addr);
     let report = bench(&["--addr", &addr, "--workload", "duplicate"]).await;
     assert_eq!(only_run(&report)["workload"], "duplicate");
 }
@@ -70,8 +70,12 @@ async fn bench_replays_completed_keys_without_errors() {
 /// onceward's records.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_postgres_runs_in_a_schema_of_its_own_and_shares_fewer_connections_than_in_flight() {
-    let setup = spawn_app().await;
-    let addr = format!("http://{}", setup.app.addr);
+    let db = TestDatabase::create().await;
+    let app = TestApp::builder()
+        .ledger(Ledger::Postgres(&db))
+        .spawn()
+        .await;
+    let addr = format!("http://{}", app.addr);
     for workload in ["new", "duplicate"] {
         let report = bench(&[
             "--addr",
@@ -79,7 +83,7 @@ async fn direct_postgres_runs_in_a_schema_of_its_own_and_shares_fewer_connection
             "--target",
             "direct-postgres",
             "--database-url",
-            &setup.db.url,
+            &db.url,
             "--postgres-connections",
             "1",
             "--workload",
@@ -92,10 +96,7 @@ async fn direct_postgres_runs_in_a_schema_of_its_own_and_shares_fewer_connection
             (&"direct-postgres".into(), &4.into())
         );
     }
-    let ledger_rows = setup
-        .db
-        .scalar("SELECT count(*) FROM onceward_records")
-        .await;
+    let ledger_rows = db.scalar("SELECT count(*) FROM onceward_records").await;
     assert_eq!(
         ledger_rows, 0,
         "the baseline must not touch onceward's records"
@@ -104,8 +105,12 @@ async fn direct_postgres_runs_in_a_schema_of_its_own_and_shares_fewer_connection
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compare_measures_every_target_and_reports_the_ratios_per_level_and_of_the_peaks() {
-    let setup = spawn_app().await;
-    let addr = format!("http://{}", setup.app.addr);
+    let db = TestDatabase::create().await;
+    let app = TestApp::builder()
+        .ledger(Ledger::Postgres(&db))
+        .spawn()
+        .await;
+    let addr = format!("http://{}", app.addr);
     let redis_url = shared_redis_url();
     let report = bench(&[
         "--addr",
@@ -116,7 +121,7 @@ async fn compare_measures_every_target_and_reports_the_ratios_per_level_and_of_t
         "--rounds",
         "2",
         "--database-url",
-        &setup.db.url,
+        &db.url,
         "--redis-url",
         &redis_url,
     ])
@@ -183,8 +188,8 @@ async fn compare_measures_every_target_and_reports_the_ratios_per_level_and_of_t
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_measures_the_grpc_floor_with_a_health_check() {
-    let setup = spawn_app().await;
-    let addr = format!("http://{}", setup.app.addr);
+    let app = TestApp::builder().spawn().await;
+    let addr = format!("http://{}", app.addr);
     let report = bench(&["--addr", &addr, "--target", "grpc-floor"]).await;
     assert_eq!(only_run(&report)["target"], "grpc-floor");
 }

@@ -44,10 +44,7 @@ async fn claim_as(
 async fn a_claim_retried_with_its_own_claimant_is_acquired_again_with_the_same_token(
     pairing: Pairing,
 ) {
-    let PairedSetup {
-        app,
-        ledger: _ledger,
-    } = spawn_pairing(pairing).await;
+    let app = TestApp::builder().pairing(pairing).spawn().await;
     let mut client = app.client.clone();
 
     let first = claim_as(&mut client, "order-1", CLAIMANT, b"fp").await;
@@ -100,10 +97,7 @@ async fn a_claim_retried_with_its_own_claimant_is_acquired_again_with_the_same_t
 }
 
 async fn a_claimant_is_no_use_once_its_lease_ran_out_or_with_another_fingerprint(pairing: Pairing) {
-    let PairedSetup {
-        app,
-        ledger: _ledger,
-    } = spawn_pairing(pairing).await;
+    let app = TestApp::builder().pairing(pairing).spawn().await;
     let mut client = app.client.clone();
 
     let mismatch = claim_as(&mut client, "order-3", CLAIMANT, b"fp-a").await;
@@ -133,10 +127,7 @@ async fn a_claimant_is_no_use_once_its_lease_ran_out_or_with_another_fingerprint
 async fn a_claim_retried_after_it_was_completed_or_released_gets_what_anyone_would(
     pairing: Pairing,
 ) {
-    let PairedSetup {
-        app,
-        ledger: _ledger,
-    } = spawn_pairing(pairing).await;
+    let app = TestApp::builder().pairing(pairing).spawn().await;
     let mut client = app.client.clone();
 
     let done = claim_as(&mut client, "order-5", CLAIMANT, b"").await;
@@ -158,8 +149,8 @@ async fn a_claim_retried_after_it_was_completed_or_released_gets_what_anyone_wou
 
 #[tokio::test]
 async fn claims_are_counted_by_namespace_and_attempt() {
-    let setup = spawn_app().await;
-    let mut client = setup.app.client.clone();
+    let app = TestApp::builder().spawn().await;
+    let mut client = app.client.clone();
     for (key, attempt) in [("a", 1), ("b", 1), ("a", 2), ("a", 3), ("a", 4), ("a", 9)] {
         client
             .claim(as_claimant(key, CLAIMANT, b"", attempt))
@@ -171,7 +162,7 @@ async fn claims_are_counted_by_namespace_and_attempt() {
         .claim(claim_request("claimant", "c", b"", None))
         .await
         .unwrap();
-    let metrics = setup.app.metrics().await;
+    let metrics = app.metrics().await;
     let count = |attempt: &str| {
         metric_value(
             &metrics,

@@ -35,8 +35,8 @@ async fn connect(app: &TestApp) -> Client {
 
 #[tokio::test]
 async fn the_first_call_runs_the_effect_and_stores_its_result() {
-    let setup = spawn_app().await;
-    let client = connect(&setup.app).await;
+    let app = TestApp::builder().spawn().await;
+    let client = connect(&app).await;
     let runs = Arc::new(AtomicU32::new(0));
 
     let result = client
@@ -46,7 +46,7 @@ async fn the_first_call_runs_the_effect_and_stores_its_result() {
 
     assert_eq!(result, Once::Ran(b"receipt".to_vec()));
     assert_eq!(runs.load(Ordering::SeqCst), 1);
-    let record = lookup(&mut setup.app.client.clone(), NS, "k")
+    let record = lookup(&mut app.client.clone(), NS, "k")
         .await
         .record
         .unwrap();
@@ -56,8 +56,8 @@ async fn the_first_call_runs_the_effect_and_stores_its_result() {
 
 #[tokio::test]
 async fn a_duplicate_gets_the_stored_result_as_replayed_without_running_the_effect() {
-    let setup = spawn_app().await;
-    let client = connect(&setup.app).await;
+    let app = TestApp::builder().spawn().await;
+    let client = connect(&app).await;
     let runs = Arc::new(AtomicU32::new(0));
 
     client
@@ -76,11 +76,11 @@ async fn a_duplicate_gets_the_stored_result_as_replayed_without_running_the_effe
 
 #[tokio::test]
 async fn a_caller_waits_while_another_holds_the_key_and_returns_the_holders_result() {
-    let setup = spawn_app().await;
-    let mut raw = setup.app.client.clone();
+    let app = TestApp::builder().spawn().await;
+    let mut raw = app.client.clone();
     let held = claim(&mut raw, NS, "k").await;
     assert_eq!(outcome(&held), Outcome::Acquired);
-    let client = connect(&setup.app).await;
+    let client = connect(&app).await;
     let runs = Arc::new(AtomicU32::new(0));
 
     let waiter = tokio::spawn({
@@ -100,8 +100,8 @@ async fn a_caller_waits_while_another_holds_the_key_and_returns_the_holders_resu
 
 #[tokio::test]
 async fn a_different_fingerprint_is_a_typed_error_and_runs_nothing() {
-    let setup = spawn_app().await;
-    let client = connect(&setup.app).await;
+    let app = TestApp::builder().spawn().await;
+    let client = connect(&app).await;
     let runs = Arc::new(AtomicU32::new(0));
     client
         .once(NS, "k", b"fp-1", counted(&runs, b"receipt"))
@@ -122,15 +122,15 @@ struct Declined;
 
 #[tokio::test]
 async fn an_effect_that_did_not_happen_releases_the_key_and_the_next_caller_acquires_it() {
-    let setup = spawn_app().await;
-    let client = connect(&setup.app).await;
+    let app = TestApp::builder().spawn().await;
+    let client = connect(&app).await;
 
     let failed = client
         .once(NS, "k", b"", |_| async { Err::<Vec<u8>, _>(Declined) })
         .await;
     assert!(matches!(failed, Err(OnceError::Effect(Declined))));
 
-    let next = claim(&mut setup.app.client.clone(), NS, "k").await;
+    let next = claim(&mut app.client.clone(), NS, "k").await;
     assert_eq!(
         outcome(&next),
         Outcome::Acquired,
@@ -147,15 +147,15 @@ async fn an_effect_that_did_not_happen_releases_the_key_and_the_next_caller_acqu
 
 #[tokio::test]
 async fn an_effect_longer_than_its_lease_keeps_the_key_and_no_second_caller_acquires() {
-    let setup = spawn_app().await;
+    let app = TestApp::builder().spawn().await;
     let lease = Duration::from_millis(600);
     let client = Client::connect_with(
-        setup.app.addr.to_string(),
+        app.addr.to_string(),
         ClientConfig::builder().lease(lease).build(),
     )
     .await
     .unwrap();
-    let raw = setup.app.client.clone();
+    let raw = app.client.clone();
 
     let result = client
         .once(NS, "k", b"", |_| async move {
@@ -177,8 +177,8 @@ async fn an_effect_longer_than_its_lease_keeps_the_key_and_no_second_caller_acqu
 
 #[tokio::test]
 async fn a_complete_that_hits_a_cut_connection_is_retried_until_it_lands() {
-    let setup = spawn_app().await;
-    let proxy = Arc::new(TcpProxy::start(setup.app.addr).await);
+    let app = TestApp::builder().spawn().await;
+    let proxy = Arc::new(TcpProxy::start(app.addr).await);
     let client = Client::connect_with(
         proxy.addr.to_string(),
         ClientConfig::builder()
@@ -206,7 +206,7 @@ async fn a_complete_that_hits_a_cut_connection_is_retried_until_it_lands() {
         .unwrap();
 
     assert_eq!(result, Once::Ran(b"charged".to_vec()));
-    let record = lookup(&mut setup.app.client.clone(), NS, "k")
+    let record = lookup(&mut app.client.clone(), NS, "k")
         .await
         .record
         .unwrap();
@@ -216,8 +216,8 @@ async fn a_complete_that_hits_a_cut_connection_is_retried_until_it_lands() {
 
 #[tokio::test]
 async fn an_unreachable_sidecar_exhausts_the_retry_budget_after_a_bounded_number_of_attempts() {
-    let setup = spawn_app().await;
-    let proxy = TcpProxy::start(setup.app.addr).await;
+    let app = TestApp::builder().spawn().await;
+    let proxy = TcpProxy::start(app.addr).await;
     let client = Client::connect_with(
         proxy.addr.to_string(),
         ClientConfig::builder()
@@ -259,8 +259,8 @@ mod guard_example;
 
 #[tokio::test]
 async fn the_readme_guard_example_sends_once_and_then_replays() {
-    let setup = spawn_app().await;
-    let client = connect(&setup.app).await;
+    let app = TestApp::builder().spawn().await;
+    let client = connect(&app).await;
 
     let first = guard_example::send_welcome(&client).await.unwrap();
     let second = guard_example::send_welcome(&client).await.unwrap();
@@ -319,8 +319,8 @@ impl ReplyHoldingProxy {
 
 #[tokio::test]
 async fn a_claim_whose_reply_came_too_late_is_retried_with_its_claimant_and_acquired() {
-    let setup = spawn_app().await;
-    let proxy = ReplyHoldingProxy::start(setup.app.addr).await;
+    let app = TestApp::builder().spawn().await;
+    let proxy = ReplyHoldingProxy::start(app.addr).await;
     let config = ClientConfig::builder()
         .rpc_timeout(Duration::from_millis(300))
         .build();
@@ -344,7 +344,7 @@ async fn a_claim_whose_reply_came_too_late_is_retried_with_its_claimant_and_acqu
         panic!("a retry with its claimant must be ACQUIRED, got {claimed:?}");
     };
     let attempts = |attempt: &'static str| {
-        let app = &setup.app;
+        let app = &app;
         async move {
             app.metric(
                 "onceward_claim_attempts_total",
@@ -355,7 +355,7 @@ async fn a_claim_whose_reply_came_too_late_is_retried_with_its_claimant_and_acqu
     };
     assert_eq!(attempts("1").await, 1.0);
     assert!(attempts("2").await >= 1.0, "the retry says it is one");
-    let mut direct = setup.app.client.clone();
+    let mut direct = app.client.clone();
     let record = lookup(&mut direct, NS, "late-reply").await;
     assert_eq!(
         record.record.map(|r| r.state),

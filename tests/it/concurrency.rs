@@ -34,10 +34,7 @@ async fn race(addrs: &[std::net::SocketAddr], key: &str) -> Vec<Outcome> {
 }
 
 async fn fifty_concurrent_claims_on_one_key_yield_exactly_one_acquired(pairing: Pairing) {
-    let PairedSetup {
-        app,
-        ledger: _ledger,
-    } = spawn_pairing(pairing).await;
+    let app = TestApp::builder().pairing(pairing).spawn().await;
     let outcomes = race(&[app.addr], "one-key").await;
     let acquired = outcomes.iter().filter(|o| **o == Outcome::Acquired).count();
     assert_eq!(acquired, 1, "{outcomes:?}");
@@ -57,7 +54,10 @@ async fn fifty_concurrent_claims_on_one_key_yield_exactly_one_acquired(pairing: 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_concurrent_claims_across_two_sidecars_yield_exactly_one_acquired() {
     let db = TestDatabase::create().await;
-    let (first, second) = two_sidecars(&db).await;
+    let (first, second) = TestApp::builder()
+        .ledger(Ledger::Postgres(&db))
+        .spawn_two()
+        .await;
     for round in 0..5 {
         let outcomes = race(&[first.addr, second.addr], &format!("shared-{round}")).await;
         let acquired = outcomes.iter().filter(|o| **o == Outcome::Acquired).count();
@@ -66,10 +66,7 @@ async fn fifty_concurrent_claims_across_two_sidecars_yield_exactly_one_acquired(
 }
 
 async fn concurrent_claims_after_an_expired_lease_take_it_over_exactly_once(pairing: Pairing) {
-    let PairedSetup {
-        app,
-        ledger: _ledger,
-    } = spawn_pairing(pairing).await;
+    let app = TestApp::builder().pairing(pairing).spawn().await;
     let mut client = app.client.clone();
     let lease = std::time::Duration::from_millis(150);
     let abandoned = claim_with(&mut client, "race", "abandoned", b"", Some(lease)).await;
@@ -84,7 +81,10 @@ async fn concurrent_claims_after_an_expired_lease_take_it_over_exactly_once(pair
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_from_two_sidecars_keep_growing_across_release() {
     let db = TestDatabase::create().await;
-    let (first, second) = two_sidecars(&db).await;
+    let (first, second) = TestApp::builder()
+        .ledger(Ledger::Postgres(&db))
+        .spawn_two()
+        .await;
     let mut clients = [first.client.clone(), second.client.clone()];
     let mut last = 0;
     for round in 0..20 {

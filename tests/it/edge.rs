@@ -23,10 +23,7 @@ on_every_pairing!(every_bad_input_is_invalid_argument_naming_the_field_and_nothi
 async fn every_bad_input_is_invalid_argument_naming_the_field_and_nothing_is_stored(
     pairing: Pairing,
 ) {
-    let PairedSetup {
-        app,
-        ledger: _ledger,
-    } = spawn_pairing(pairing).await;
+    let app = TestApp::builder().pairing(pairing).spawn().await;
     let mut client = app.client.clone();
     let ok_key = "order-1";
     let long_lease = Some(Duration::from_secs(2 * 3600));
@@ -137,7 +134,7 @@ async fn every_bad_input_is_invalid_argument_naming_the_field_and_nothing_is_sto
 
 #[tokio::test]
 async fn metrics_count_claims_by_outcome_and_tier_and_time_every_rpc() {
-    let Setup { app, db: _db } = spawn_app().await;
+    let app = TestApp::builder().spawn().await;
     let mut client = app.client.clone();
     let held = claim(&mut client, "m", "k").await;
     claim(&mut client, "m", "k").await;
@@ -229,7 +226,7 @@ async fn health_and_reflection_answer_without_a_proto_file() {
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
-    let Setup { app, db: _db } = spawn_app().await;
+    let app = TestApp::builder().spawn().await;
     let channel = tonic::transport::Channel::from_shared(format!("http://{}", app.addr))
         .unwrap()
         .connect()
@@ -317,7 +314,7 @@ async fn it_refuses_to_start_on_a_postgres_that_may_lose_commits_unless_told_to_
 
 #[tokio::test]
 async fn graceful_shutdown_finishes_in_flight_work_and_returns_cleanly() {
-    let Setup { app, db: _db } = spawn_app().await;
+    let app = TestApp::builder().spawn().await;
     let mut client = app.client.clone();
     let held = claim(&mut client, "s", "k").await;
     assert_eq!(outcome(&held), Outcome::Acquired);
@@ -329,7 +326,10 @@ async fn graceful_shutdown_finishes_in_flight_work_and_returns_cleanly() {
 
 #[tokio::test]
 async fn a_message_over_the_transport_limit_is_resource_exhausted() {
-    let Setup { app, db: _db } = spawn_app_with(&["--max-response-bytes=1024"]).await;
+    let app = TestApp::builder()
+        .args(&["--max-response-bytes=1024"])
+        .spawn()
+        .await;
     let mut client = app.client.clone();
     let held = claim(&mut client, "big", "k").await;
     // Over the 1 KiB response limit but within the transport's: named by the edge.

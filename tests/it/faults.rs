@@ -9,27 +9,18 @@ use tonic::Code;
 
 use crate::harness::*;
 
-/// A sidecar on a fresh database and a `redis-server` of the test's own. The near
-/// cache is off: these tests are about what happens when Redis loses keys, and a
-/// sidecar's own copy of completed records would answer before the ledger is asked
-/// (`the_near_cache_answers_completed_keys_that_redis_lost` covers that).
-async fn spawn_with_own_redis(redis: &RedisServer, db: &TestDatabase) -> TestApp {
-    spawn_with_own_redis_and(redis, db, &["--near-cache-max-bytes=0"]).await
+/// A sidecar on `db` and a `redis-server` of the test's own.
+fn on_own_redis<'a>(redis: &RedisServer, db: &'a TestDatabase) -> TestAppBuilder<'a> {
+    TestApp::builder()
+        .ledger(Ledger::Postgres(db))
+        .hot_tier(HotTier::Redis(redis.url()))
+        .key_prefix("onceward:")
 }
 
-async fn spawn_with_own_redis_and(
-    redis: &RedisServer,
-    db: &TestDatabase,
-    extra_args: &[&str],
-) -> TestApp {
-    TestApp::spawn(AppConfig {
-        database_url: db.url.clone(),
-        redis_url: redis.url(),
-        key_prefix: "onceward:".to_owned(),
-        extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
-    })
-    .await
-}
+/// The near cache is off: these tests are about what happens when Redis loses keys,
+/// and a sidecar's own copy of completed records would answer before the ledger is
+/// asked (`the_near_cache_answers_completed_keys_that_redis_lost` covers that).
+const NEAR_CACHE_OFF: &str = "--near-cache-max-bytes=0";
 
 /// One completed key and one held key, the held key's token.
 async fn completed_and_held(app: &TestApp) -> u64 {
@@ -82,7 +73,10 @@ async fn assert_cache_repopulates(app: &TestApp) {
 async fn after_flushall_completed_keys_replay_from_the_ledger_and_the_cache_refills() {
     let redis = RedisServer::start().await;
     let db = TestDatabase::create().await;
-    let app = spawn_with_own_redis(&redis, &db).await;
+    let app = on_own_redis(&redis, &db)
+        .args(&[NEAR_CACHE_OFF])
+        .spawn()
+        .await;
     let held_token = completed_and_held(&app).await;
 
     redis.flushall().await;
@@ -100,7 +94,10 @@ async fn after_flushall_completed_keys_replay_from_the_ledger_and_the_cache_refi
 async fn with_redis_killed_and_restarted_every_answer_still_holds() {
     let mut redis = RedisServer::start().await;
     let db = TestDatabase::create().await;
-    let app = spawn_with_own_redis(&redis, &db).await;
+    let app = on_own_redis(&redis, &db)
+        .args(&[NEAR_CACHE_OFF])
+        .spawn()
+        .await;
     let held_token = completed_and_held(&app).await;
 
     redis.kill();
@@ -142,16 +139,13 @@ async fn with_redis_unresponsive_from_the_start_the_breaker_costs_one_timeout_no
         }
     });
     let db = TestDatabase::create().await;
-    let app = TestApp::spawn(AppConfig {
-        database_url: db.url.clone(),
-        redis_url: format!("redis://127.0.0.1:{port}"),
-        key_prefix: "onceward:".to_owned(),
-        extra_args: vec![
-            "--redis-breaker-cooldown=10m".to_owned(),
-            "--near-cache-max-bytes=0".to_owned(),
-        ],
-    })
-    .await;
+    let app = TestApp::builder()
+        .ledger(Ledger::Postgres(&db))
+        .hot_tier(HotTier::Redis(format!("redis://127.0.0.1:{port}")))
+        .key_prefix("onceward:")
+        .args(&["--redis-breaker-cooldown=10m", "--near-cache-max-bytes=0"])
+        .spawn()
+        .await;
     let mut client = app.client.clone();
 
     let held = claim_with(&mut client, "pay", "k", b"fp", None).await;
@@ -190,14 +184,11 @@ async fn with_postgres_cut_off_a_new_claim_fails_closed_and_service_recovers_whe
     let db = TestDatabase::create().await;
     // Migrate directly, then point the sidecar at Postgres through the proxy.
     let proxy = TcpProxy::start(postgres_addr()).await;
-    let proxied_url = db.url_through(proxy.addr);
-    let app = TestApp::spawn(AppConfig {
-        database_url: proxied_url,
-        redis_url: shared_redis_url(),
-        key_prefix: unique("onceward-test:") + ":",
-        extra_args: vec!["--ledger-timeout=1s".to_owned()],
-    })
-    .await;
+    let app = TestApp::builder()
+        .ledger(Ledger::PostgresThrough(&db, &proxy))
+        .args(&["--ledger-timeout=1s"])
+        .spawn()
+        .await;
     let mut client = app.client.clone();
     let paid = claim(&mut client, "pay", "paid").await;
     complete(&mut client, "pay", "paid", paid.fencing_token, b"receipt")
@@ -270,7 +261,7 @@ async fn with_postgres_cut_off_a_new_claim_fails_closed_and_service_recovers_whe
 async fn the_near_cache_answers_completed_keys_that_redis_lost() {
     let redis = RedisServer::start().await;
     let db = TestDatabase::create().await;
-    let app = spawn_with_own_redis_and(&redis, &db, &[]).await;
+    let app = on_own_redis(&redis, &db).spawn().await;
     completed_and_held(&app).await;
 
     redis.flushall().await;
@@ -298,13 +289,10 @@ async fn the_near_cache_answers_completed_keys_that_redis_lost() {
 async fn ledger_connections_lost_while_idle_cost_no_claim_or_complete_an_error() {
     let db = TestDatabase::create().await;
     let proxy = TcpProxy::start(postgres_addr()).await;
-    let app = TestApp::spawn(AppConfig {
-        database_url: db.url_through(proxy.addr),
-        redis_url: shared_redis_url(),
-        key_prefix: unique("onceward-test:") + ":",
-        extra_args: vec![],
-    })
-    .await;
+    let app = TestApp::builder()
+        .ledger(Ledger::PostgresThrough(&db, &proxy))
+        .spawn()
+        .await;
     let mut client = app.client.clone();
     let before = claim(&mut client, "pay", "before").await;
     complete(&mut client, "pay", "before", before.fencing_token, b"r")
@@ -335,7 +323,12 @@ async fn ledger_connections_lost_while_idle_cost_no_claim_or_complete_an_error()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_that_commits_after_its_caller_gave_up_is_released_not_left_held() {
     use sqlx::Connection as _;
-    let Setup { app, db } = spawn_app_with(&["--ledger-timeout=300ms"]).await;
+    let db = TestDatabase::create().await;
+    let app = TestApp::builder()
+        .ledger(Ledger::Postgres(&db))
+        .args(&["--ledger-timeout=300ms"])
+        .spawn()
+        .await;
     let mut client = app.client.clone();
     let warm = claim(&mut client, "slow", "warm").await;
     assert_eq!(outcome(&warm), Outcome::Acquired);
@@ -395,14 +388,12 @@ async fn a_claim_that_commits_after_its_caller_gave_up_is_released_not_left_held
 async fn after_a_blip_not_one_request_fails_once_the_database_answers_again() {
     let db = TestDatabase::create().await;
     let proxy = TcpProxy::start(postgres_addr()).await;
-    let app = TestApp::spawn(AppConfig {
-        database_url: db.url_through(proxy.addr),
-        redis_url: shared_redis_url(),
-        key_prefix: unique("onceward-test:") + ":",
+    let app = TestApp::builder()
+        .ledger(Ledger::PostgresThrough(&db, &proxy))
         // Two writers per kind: two kept connections each, both stale after a blip.
-        extra_args: vec!["--ledger-batch-writers=2".to_owned()],
-    })
-    .await;
+        .args(&["--ledger-batch-writers=2"])
+        .spawn()
+        .await;
 
     let mut calls = 0;
     for blip in 0..3 {

@@ -42,7 +42,10 @@ async fn stale_and_current_holder(first: &TestApp, second: &TestApp, key: &str) 
 #[tokio::test]
 async fn a_holder_paused_past_its_lease_cannot_complete_after_a_takeover() {
     let db = TestDatabase::create().await;
-    let (first, second) = two_sidecars(&db).await;
+    let (first, second) = TestApp::builder()
+        .ledger(Ledger::Postgres(&db))
+        .spawn_two()
+        .await;
     let (stale, current) = stale_and_current_holder(&first, &second, "paused").await;
     let mut a = first.client.clone();
     let mut b = second.client.clone();
@@ -128,7 +131,10 @@ impl FencedSink {
 #[tokio::test]
 async fn a_fencing_aware_sink_refuses_the_stale_holders_write_that_arrives_late() {
     let db = TestDatabase::create().await;
-    let (first, second) = two_sidecars(&db).await;
+    let (first, second) = TestApp::builder()
+        .ledger(Ledger::Postgres(&db))
+        .spawn_two()
+        .await;
     let sink = FencedSink::default();
     let (stale, current) = stale_and_current_holder(&first, &second, "fenced").await;
 

@@ -22,7 +22,7 @@ mod charge;
 
 /// A sidecar, the charge service in front of it, and an HTTP client.
 struct ChargeService {
-    setup: Setup,
+    sidecar: TestApp,
     addr: SocketAddr,
     processor: Arc<charge::Processor>,
     http: HttpClient<HttpConnector, Full<Bytes>>,
@@ -37,8 +37,8 @@ struct Reply {
 
 impl ChargeService {
     async fn start() -> Self {
-        let setup = spawn_app().await;
-        let client = Client::connect(setup.app.addr.to_string())
+        let sidecar = TestApp::builder().spawn().await;
+        let client = Client::connect(sidecar.addr.to_string())
             .await
             .expect("connect");
         let processor = Arc::new(charge::Processor::default());
@@ -47,7 +47,7 @@ impl ChargeService {
         let app = charge::app(client, processor.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self {
-            setup,
+            sidecar,
             addr,
             processor,
             http: HttpClient::builder(TokioExecutor::new()).build_http(),
@@ -182,7 +182,7 @@ async fn a_request_without_a_key_is_refused_with_400_and_charges_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_key_in_progress_gets_409_with_retry_after_in_whole_seconds() {
     let service = ChargeService::start().await;
-    let mut grpc = service.setup.app.client.clone();
+    let mut grpc = service.sidecar.client.clone();
     let held = claim(&mut grpc, "charges", "order-held").await;
     assert_eq!(outcome(&held), Outcome::Acquired);
 

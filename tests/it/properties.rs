@@ -114,10 +114,13 @@ fn arbitrary_requests_get_ok_or_a_client_error_never_an_internal_one() {
         .enable_all()
         .build()
         .unwrap();
-    let (setup, client) = runtime.block_on(async {
-        let setup = spawn_app_with(&["--max-response-bytes=512", "--max-lease=1h"]).await;
-        let client = setup.app.client.clone();
-        (setup, client)
+    let (app, client) = runtime.block_on(async {
+        let app = TestApp::builder()
+            .args(&["--max-response-bytes=512", "--max-lease=1h"])
+            .spawn()
+            .await;
+        let client = app.client.clone();
+        (app, client)
     });
 
     let mut runner = TestRunner::new(Config {
@@ -189,11 +192,11 @@ fn arbitrary_requests_get_ok_or_a_client_error_never_an_internal_one() {
         })
     });
     runtime.block_on(async {
-        tokio::time::timeout(Duration::from_secs(10), setup.app.stop())
+        // Stopping drops the sidecar's database too, before any failure is reported.
+        tokio::time::timeout(Duration::from_secs(10), app.stop())
             .await
             .expect("stops");
     });
-    drop(setup.db);
     if let Err(failure) = outcome {
         panic!("{failure}");
     }
@@ -245,10 +248,13 @@ fn arbitrary_bytes_on_the_wire_are_never_internal_and_undecodable_ones_invalid_a
         .enable_all()
         .build()
         .unwrap();
-    let (setup, wire) = runtime.block_on(async {
-        let setup = spawn_app_with(&["--max-response-bytes=512"]).await;
-        let wire = RawConnection::open(setup.app.addr).await;
-        (setup, std::sync::Arc::new(tokio::sync::Mutex::new(wire)))
+    let (app, wire) = runtime.block_on(async {
+        let app = TestApp::builder()
+            .args(&["--max-response-bytes=512"])
+            .spawn()
+            .await;
+        let wire = RawConnection::open(app.addr).await;
+        (app, std::sync::Arc::new(tokio::sync::Mutex::new(wire)))
     });
 
     let mut runner = TestRunner::new(Config {
@@ -284,11 +290,11 @@ fn arbitrary_bytes_on_the_wire_are_never_internal_and_undecodable_ones_invalid_a
         })
     });
     runtime.block_on(async {
-        tokio::time::timeout(Duration::from_secs(10), setup.app.stop())
+        // Stopping drops the sidecar's database too, before any failure is reported.
+        tokio::time::timeout(Duration::from_secs(10), app.stop())
             .await
             .expect("stops");
     });
-    drop(setup.db);
     if let Err(failure) = outcome {
         panic!("{failure}");
     }

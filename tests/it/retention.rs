@@ -16,7 +16,12 @@ fn one_pass(ledger: std::sync::Arc<dyn onceward::ledger::Ledger>, batch: u32) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_records_are_deleted_and_live_ones_never_are_even_under_concurrent_claims() {
-    let Setup { app, db } = spawn_app_with(&["--cleanup-interval=0"]).await;
+    let db = TestDatabase::create().await;
+    let app = TestApp::builder()
+        .ledger(Ledger::Postgres(&db))
+        .args(&["--cleanup-interval=0"])
+        .spawn()
+        .await;
     let mut client = app.client.clone();
 
     let done = claim(&mut client, "r", "expired-done").await;
@@ -115,16 +120,11 @@ async fn a_backlog_of_100k_expired_rows_is_emptied_in_bounded_batches_while_clai
     // Each batch is bounded by its limit.
     assert_eq!(ledger.purge_expired(1_000).await.unwrap(), 1_000);
 
-    let app = TestApp::spawn(AppConfig {
-        database_url: db.url.clone(),
-        redis_url: shared_redis_url(),
-        key_prefix: unique("onceward-test:") + ":",
-        extra_args: vec![
-            "--cleanup-interval=1s".into(),
-            "--cleanup-batch-size=1000".into(),
-        ],
-    })
-    .await;
+    let app = TestApp::builder()
+        .ledger(Ledger::Postgres(&db))
+        .args(&["--cleanup-interval=1s", "--cleanup-batch-size=1000"])
+        .spawn()
+        .await;
     let mut client = app.client.clone();
     let mut served = 0;
     let emptied = eventually(Duration::from_secs(60), || {
@@ -190,10 +190,11 @@ async fn onceward_gc_runs_one_pass_and_prints_what_it_deleted() {
 
 #[tokio::test]
 async fn the_sqlite_ledger_is_cleaned_too_and_live_records_stay() {
-    let PairedSetup {
-        app,
-        ledger: _ledger,
-    } = spawn_pairing(Pairing::SqliteMemory).await;
+    let app = TestApp::builder()
+        .ledger(Ledger::FreshSqlite)
+        .hot_tier(HotTier::InProcess)
+        .spawn()
+        .await;
     let mut client = app.client.clone();
     for i in 0..30 {
         let key = format!("old-{i}");

@@ -49,16 +49,11 @@ async fn spawn_with_rate(
     payments_rate: u32,
     db: &TestDatabase,
 ) -> TestApp {
-    TestApp::spawn(AppConfig {
-        database_url: db.url.clone(),
-        redis_url: shared_redis_url(),
-        key_prefix: unique("onceward-test:") + ":",
-        extra_args: vec![format!(
-            "--config={}",
-            write_config(dir, include_payments, payments_rate)
-        )],
-    })
-    .await
+    TestApp::builder()
+        .ledger(Ledger::Postgres(db))
+        .tenants(write_config(dir, include_payments, payments_rate))
+        .spawn()
+        .await
 }
 
 fn as_tenant<T>(message: T, token: &str) -> Request<T> {
@@ -337,22 +332,16 @@ fn make_pki() -> Pki {
     }
 }
 
-async fn spawn_tls(pki: &Pki, db: &TestDatabase, mutual: bool) -> TestApp {
-    let path = |name: &str| pki.dir.path().join(name).display().to_string();
-    let mut extra_args = vec![
-        format!("--tls-cert={}", path("server.pem")),
-        format!("--tls-key={}", path("server.key")),
-    ];
+/// A sidecar serving TLS with the server certificate, and with `mutual`, asking
+/// clients for one the CA signed.
+fn serving_tls(pki: &Pki, mutual: bool) -> TestAppBuilder<'static> {
+    let path = |name: &str| pki.dir.path().join(name);
+    let tls = TestApp::builder().tls(path("server.pem"), path("server.key"));
     if mutual {
-        extra_args.push(format!("--tls-client-ca={}", path("ca.pem")));
+        tls.tls_client_ca(path("ca.pem"))
+    } else {
+        tls
     }
-    TestApp::spawn_tls(AppConfig {
-        database_url: db.url.clone(),
-        redis_url: shared_redis_url(),
-        key_prefix: unique("onceward-test:") + ":",
-        extra_args,
-    })
-    .await
 }
 
 async fn tls_client(
@@ -377,8 +366,7 @@ async fn tls_client(
 #[tokio::test]
 async fn tls_serves_verified_clients_and_refuses_plaintext() {
     let pki = make_pki();
-    let db = TestDatabase::create().await;
-    let app = spawn_tls(&pki, &db, false).await;
+    let app = serving_tls(&pki, false).spawn().await;
     let mut client = tls_client(app.addr, &pki, false)
         .await
         .expect("TLS handshake");
@@ -404,19 +392,10 @@ async fn with_tls_a_connection_that_finishes_the_handshake_and_says_nothing_is_c
     use tokio::io::AsyncReadExt as _;
     use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, pem::PemObject as _};
     let pki = make_pki();
-    let db = TestDatabase::create().await;
-    let path = |name: &str| pki.dir.path().join(name).display().to_string();
-    let app = TestApp::spawn_tls(AppConfig {
-        database_url: db.url.clone(),
-        redis_url: shared_redis_url(),
-        key_prefix: unique("onceward-test:") + ":",
-        extra_args: vec![
-            format!("--tls-cert={}", path("server.pem")),
-            format!("--tls-key={}", path("server.key")),
-            "--handshake-timeout=500ms".to_owned(),
-        ],
-    })
-    .await;
+    let app = serving_tls(&pki, false)
+        .args(&["--handshake-timeout=500ms"])
+        .spawn()
+        .await;
 
     let mut roots = tokio_rustls::rustls::RootCertStore::empty();
     roots
@@ -452,8 +431,7 @@ async fn with_tls_a_connection_that_finishes_the_handshake_and_says_nothing_is_c
 #[tokio::test]
 async fn mutual_tls_refuses_a_client_without_a_certificate() {
     let pki = make_pki();
-    let db = TestDatabase::create().await;
-    let app = spawn_tls(&pki, &db, true).await;
+    let app = serving_tls(&pki, true).spawn().await;
     let mut client = tls_client(app.addr, &pki, true)
         .await
         .expect("mTLS handshake");

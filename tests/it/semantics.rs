@@ -27,10 +27,7 @@ on_every_pairing!(
 async fn a_new_key_is_acquired_a_held_key_is_in_progress_and_a_completed_key_replays_from_the_cache(
     pairing: Pairing,
 ) {
-    let PairedSetup {
-        app,
-        ledger: _ledger,
-    } = spawn_pairing(pairing).await;
+    let app = TestApp::builder().pairing(pairing).spawn().await;
     let mut client = app.client.clone();
 
     let first = claim(&mut client, "payments", "order-1").await;
@@ -69,10 +66,7 @@ async fn a_new_key_is_acquired_a_held_key_is_in_progress_and_a_completed_key_rep
 async fn an_expired_lease_is_taken_over_with_a_larger_token_and_the_old_holder_is_fenced_off(
     pairing: Pairing,
 ) {
-    let PairedSetup {
-        app,
-        ledger: _ledger,
-    } = spawn_pairing(pairing).await;
+    let app = TestApp::builder().pairing(pairing).spawn().await;
     let mut client = app.client.clone();
     let lease = Duration::from_millis(200);
 
@@ -138,10 +132,7 @@ async fn an_expired_lease_is_taken_over_with_a_larger_token_and_the_old_holder_i
 }
 
 async fn complete_after_the_lease_expired_still_succeeds_when_nobody_took_over(pairing: Pairing) {
-    let PairedSetup {
-        app,
-        ledger: _ledger,
-    } = spawn_pairing(pairing).await;
+    let app = TestApp::builder().pairing(pairing).spawn().await;
     let mut client = app.client.clone();
     let held = claim_with(
         &mut client,
@@ -167,10 +158,7 @@ async fn complete_after_the_lease_expired_still_succeeds_when_nobody_took_over(p
 }
 
 async fn a_retried_complete_with_the_same_token_is_ok_and_changes_nothing(pairing: Pairing) {
-    let PairedSetup {
-        app,
-        ledger: _ledger,
-    } = spawn_pairing(pairing).await;
+    let app = TestApp::builder().pairing(pairing).spawn().await;
     let mut client = app.client.clone();
     let held = claim(&mut client, "mail", "welcome-7").await;
     let first = complete(
@@ -209,10 +197,7 @@ async fn a_retried_complete_with_the_same_token_is_ok_and_changes_nothing(pairin
 async fn release_lets_the_next_claim_acquire_at_once_and_a_retried_release_is_refused(
     pairing: Pairing,
 ) {
-    let PairedSetup {
-        app,
-        ledger: _ledger,
-    } = spawn_pairing(pairing).await;
+    let app = TestApp::builder().pairing(pairing).spawn().await;
     let mut client = app.client.clone();
     let held = claim(&mut client, "sms", "otp-1").await;
     release(&mut client, "sms", "otp-1", held.fencing_token)
@@ -241,10 +226,7 @@ async fn release_lets_the_next_claim_acquire_at_once_and_a_retried_release_is_re
 }
 
 async fn extend_lease_keeps_a_claim_from_being_taken_over(pairing: Pairing) {
-    let PairedSetup {
-        app,
-        ledger: _ledger,
-    } = spawn_pairing(pairing).await;
+    let app = TestApp::builder().pairing(pairing).spawn().await;
     let mut client = app.client.clone();
     let lease = Duration::from_millis(300);
     let held = claim_with(&mut client, "jobs", "report", b"", Some(lease)).await;
@@ -268,10 +250,7 @@ async fn extend_lease_keeps_a_claim_from_being_taken_over(pairing: Pairing) {
 }
 
 async fn unknown_keys_and_made_up_tokens_are_refused_with_failed_precondition(pairing: Pairing) {
-    let PairedSetup {
-        app,
-        ledger: _ledger,
-    } = spawn_pairing(pairing).await;
+    let app = TestApp::builder().pairing(pairing).spawn().await;
     let mut client = app.client.clone();
     for token in [0, 1, 42, u64::MAX] {
         let refused = complete(&mut client, "payments", "never-claimed", token, b"x").await;
@@ -293,10 +272,7 @@ async fn unknown_keys_and_made_up_tokens_are_refused_with_failed_precondition(pa
 async fn a_different_fingerprint_is_a_mismatch_from_the_cache_and_from_the_ledger(
     pairing: Pairing,
 ) {
-    let PairedSetup {
-        app,
-        ledger: _ledger,
-    } = spawn_pairing(pairing).await;
+    let app = TestApp::builder().pairing(pairing).spawn().await;
     let mut client = app.client.clone();
     let held = claim_with(&mut client, "payments", "order-9", b"amount=10", None).await;
 
@@ -336,10 +312,7 @@ async fn a_different_fingerprint_is_a_mismatch_from_the_cache_and_from_the_ledge
 }
 
 async fn the_same_key_in_two_namespaces_lives_two_independent_lives(pairing: Pairing) {
-    let PairedSetup {
-        app,
-        ledger: _ledger,
-    } = spawn_pairing(pairing).await;
+    let app = TestApp::builder().pairing(pairing).spawn().await;
     let mut client = app.client.clone();
     let a = claim(&mut client, "team-a", "same-key").await;
     let b = claim(&mut client, "team-b", "same-key").await;
@@ -355,10 +328,7 @@ async fn the_same_key_in_two_namespaces_lives_two_independent_lives(pairing: Pai
 }
 
 async fn lookup_reports_the_record_without_its_token(pairing: Pairing) {
-    let PairedSetup {
-        app,
-        ledger: _ledger,
-    } = spawn_pairing(pairing).await;
+    let app = TestApp::builder().pairing(pairing).spawn().await;
     let mut client = app.client.clone();
     assert!(!lookup(&mut client, "payments", "nothing").await.found);
     let held = claim_with(
@@ -402,10 +372,7 @@ async fn lookup_reports_the_record_without_its_token(pairing: Pairing) {
 }
 
 async fn a_takeover_without_a_fingerprint_keeps_the_stored_one_in_both_tiers(pairing: Pairing) {
-    let PairedSetup {
-        app,
-        ledger: _ledger,
-    } = spawn_pairing(pairing).await;
+    let app = TestApp::builder().pairing(pairing).spawn().await;
     let mut client = app.client.clone();
     let lease = Duration::from_millis(100);
     let first = claim_with(&mut client, "pay", "k", b"amount=10", Some(lease)).await;
@@ -446,10 +413,7 @@ async fn assert_mismatch_until_cached(
 }
 
 async fn concurrent_retries_of_one_complete_all_succeed_and_store_one_response(pairing: Pairing) {
-    let PairedSetup {
-        app,
-        ledger: _ledger,
-    } = spawn_pairing(pairing).await;
+    let app = TestApp::builder().pairing(pairing).spawn().await;
     let mut client = app.client.clone();
     let held = claim(&mut client, "mail", "digest").await;
     let mut retries = tokio::task::JoinSet::new();
@@ -489,10 +453,7 @@ async fn concurrent_retries_of_one_complete_all_succeed_and_store_one_response(p
 async fn a_complete_right_after_the_claim_is_never_undone_by_the_claims_own_cache_write(
     pairing: Pairing,
 ) {
-    let PairedSetup {
-        app,
-        ledger: _ledger,
-    } = spawn_pairing(pairing).await;
+    let app = TestApp::builder().pairing(pairing).spawn().await;
     let mut client = app.client.clone();
     for i in 0..50 {
         let key = format!("quick-{i}");

@@ -29,7 +29,12 @@ async fn lock_the_ledger(db: &TestDatabase) -> sqlx::PgConnection {
 
 #[tokio::test]
 async fn a_call_past_the_server_deadline_is_deadline_exceeded_and_counted() {
-    let Setup { app, db } = spawn_app_with(&["--rpc-timeout=300ms", "--ledger-timeout=5s"]).await;
+    let db = TestDatabase::create().await;
+    let app = TestApp::builder()
+        .ledger(Ledger::Postgres(&db))
+        .args(&["--rpc-timeout=300ms", "--ledger-timeout=5s"])
+        .spawn()
+        .await;
     let _lock = lock_the_ledger(&db).await;
     let mut client = app.client.clone();
 
@@ -56,7 +61,12 @@ async fn a_call_past_the_server_deadline_is_deadline_exceeded_and_counted() {
 
 #[tokio::test]
 async fn a_shorter_client_deadline_is_deadline_exceeded_too_not_cancelled() {
-    let Setup { app, db } = spawn_app_with(&["--ledger-timeout=5s"]).await;
+    let db = TestDatabase::create().await;
+    let app = TestApp::builder()
+        .ledger(Ledger::Postgres(&db))
+        .args(&["--ledger-timeout=5s"])
+        .spawn()
+        .await;
     let _lock = lock_the_ledger(&db).await;
     // A raw client: tonic's own would give up at the same moment and never see the answer.
     let mut wire = RawConnection::open(app.addr).await;
@@ -76,7 +86,7 @@ async fn a_shorter_client_deadline_is_deadline_exceeded_too_not_cancelled() {
 
 #[tokio::test]
 async fn malformed_bodies_are_invalid_argument_in_a_short_message_never_internal() {
-    let Setup { app, db: _db } = spawn_app().await;
+    let app = TestApp::builder().spawn().await;
     let mut wire = RawConnection::open(app.addr).await;
     // ClaimRequest with field 1 (namespace) or 2 (key) holding bytes that are no UTF-8.
     let bad_namespace = framed(&[0x0a, 0x02, 0xff, 0xfe, 0x12, 0x01, b'k']);
@@ -121,7 +131,10 @@ fn bad_key_of_claim() -> Bytes {
 
 #[tokio::test]
 async fn a_stream_that_sends_headers_and_no_body_is_let_go_at_the_body_timeout() {
-    let Setup { app, db: _db } = spawn_app_with(&["--request-body-timeout=300ms"]).await;
+    let app = TestApp::builder()
+        .args(&["--request-body-timeout=300ms"])
+        .spawn()
+        .await;
     let mut wire = RawConnection::open(app.addr).await;
     let started = Instant::now();
     let (response, _held_open) = wire.headers_only(&onceward("Claim"), &[]).await;
@@ -142,7 +155,10 @@ async fn a_stream_that_sends_headers_and_no_body_is_let_go_at_the_body_timeout()
 
 #[tokio::test]
 async fn a_reflection_stream_that_sends_nothing_ends_at_the_rpc_deadline() {
-    let Setup { app, db: _db } = spawn_app_with(&["--rpc-timeout=300ms"]).await;
+    let app = TestApp::builder()
+        .args(&["--rpc-timeout=300ms"])
+        .spawn()
+        .await;
     let mut wire = RawConnection::open(app.addr).await;
     let reflection = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo";
     let (response, _held_open) = wire.headers_only(reflection, &[]).await;
@@ -164,8 +180,11 @@ async fn with_tenants_a_stream_without_a_valid_token_is_refused_on_its_headers()
         format!("[[tenants]]\nname = \"t\"\ntoken_sha256 = \"{hash}\"\nnamespaces = [\"*\"]\n"),
     )
     .unwrap();
-    let config = format!("--config={}", config.display());
-    let Setup { app, db: _db } = spawn_app_with(&[&config, "--request-body-timeout=5s"]).await;
+    let app = TestApp::builder()
+        .tenants(&config)
+        .args(&["--request-body-timeout=5s"])
+        .spawn()
+        .await;
     let mut wire = RawConnection::open(app.addr).await;
 
     let bearer = format!("Bearer {token}");
@@ -223,7 +242,10 @@ async fn closed_within(mut socket: TcpStream, limit: Duration) -> Option<Duratio
 
 #[tokio::test]
 async fn silent_connections_are_closed_after_the_handshake_timeout_and_a_good_client_is_served() {
-    let Setup { app, db: _db } = spawn_app_with(&["--handshake-timeout=300ms"]).await;
+    let app = TestApp::builder()
+        .args(&["--handshake-timeout=300ms"])
+        .spawn()
+        .await;
     let mut silent = Vec::new();
     for _ in 0..50 {
         silent.push(TcpStream::connect(app.addr).await.unwrap());
@@ -309,11 +331,13 @@ async fn the_sidecar_raises_its_open_file_limit_and_keeps_its_connection_cap_bel
 
 #[tokio::test]
 async fn a_peer_that_stops_answering_pings_is_disconnected() {
-    let Setup { app, db: _db } = spawn_app_with(&[
-        "--http2-keepalive-interval=200ms",
-        "--http2-keepalive-timeout=200ms",
-    ])
-    .await;
+    let app = TestApp::builder()
+        .args(&[
+            "--http2-keepalive-interval=200ms",
+            "--http2-keepalive-timeout=200ms",
+        ])
+        .spawn()
+        .await;
     let tcp = TcpStream::connect(app.addr).await.unwrap();
     let (_sender, mut connection) = h2::client::handshake(tcp).await.unwrap();
     // Exchange settings, then answer nothing: while the connection is not polled, the

@@ -11,7 +11,7 @@ use crate::harness::*;
 
 #[tokio::test]
 async fn claim_acquires_then_answers_in_progress_and_after_complete_replays_the_exact_bytes() {
-    let Setup { app, db: _db } = spawn_app().await;
+    let app = TestApp::builder().spawn().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let stored = b"\x00charge ch_123\n\xff trailing, no newline";
     let receipt = file_with(&dir, "receipt", stored);
@@ -93,7 +93,7 @@ async fn claim_acquires_then_answers_in_progress_and_after_complete_replays_the_
 
 #[tokio::test]
 async fn claim_json_reports_each_outcome_with_stable_fields_and_the_response_as_base64_and_text() {
-    let Setup { app, db: _db } = spawn_app().await;
+    let app = TestApp::builder().spawn().await;
 
     let acquired = onceward(&app, &["claim", "mail", "welcome-7", "--json"]).await;
     let json = acquired.assert_exit(0).json();
@@ -173,7 +173,7 @@ async fn claim_json_reports_each_outcome_with_stable_fields_and_the_response_as_
 #[tokio::test]
 async fn a_different_file_behind_fingerprint_of_is_a_fingerprint_mismatch_and_the_same_bytes_are_not()
  {
-    let Setup { app, db: _db } = spawn_app().await;
+    let app = TestApp::builder().spawn().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let first = file_with(&dir, "a.json", br#"{"amount":100}"#);
     let second = file_with(&dir, "b.json", br#"{"amount":999}"#);

@@ -8,7 +8,7 @@ use crate::harness::*;
 
 #[tokio::test]
 async fn bad_input_is_exit_3_naming_the_field_and_a_malformed_command_line_is_exit_2() {
-    let Setup { app, db: _db } = spawn_app().await;
+    let app = TestApp::builder().spawn().await;
 
     let bad_namespace = onceward(&app, &["claim", "has space", "k"]).await;
     bad_namespace.assert_exit(3);
@@ -66,7 +66,7 @@ async fn bad_input_is_exit_3_naming_the_field_and_a_malformed_command_line_is_ex
 
 #[tokio::test]
 async fn lookup_is_exit_0_with_the_record_when_found_and_13_when_not() {
-    let Setup { app, db: _db } = spawn_app().await;
+    let app = TestApp::builder().spawn().await;
 
     let missing = onceward(&app, &["lookup", "payments", "order-9"]).await;
     missing.assert_exit(13);

@@ -9,7 +9,7 @@ use crate::harness::*;
 
 #[tokio::test]
 async fn the_address_comes_from_onceward_addr_when_addr_is_not_given() {
-    let Setup { app, db: _db } = spawn_app().await;
+    let app = TestApp::builder().spawn().await;
     let output = Command::new(env!("CARGO_BIN_EXE_onceward"))
         .args(["lookup", "payments", "order-1"])
         .env("ONCEWARD_ADDR", app.addr.to_string())
@@ -32,7 +32,7 @@ fn readme_guard_script() -> &'static str {
 
 #[tokio::test]
 async fn a_shell_script_guarding_a_side_effect_runs_it_once_and_replays_the_receipt() {
-    let Setup { app, db: _db } = spawn_app().await;
+    let app = TestApp::builder().spawn().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let charges = dir.path().join("charges");
     let script = format!(

@@ -8,7 +8,7 @@ use crate::harness::*;
 
 #[tokio::test]
 async fn release_frees_the_key_for_a_new_claim_with_a_larger_token() {
-    let Setup { app, db: _db } = spawn_app().await;
+    let app = TestApp::builder().spawn().await;
 
     let first = onceward(&app, &["claim", "jobs", "nightly"]).await;
     let first_token = token_of(first.assert_exit(0));
@@ -46,7 +46,7 @@ async fn release_frees_the_key_for_a_new_claim_with_a_larger_token() {
 
 #[tokio::test]
 async fn extend_pushes_the_lease_out_on_the_ledger_clock() {
-    let Setup { app, db: _db } = spawn_app().await;
+    let app = TestApp::builder().spawn().await;
 
     let claimed = onceward(&app, &["claim", "jobs", "export", "--lease", "2s"]).await;
     let token = token_of(claimed.assert_exit(0));
@@ -85,7 +85,7 @@ async fn extend_pushes_the_lease_out_on_the_ledger_clock() {
 
 #[tokio::test]
 async fn a_stale_token_is_failed_precondition_exit_4_for_complete_release_and_extend() {
-    let Setup { app, db: _db } = spawn_app().await;
+    let app = TestApp::builder().spawn().await;
 
     let first = token_of(
         onceward(&app, &["claim", "jobs", "sync"])

@@ -1,9 +1,21 @@
-//! The sidecar under test: built in-process from the same command line as
-//! `onceward serve` (port 0 for gRPC and metrics), on a fresh ledger and Redis keys of
-//! its own, on any of the four pairings of hot tier and ledger, stopped when dropped;
-//! and its `/metrics`, scraped and read sample by sample.
+//! The sidecar under test, built in-process from the same command line as
+//! `onceward serve` (port 0 for gRPC and metrics) and stopped when dropped; the one
+//! builder every test starts it with; and its `/metrics`, scraped and read sample by
+//! sample.
+//!
+//! ```ignore
+//! let db = TestDatabase::create().await;
+//! let app = TestApp::builder()
+//!     .ledger(Ledger::Postgres(&db))     // default: a fresh database of its own
+//!     .hot_tier(HotTier::InProcess)      // default: the shared Redis
+//!     .args(&["--max-lease=1h"])
+//!     .spawn()
+//!     .await;
+//! ```
 
 use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
 
 use clap::Parser as _;
 use onceward::app::Application;
@@ -15,143 +27,136 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
-use super::{TestDatabase, shared_redis_url, unique};
+use super::{TcpProxy, TestDatabase, shared_redis_url, unique};
 
-/// How a test wants its sidecar configured; `spawn` fills in the rest. `None` picks
-/// the embedded tier (SQLite under `data_dir`, in-process cache).
-pub struct AppConfig {
-    pub database_url: String,
-    pub redis_url: String,
-    pub key_prefix: String,
-    pub extra_args: Vec<String>,
+/// Where a test sidecar keeps its records.
+#[derive(Clone, Copy)]
+pub enum Ledger<'a> {
+    /// A Postgres database of the sidecar's own, created fresh and dropped with it.
+    /// The default.
+    FreshPostgres,
+    /// The embedded ledger, SQLite, in a fresh temporary directory of the sidecar's
+    /// own, removed with it.
+    FreshSqlite,
+    /// A database the test holds: to look into it, or to share it between sidecars.
+    Postgres(&'a TestDatabase),
+    /// A database the test holds, reached through a proxy that can cut it off.
+    PostgresThrough(&'a TestDatabase, &'a TcpProxy),
+}
+
+/// Where a test sidecar keeps its hot copies of records.
+#[derive(Clone)]
+pub enum HotTier {
+    /// The shared Redis, under the sidecar's key prefix. The default.
+    SharedRedis,
+    /// The Redis at this URL: a [`RedisServer`](super::RedisServer) of the test's own,
+    /// or something that only pretends to be one.
+    Redis(String),
+    /// No Redis: the in-process cache.
+    InProcess,
 }
 
 /// One of the four combinations of hot tier and ledger; the semantic suite runs on each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pairing {
+    /// Postgres behind the shared Redis.
     PostgresRedis,
+    /// Postgres behind the in-process cache.
     PostgresMemory,
+    /// SQLite behind the shared Redis.
     SqliteRedis,
+    /// SQLite behind the in-process cache: the embedded tier.
     SqliteMemory,
 }
 
-/// Where a paired test's ledger lives; held only so it is removed when the test ends.
-pub enum TestLedger {
-    Postgres(#[allow(dead_code)] TestDatabase),
-    Sqlite(#[allow(dead_code)] tempfile::TempDir),
-}
-
-/// A sidecar on the given pairing, its ledger fresh, its Redis keys its own.
-pub struct PairedSetup {
-    pub app: TestApp,
-    pub ledger: TestLedger,
-}
-
-pub async fn spawn_pairing(pairing: Pairing) -> PairedSetup {
-    let (ledger, database_url) = match pairing {
-        Pairing::PostgresRedis | Pairing::PostgresMemory => {
-            let db = TestDatabase::create().await;
-            let url = db.url.clone();
-            (TestLedger::Postgres(db), url)
+impl Pairing {
+    /// This pairing's ledger, fresh.
+    pub fn ledger(self) -> Ledger<'static> {
+        match self {
+            Pairing::PostgresRedis | Pairing::PostgresMemory => Ledger::FreshPostgres,
+            Pairing::SqliteRedis | Pairing::SqliteMemory => Ledger::FreshSqlite,
         }
-        Pairing::SqliteRedis | Pairing::SqliteMemory => {
-            let dir = tempfile::tempdir().expect("temp dir");
-            let url = format!("sqlite://{}", dir.path().join("ledger.db").display());
-            (TestLedger::Sqlite(dir), url)
-        }
-    };
-    let redis_url = match pairing {
-        Pairing::PostgresRedis | Pairing::SqliteRedis => Some(shared_redis_url()),
-        Pairing::PostgresMemory | Pairing::SqliteMemory => None,
-    };
-    let app = TestApp::spawn_with(
-        Some(database_url),
-        redis_url,
-        unique("onceward-test:") + ":",
-        vec![],
-    )
-    .await;
-    PairedSetup { app, ledger }
-}
-
-/// A running sidecar.
-pub struct TestApp {
-    pub addr: SocketAddr,
-    hot: std::sync::Arc<dyn onceward::cache::HotTier>,
-    ledger: std::sync::Arc<dyn onceward::ledger::Ledger>,
-    pub metrics_addr: SocketAddr,
-    pub client: OncewardClient<Channel>,
-    pub key_prefix: String,
-    stop: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<anyhow::Result<()>>>,
-}
-
-/// The usual test setup: one sidecar, a fresh database, the shared Redis under a key
-/// prefix of the test's own.
-pub struct Setup {
-    pub app: TestApp,
-    pub db: TestDatabase,
-}
-
-pub async fn spawn_app() -> Setup {
-    spawn_app_with(&[]).await
-}
-
-pub async fn spawn_app_with(extra_args: &[&str]) -> Setup {
-    let db = TestDatabase::create().await;
-    let app = TestApp::spawn(AppConfig {
-        database_url: db.url.clone(),
-        redis_url: shared_redis_url(),
-        key_prefix: unique("onceward-test:") + ":",
-        extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
-    })
-    .await;
-    Setup { app, db }
-}
-
-/// Two sidecars on one database and one Redis key space, as several pods
-/// would share them.
-pub async fn two_sidecars(db: &TestDatabase) -> (TestApp, TestApp) {
-    let prefix = unique("onceward-test:") + ":";
-    let config = || AppConfig {
-        database_url: db.url.clone(),
-        redis_url: shared_redis_url(),
-        key_prefix: prefix.clone(),
-        extra_args: vec![],
-    };
-    (
-        TestApp::spawn(config()).await,
-        TestApp::spawn(config()).await,
-    )
-}
-
-impl TestApp {
-    pub async fn spawn(config: AppConfig) -> Self {
-        Self::spawn_with(
-            Some(config.database_url),
-            Some(config.redis_url),
-            config.key_prefix,
-            config.extra_args,
-        )
-        .await
     }
 
-    pub async fn spawn_with(
-        database_url: Option<String>,
-        redis_url: Option<String>,
-        key_prefix: String,
-        extra_args: Vec<String>,
-    ) -> Self {
-        Self::spawn_inner(database_url, redis_url, key_prefix, extra_args, true).await
+    /// This pairing's hot tier.
+    pub fn hot_tier(self) -> HotTier {
+        match self {
+            Pairing::PostgresRedis | Pairing::SqliteRedis => HotTier::SharedRedis,
+            Pairing::PostgresMemory | Pairing::SqliteMemory => HotTier::InProcess,
+        }
+    }
+}
+
+/// How a test wants its sidecar, from [`TestApp::builder`]'s defaults (a fresh Postgres
+/// database, the shared Redis under a fresh key prefix, plaintext, no tenants). Every
+/// sidecar [`spawn`](Self::spawn)ed from one builder shares its key prefix, so two
+/// spawned on one `Ledger::Postgres` are two pods of one deployment.
+pub struct TestAppBuilder<'a> {
+    ledger: Ledger<'a>,
+    hot_tier: HotTier,
+    key_prefix: String,
+    args: Vec<String>,
+    tls: bool,
+}
+
+impl<'a> TestAppBuilder<'a> {
+    /// Where the sidecar keeps its records (`--database-url`).
+    pub fn ledger(mut self, ledger: Ledger<'a>) -> Self {
+        self.ledger = ledger;
+        self
     }
 
-    async fn spawn_inner(
-        database_url: Option<String>,
-        redis_url: Option<String>,
-        key_prefix: String,
-        extra_args: Vec<String>,
-        plaintext: bool,
-    ) -> Self {
+    /// Where the sidecar keeps its hot copies (`--redis-url`, or none).
+    pub fn hot_tier(mut self, hot_tier: HotTier) -> Self {
+        self.hot_tier = hot_tier;
+        self
+    }
+
+    /// The ledger and hot tier of one pairing.
+    pub fn pairing(self, pairing: Pairing) -> Self {
+        self.ledger(pairing.ledger()).hot_tier(pairing.hot_tier())
+    }
+
+    /// The Redis key prefix, instead of a fresh one (`--redis-key-prefix`).
+    pub fn key_prefix(mut self, key_prefix: &str) -> Self {
+        key_prefix.clone_into(&mut self.key_prefix);
+        self
+    }
+
+    /// Tenants and their tokens, from this TOML file (`--config`).
+    pub fn tenants(mut self, config: impl AsRef<Path>) -> Self {
+        self.args
+            .push(format!("--config={}", config.as_ref().display()));
+        self
+    }
+
+    /// Serve TLS with this certificate chain and key (`--tls-cert`, `--tls-key`). The
+    /// sidecar's `client` is then not connected: the test makes its own TLS client.
+    pub fn tls(mut self, cert: impl AsRef<Path>, key: impl AsRef<Path>) -> Self {
+        self.tls = true;
+        self.args
+            .push(format!("--tls-cert={}", cert.as_ref().display()));
+        self.args
+            .push(format!("--tls-key={}", key.as_ref().display()));
+        self
+    }
+
+    /// Require client certificates signed by this CA: mutual TLS (`--tls-client-ca`).
+    pub fn tls_client_ca(mut self, ca: impl AsRef<Path>) -> Self {
+        self.args
+            .push(format!("--tls-client-ca={}", ca.as_ref().display()));
+        self
+    }
+
+    /// More `onceward serve` flags, e.g. `&["--max-lease=1h"]`; a flag the harness
+    /// sets too (`--ledger-timeout`, `--redis-breaker-cooldown`) takes this value.
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|arg| (*arg).to_owned()));
+        self
+    }
+
+    /// Starts the sidecar and, unless it serves TLS, connects its `client`.
+    pub async fn spawn(&self) -> TestApp {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_default_env()
@@ -159,18 +164,40 @@ impl TestApp {
             )
             .with_test_writer()
             .try_init();
+        let mut own = OwnLedger::default();
+        let database_url = match self.ledger {
+            Ledger::FreshPostgres => {
+                let db = TestDatabase::create().await;
+                let url = db.url.clone();
+                own.database = Some(db);
+                url
+            }
+            Ledger::FreshSqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}", dir.path().join("ledger.db").display());
+                own.dir = Some(dir);
+                url
+            }
+            Ledger::Postgres(db) => db.url.clone(),
+            Ledger::PostgresThrough(db, proxy) => db.url_through(proxy.addr),
+        };
+        let redis_url = match &self.hot_tier {
+            HotTier::SharedRedis => Some(shared_redis_url()),
+            HotTier::Redis(url) => Some(url.clone()),
+            HotTier::InProcess => None,
+        };
         let mut argv = vec![
             "onceward".to_owned(),
             "serve".to_owned(),
             "--listen=127.0.0.1:0".to_owned(),
             "--metrics-listen=127.0.0.1:0".to_owned(),
-            format!("--redis-key-prefix={key_prefix}"),
+            format!("--redis-key-prefix={}", self.key_prefix),
             "--ledger-timeout=2s".to_owned(),
             "--redis-breaker-cooldown=200ms".to_owned(),
+            format!("--database-url={database_url}"),
         ];
-        argv.extend(database_url.map(|url| format!("--database-url={url}")));
         argv.extend(redis_url.map(|url| format!("--redis-url={url}")));
-        argv.extend(extra_args);
+        argv.extend(self.args.iter().cloned());
         let args: ServeArgs = match Cli::try_parse_from(&argv)
             .expect("valid test flags")
             .command
@@ -187,38 +214,71 @@ impl TestApp {
         let server = tokio::spawn(application.run_until(async {
             let _ = stopped.await;
         }));
-        let client = if plaintext {
-            Self::connect(addr).await
-        } else {
+        let client = if self.tls {
             OncewardClient::new(
                 Channel::from_shared(format!("http://{addr}"))
                     .expect("uri")
                     .connect_lazy(),
             )
+        } else {
+            TestApp::connect(addr).await
         };
-        Self {
+        TestApp {
             addr,
             metrics_addr,
             client,
             hot,
             ledger,
-            key_prefix,
+            key_prefix: self.key_prefix.clone(),
             stop: Some(stop),
             server: Some(server),
+            _own_ledger: own,
         }
     }
 
-    /// Like `spawn`, for a sidecar serving TLS: its `client` is not connected (the
-    /// test makes its own TLS client).
-    pub async fn spawn_tls(config: AppConfig) -> Self {
-        Self::spawn_inner(
-            Some(config.database_url),
-            Some(config.redis_url),
-            config.key_prefix,
-            config.extra_args,
-            false,
-        )
-        .await
+    /// Two sidecars on one ledger and one Redis key space, as two pods would share
+    /// them. The ledger must be one the test holds, or each would make its own.
+    pub async fn spawn_two(&self) -> (TestApp, TestApp) {
+        assert!(
+            !matches!(self.ledger, Ledger::FreshPostgres | Ledger::FreshSqlite),
+            "two sidecars share a ledger the test holds, e.g. Ledger::Postgres(&db)"
+        );
+        (self.spawn().await, self.spawn().await)
+    }
+}
+
+/// The ledger a sidecar made for itself; held only so it is removed with the sidecar.
+#[derive(Default)]
+struct OwnLedger {
+    database: Option<TestDatabase>,
+    dir: Option<tempfile::TempDir>,
+}
+
+/// A running sidecar.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    hot: Arc<dyn onceward::cache::HotTier>,
+    ledger: Arc<dyn onceward::ledger::Ledger>,
+    pub metrics_addr: SocketAddr,
+    pub client: OncewardClient<Channel>,
+    pub key_prefix: String,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+    // Last, so the ledger outlives the rest of the sidecar's fields.
+    _own_ledger: OwnLedger,
+}
+
+impl TestApp {
+    /// A sidecar to configure and [`spawn`](TestAppBuilder::spawn): a fresh Postgres
+    /// database, the shared Redis under a fresh key prefix, plaintext, no tenants.
+    pub fn builder<'a>() -> TestAppBuilder<'a> {
+        TestAppBuilder {
+            ledger: Ledger::FreshPostgres,
+            hot_tier: HotTier::SharedRedis,
+            key_prefix: unique("onceward-test:") + ":",
+            args: Vec::new(),
+            tls: false,
+        }
     }
 
     /// A client on a connection of its own.
@@ -245,7 +305,7 @@ impl TestApp {
     }
 
     /// The sidecar's ledger, whichever it is, for driving the retention job directly.
-    pub fn ledger(&self) -> std::sync::Arc<dyn onceward::ledger::Ledger> {
+    pub fn ledger(&self) -> Arc<dyn onceward::ledger::Ledger> {
         self.ledger.clone()
     }
 

@@ -3,11 +3,18 @@
 //! its own on a free port when the test kills or flushes it), plus a TCP proxy that can
 //! cut a connection mid-run.
 //!
-//! Layout: `postgres` (a database per test), `redis` (the shared Redis, and a
-//! `redis-server` of a test's own), `proxy` (the cutting TCP proxy, free ports), `app`
-//! (the sidecar on each pairing of hot tier and ledger, and its metrics), `rpc` (one
-//! helper per RPC). All of it is re-exported here, so a test needs only
-//! `use crate::harness::*;`.
+//! Layout:
+//! - `app`: every test sidecar is started one way, `TestApp::builder()` … `.spawn()`,
+//!   choosing its `Ledger` (a fresh Postgres database by default, one the test holds,
+//!   one behind a proxy, or SQLite), its `HotTier` (the shared Redis by default, a
+//!   Redis of the test's own, or in-process), or a `Pairing` of the two, plus tenants,
+//!   TLS and any other `serve` flags; and its `/metrics`, read sample by sample.
+//! - `postgres`: a database per test, and where the Postgres server is.
+//! - `redis`: the shared Redis, and a `redis-server` of a test's own.
+//! - `proxy`: the cutting TCP proxy, and free ports.
+//! - `rpc`: one helper per RPC, and `eventually`.
+//!
+//! All of it is re-exported here, so a test needs only `use crate::harness::*;`.
 
 mod app;
 mod postgres;
