@@ -93,6 +93,17 @@ impl Record {
             && self.lease_expires_at.is_some_and(|at| at <= now)
             && fingerprint.is_compatible_with(&self.fingerprint)
     }
+
+    /// The fingerprint stored when a claim with `fingerprint` takes this record over:
+    /// the claim's, or if it sent none, the one the key already had, so the key still
+    /// mismatches whatever it mismatched before. The Postgres claim restates this in SQL.
+    pub fn into_takeover_fingerprint(self, fingerprint: &Fingerprint) -> Fingerprint {
+        if fingerprint.as_bytes().is_empty() {
+            self.fingerprint
+        } else {
+            fingerprint.clone()
+        }
+    }
 }
 
 /// Which tier decided a claim's answer.

@@ -14,9 +14,18 @@
 //! it (`reentered`), in the same statement or transaction that decides it, and a
 //! claim whose first caller gave up is only released while unmarked
 //! ([`Ledger::release_unheld`]): the retry and the release never both win.
+//!
+//! # Layout
+//! - here: the [`Ledger`] trait, its requests and decisions, and the rules both
+//!   ledgers decide by (`reentry`, `completed_earlier`; the takeover's are on
+//!   [`Record`]), which their SQL restates as guards;
+//! - `rows`: stored rows parsed into domain values, once for both ledgers;
+//! - `batcher`: group commit, one statement for the requests that queued meanwhile;
+//! - [`postgres`], [`sqlite`]: the two ledgers, each with its SQL next to it.
 
 mod batcher;
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 pub use postgres::PostgresLedger;
@@ -27,10 +36,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::domain::{
-    Claimant, Completion, FencingToken, Fingerprint, IdempotencyKey, Namespace, Record, RecordId,
-    RecordState,
-};
+use crate::domain::{Claimant, Completion, FencingToken, Fingerprint, Record, RecordId};
 
 /// A claim the engine asks the ledger to record.
 #[derive(Debug, Clone)]
@@ -178,12 +184,12 @@ pub trait Ledger: Send + Sync + 'static {
 }
 
 /// `Acquired` again, with the same token and lease, if the standing `record` (its
-/// `token` and `stored_claimant` read with it at `now`, the ledger's clock) is a live
-/// claim that `claim`'s own claimant made — a retry whose first answer was lost — and
-/// the fingerprints agree; `None` otherwise. The rule of both ledgers.
+/// holder's `token` and `stored_claimant` read with it at `now`, the ledger's clock) is a
+/// live claim that `claim`'s own claimant made — a retry whose first answer was lost —
+/// and the fingerprints agree; `None` otherwise. The rule of both ledgers.
 pub(crate) fn reentry(
     record: &Record,
-    token: i64,
+    token: FencingToken,
     stored_claimant: &[u8],
     claim: &NewClaim,
     now: DateTime<Utc>,
@@ -192,7 +198,7 @@ pub(crate) fn reentry(
     let own = claim.claimant.matches(stored_claimant)
         && claim.fingerprint.is_compatible_with(&record.fingerprint);
     own.then(|| ClaimDecision::Acquired {
-        token: FencingToken::new(token as u64),
+        token,
         lease_expires_at,
         takeover: false,
         fingerprint: record.fingerprint.clone(),
@@ -200,33 +206,44 @@ pub(crate) fn reentry(
     })
 }
 
-/// The stored `state` column of an in-progress record (both ledgers).
-pub(crate) const STATE_IN_PROGRESS: i64 = 1;
-/// The stored `state` column of a completed record (both ledgers).
-pub(crate) const STATE_COMPLETED: i64 = 2;
-
-/// The identity and state columns of a stored record, parsed: both ledgers store them
-/// alike and only differ in how they store time.
-pub(crate) fn stored_identity(
-    namespace: String,
-    key: String,
-    state: i64,
-) -> Result<(RecordId, RecordState), LedgerError> {
-    let id = RecordId {
-        namespace: Namespace::try_from(namespace).map_err(internal)?,
-        key: IdempotencyKey::try_from(key).map_err(internal)?,
-    };
-    let state = match state {
-        STATE_IN_PROGRESS => RecordState::InProgress,
-        STATE_COMPLETED => RecordState::Completed,
-        other => return Err(internal(format!("unknown record state {other}"))),
-    };
-    Ok((id, state))
+/// What a key holds, read back for a `Complete` whose update matched nothing.
+#[derive(Debug)]
+pub(crate) struct StoredCompletion {
+    /// The stored fencing token, as stored.
+    pub(crate) token: i64,
+    /// When the record was completed and until when; `None` while it is in progress.
+    pub(crate) completion: Option<Completion>,
+    /// The stored fingerprint.
+    pub(crate) fingerprint: Fingerprint,
+    /// The stored response (empty while in progress).
+    pub(crate) response: Vec<u8>,
+    /// The ledger's clock when it was read.
+    pub(crate) now: DateTime<Utc>,
 }
 
-/// A stored fingerprint column, parsed.
-pub(crate) fn stored_fingerprint(bytes: Vec<u8>) -> Result<Fingerprint, LedgerError> {
-    Fingerprint::try_from(bytes).map_err(internal)
+/// What a `Complete` by `token` (as the ledger stores it, see [`db_token`]) answers
+/// when its update matched nothing — the key was not in progress under `token` — from
+/// what the key holds (`None`: nothing). A record completed by this same token is
+/// `Completed` again, with its stored response and times, and nothing changes: the
+/// retry of a `Complete` whose answer was lost. Anything else (no record, another
+/// holder's, a claim still in progress) is `NotHolder`. The rule of both ledgers; their
+/// `COMPLETED_BY_TOKEN` restates it as its guard.
+pub(crate) fn completed_earlier(stored: Option<StoredCompletion>, token: i64) -> CompleteDecision {
+    match stored {
+        Some(StoredCompletion {
+            token: stored_token,
+            completion: Some(completion),
+            fingerprint,
+            response,
+            now,
+        }) if stored_token == token => CompleteDecision::Completed {
+            completion,
+            fingerprint,
+            response,
+            now,
+        },
+        _ => CompleteDecision::NotHolder,
+    }
 }
 
 /// Tokens are a signed 64-bit integer in every ledger, starting at 1: a token of 0 or
@@ -244,4 +261,48 @@ pub(crate) fn micros(duration: Duration) -> i64 {
 /// Wraps an unexpected failure.
 pub(crate) fn internal(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> LedgerError {
     LedgerError::Internal(error.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(token: i64, completion: Option<Completion>) -> StoredCompletion {
+        StoredCompletion {
+            token,
+            completion,
+            fingerprint: Fingerprint::default(),
+            response: b"charged".to_vec(),
+            now: DateTime::from_timestamp(1_000, 0).unwrap(),
+        }
+    }
+
+    #[test]
+    fn only_a_record_completed_by_the_same_token_answers_a_complete_that_changed_nothing() {
+        let at = DateTime::from_timestamp(900, 0).unwrap();
+        let completion = Completion {
+            completed_at: at,
+            expires_at: at,
+        };
+        assert_eq!(
+            completed_earlier(Some(stored(7, Some(completion))), 7),
+            CompleteDecision::Completed {
+                completion,
+                fingerprint: Fingerprint::default(),
+                response: b"charged".to_vec(),
+                now: DateTime::from_timestamp(1_000, 0).unwrap(),
+            }
+        );
+        assert_eq!(
+            completed_earlier(Some(stored(8, Some(completion))), 7),
+            CompleteDecision::NotHolder,
+            "completed by another holder"
+        );
+        assert_eq!(
+            completed_earlier(Some(stored(7, None)), 7),
+            CompleteDecision::NotHolder,
+            "still in progress"
+        );
+        assert_eq!(completed_earlier(None, 7), CompleteDecision::NotHolder);
+    }
 }

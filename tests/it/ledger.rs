@@ -43,6 +43,7 @@ on_both_ledgers!(
     an_expired_lease_is_taken_over_with_a_larger_token,
     complete_stores_the_response_and_a_retry_returns_it_unchanged,
     complete_with_an_empty_response_round_trips,
+    a_completed_record_answers_only_the_token_that_completed_it,
     only_the_current_token_is_the_holder,
     complete_after_the_lease_ran_out_succeeds_if_nobody_took_over,
     release_frees_the_key_for_a_claim_with_a_larger_token,
@@ -274,6 +275,31 @@ async fn complete_with_an_empty_response_round_trips(ledger: Shared) {
     ));
     let record = ledger.lookup(&id("k")).await.unwrap().unwrap();
     assert_eq!(record.response.unwrap_or_default(), Vec::<u8>::new());
+}
+
+async fn a_completed_record_answers_only_the_token_that_completed_it(ledger: Shared) {
+    let first = expired_claim(&ledger, "k", b"").await;
+    let (second, _) = acquire(&ledger, &new_claim("k", b"", LEASE)).await;
+    assert!(matches!(
+        ledger
+            .complete(&id("k"), second, b"done".to_vec(), RETENTION)
+            .await
+            .unwrap(),
+        CompleteDecision::Completed { .. }
+    ));
+
+    // The holder it was taken over from, and any later token, is not the holder.
+    for stranger in [first, FencingToken::new(second.get() + 1)] {
+        assert_eq!(
+            ledger
+                .complete(&id("k"), stranger, b"late".to_vec(), RETENTION)
+                .await
+                .unwrap(),
+            CompleteDecision::NotHolder
+        );
+    }
+    let record = ledger.lookup(&id("k")).await.unwrap().unwrap();
+    assert_eq!(record.response.as_deref(), Some(&b"done"[..]));
 }
 
 async fn only_the_current_token_is_the_holder(ledger: Shared) {

@@ -10,11 +10,10 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgPool};
 
 use super::sql::{CLAIM_BATCH, MARK_REENTERED, RELEASE_UNHELD, SELECT_RECORDS};
-use super::{
-    classify, delete_claim, fetch_all_retrying, fingerprint_from_row, key_order, record_from_row,
-};
+use super::{classify, db_now, delete_claim, fetch_all_retrying, key_order};
 use crate::domain::{FencingToken, Record, RecordId};
 use crate::ledger::batcher::BatchOutcome;
+use crate::ledger::rows::{self, stored_fingerprint, stored_token};
 use crate::ledger::{ClaimDecision, LedgerError, NewClaim, db_token, internal, micros, reentry};
 
 /// How many times a claim re-reads when the row it conflicted with changed under it
@@ -171,13 +170,12 @@ async fn run_rounds(
                 .binary_search_by(|&i| key_order(&claims[i].id).cmp(&key))
                 .map_err(|_| internal("the claim batch returned a key it was not sent"))?;
             acquired[position] = true;
-            let token: i64 = row.try_get("fencing_token").map_err(internal)?;
             decisions[round[position]] = Some(ClaimDecision::Acquired {
-                token: FencingToken::new(token as u64),
+                token: stored_token(row.try_get("fencing_token").map_err(internal)?)?,
                 lease_expires_at: row.try_get("lease_expires_at").map_err(internal)?,
                 takeover: row.try_get("takeover").map_err(internal)?,
-                fingerprint: fingerprint_from_row(&row)?,
-                now: row.try_get("db_now").map_err(internal)?,
+                fingerprint: stored_fingerprint(row.try_get("fingerprint").map_err(internal)?)?,
+                now: db_now(&row)?,
             });
         }
         let stood: Vec<usize> = round
@@ -260,8 +258,7 @@ async fn mark_reentered(
             row.try_get::<String, _>("namespace").map_err(internal)?,
             row.try_get::<String, _>("key").map_err(internal)?,
         );
-        let now: DateTime<Utc> = row.try_get("db_now").map_err(internal)?;
-        marked.insert(key, now);
+        marked.insert(key, db_now(&row)?);
     }
     let mut changed = Vec::new();
     for (i, mut own) in reentries {
@@ -281,7 +278,7 @@ async fn mark_reentered(
 /// A row that stood in a claim's way, as the claim path reads it.
 struct Standing {
     record: Record,
-    token: i64,
+    token: FencingToken,
     claimant: Vec<u8>,
     /// The database clock when it was read.
     now: DateTime<Utc>,
@@ -312,12 +309,12 @@ async fn read_records<'a>(
         .map_err(classify)?;
     let mut records = HashMap::with_capacity(rows.len());
     for row in rows {
-        let record = record_from_row(&row)?;
+        let holder = rows::holder(&row)?;
         let standing = Standing {
-            token: row.try_get("fencing_token").map_err(internal)?,
-            claimant: row.try_get("claimant").map_err(internal)?,
-            now: row.try_get("db_now").map_err(internal)?,
-            record,
+            record: rows::record(&row)?,
+            token: holder.token,
+            claimant: holder.claimant.to_vec(),
+            now: db_now(&row)?,
         };
         records.insert(standing.record.id.clone(), standing);
     }

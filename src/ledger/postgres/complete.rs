@@ -1,16 +1,17 @@
 //! The completion batch: one UPDATE for every completion in it, then a read by token
-//! for each request it did not update (a retried completion, or not the holder's).
+//! for each request it did not update, answered by the rule of both ledgers
+//! (`completed_earlier`: a retried completion, or not the holder's).
 
 use std::time::Duration;
 
 use sqlx::Row;
-use sqlx::postgres::{PgConnection, PgRow};
+use sqlx::postgres::PgConnection;
 
 use super::sql::{COMPLETE_BATCH, COMPLETED_BY_TOKEN};
-use super::{classify, fetch_all_retrying, fingerprint_from_row, key_order};
-use crate::domain::{Completion, RecordId};
+use super::{classify, db_now, fetch_all_retrying, key_order};
+use crate::domain::RecordId;
 use crate::ledger::batcher::BatchOutcome;
-use crate::ledger::{CompleteDecision, LedgerError, internal, micros};
+use crate::ledger::{CompleteDecision, completed_earlier, internal, micros, rows};
 
 /// A `Complete` waiting for its batch.
 pub(super) struct PendingCompletion {
@@ -60,7 +61,7 @@ pub(super) async fn complete_batch(
             .and_then(|sent| order.get(sent).copied())
             .ok_or_else(|| internal(format!("no request at position {position}")))?;
         let response = std::mem::take(&mut batch[i].response);
-        results[i] = Some(completion_from_row(&row, response)?);
+        results[i] = Some(rows::completed(&row, response, db_now(&row)?)?);
     }
 
     // A request the UPDATE did not touch is a retry of a completion that already
@@ -69,33 +70,16 @@ pub(super) async fn complete_batch(
         if result.is_some() {
             continue;
         }
-        let retried = sqlx::query(COMPLETED_BY_TOKEN)
+        let stored = sqlx::query(COMPLETED_BY_TOKEN)
             .bind(pending.id.namespace.as_str())
             .bind(pending.id.key.as_str())
             .bind(pending.token)
             .fetch_optional(&mut *connection)
             .await
-            .map_err(classify)?;
-        *result = Some(match retried {
-            Some(row) => {
-                let stored: Option<Vec<u8>> = row.try_get("response").map_err(internal)?;
-                completion_from_row(&row, stored.unwrap_or_default())?
-            }
-            None => CompleteDecision::NotHolder,
-        });
+            .map_err(classify)?
+            .map(|row| rows::stored_completion(&row, db_now(&row)?))
+            .transpose()?;
+        *result = Some(completed_earlier(stored, pending.token));
     }
     Ok(results.into_iter().flatten().map(Ok).collect())
-}
-
-/// A completed record from a row's `fingerprint`, `completed_at` and `expires_at`.
-fn completion_from_row(row: &PgRow, response: Vec<u8>) -> Result<CompleteDecision, LedgerError> {
-    Ok(CompleteDecision::Completed {
-        completion: Completion {
-            completed_at: row.try_get("completed_at").map_err(internal)?,
-            expires_at: row.try_get("expires_at").map_err(internal)?,
-        },
-        fingerprint: fingerprint_from_row(row)?,
-        response,
-        now: row.try_get("db_now").map_err(internal)?,
-    })
 }

@@ -17,6 +17,13 @@
 //! extension sets the same lease again; reads and cleanup change nothing twice; and a
 //! release that already happened reports "not the holder", as SPEC rule 2 has it for
 //! a retried Release.
+//!
+//! # Layout
+//! - here: connecting, the one-key statements, running a statement once more when its
+//!   connection fails, sorting errors, and how a Postgres row stores time and state;
+//! - `claim`, `complete`: the claim and completion batches;
+//! - `writers`: the batch writers and the connections they keep between batches;
+//! - `sql`: every statement.
 
 mod claim;
 mod complete;
@@ -38,11 +45,12 @@ use self::complete::PendingCompletion;
 use self::sql::{EXTEND_LEASE, PURGE_EXPIRED, RELEASE, RELEASE_UNHELD, SELECT_RECORD};
 use self::writers::batch_writers;
 use super::batcher::Batcher;
+use super::rows::{self, LedgerRow};
 use super::{
     ClaimDecision, CompleteDecision, ExtendedLease, Ledger, LedgerError, NewClaim, db_token,
-    internal, micros, stored_fingerprint, stored_identity,
+    internal, micros,
 };
-use crate::domain::{FencingToken, Fingerprint, Record, RecordId};
+use crate::domain::{FencingToken, Record, RecordId};
 
 /// Default batch writers per kind of write; each holds at most one pool connection at
 /// a time. One writer makes the biggest batches — one statement and one commit for
@@ -106,11 +114,8 @@ impl PostgresLedger {
                 .fetch_optional(&self.pool)
         })
         .await?;
-        row.map(|row| {
-            let now: DateTime<Utc> = row.try_get("db_now").map_err(internal)?;
-            Ok((record_from_row(&row)?, now))
-        })
-        .transpose()
+        row.map(|row| Ok((rows::record(&row)?, db_now(&row)?)))
+            .transpose()
     }
 }
 
@@ -220,14 +225,8 @@ impl Ledger for PostgresLedger {
                 .fetch_optional(&self.pool)
         })
         .await?;
-        row.map(|row| {
-            Ok(ExtendedLease {
-                lease_expires_at: row.try_get("lease_expires_at").map_err(internal)?,
-                fingerprint: fingerprint_from_row(&row)?,
-                now: row.try_get("db_now").map_err(internal)?,
-            })
-        })
-        .transpose()
+        row.map(|row| rows::extended(&row, db_now(&row)?))
+            .transpose()
     }
 
     async fn lookup(&self, id: &RecordId) -> Result<Option<Record>, LedgerError> {
@@ -290,27 +289,20 @@ fn key_order(id: &RecordId) -> (&str, &str) {
     (id.namespace.as_str(), id.key.as_str())
 }
 
-fn record_from_row(row: &PgRow) -> Result<Record, LedgerError> {
-    let state: i16 = row.try_get("state").map_err(internal)?;
-    let (id, state) = stored_identity(
-        row.try_get("namespace").map_err(internal)?,
-        row.try_get("key").map_err(internal)?,
-        i64::from(state),
-    )?;
-    Ok(Record {
-        id,
-        state,
-        fingerprint: fingerprint_from_row(row)?,
-        response: row.try_get("response").map_err(internal)?,
-        created_at: row.try_get("created_at").map_err(internal)?,
-        completed_at: row.try_get("completed_at").map_err(internal)?,
-        lease_expires_at: row.try_get("lease_expires_at").map_err(internal)?,
-        expires_at: row.try_get("expires_at").map_err(internal)?,
-    })
+/// Postgres stores an instant as a `timestamptz`, which decodes as one, and the state
+/// as a `smallint`.
+impl LedgerRow for PgRow {
+    type Time = DateTime<Utc>;
+    type State = i16;
+
+    fn instant(stored: DateTime<Utc>) -> Result<DateTime<Utc>, LedgerError> {
+        Ok(stored)
+    }
 }
 
-fn fingerprint_from_row(row: &PgRow) -> Result<Fingerprint, LedgerError> {
-    stored_fingerprint(row.try_get("fingerprint").map_err(internal)?)
+/// The database clock a statement returned (`now() AS db_now`).
+fn db_now(row: &PgRow) -> Result<DateTime<Utc>, LedgerError> {
+    row.try_get("db_now").map_err(internal)
 }
 
 /// Whether the connection under a statement failed: it broke, or the server ended it

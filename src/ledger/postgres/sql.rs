@@ -60,8 +60,11 @@ FROM onceward_records
 WHERE namespace = $1 AND key = $2
 "#;
 
+// The read behind `completed_earlier`, which decides from the state and token; the
+// `WHERE` restates that rule as its guard.
 pub(super) const COMPLETED_BY_TOKEN: &str = r#"
-SELECT fingerprint, response, completed_at, expires_at, now() AS db_now
+SELECT state, fencing_token, fingerprint, response, completed_at, expires_at,
+       now() AS db_now
 FROM onceward_records
 WHERE namespace = $1 AND key = $2 AND fencing_token = $3 AND state = 2
 "#;

@@ -13,8 +13,14 @@
 //! standing row, decide in Rust, and write, without the retry loop Postgres needs.
 //! The "database clock" is this process's clock, read inside the write transaction
 //! ([`clock_now`]), so all lease arithmetic is ordered by the write lock.
+//!
+//! # Layout
+//! - here: opening the file, the write queue, each operation's transaction, the clock,
+//!   sorting errors, and how a SQLite row stores time and state;
+//! - `sql`: every statement;
+//! - `tests`: what only this ledger has (its file, its write-ahead log); the rules
+//!   every ledger keeps are the contract suite's, in `tests/it/ledger.rs`.
 
-mod rows;
 mod sql;
 #[cfg(test)]
 mod tests;
@@ -30,16 +36,16 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, Sqlite, Transaction};
 
-use self::rows::{fingerprint_from_row, record_from_row, timestamp};
 use self::sql::{
     COMPLETE, COMPLETED_BY_TOKEN, EXTEND_LEASE, INSERT_CLAIM, MARK_REENTERED, NEXT_TOKEN,
     PURGE_EXPIRED, RELEASE, RELEASE_UNHELD, SELECT_RECORD, TAKE_OVER,
 };
+use super::rows::{self, LedgerRow, stored_token};
 use super::{
-    ClaimDecision, CompleteDecision, ExtendedLease, Ledger, LedgerError, NewClaim, db_token,
-    internal, micros, reentry,
+    ClaimDecision, CompleteDecision, ExtendedLease, Ledger, LedgerError, NewClaim,
+    completed_earlier, db_token, internal, micros, reentry,
 };
-use crate::domain::{Completion, FencingToken, Record, RecordId};
+use crate::domain::{FencingToken, Record, RecordId};
 
 /// Options for opening the SQLite ledger.
 #[derive(Debug, Clone)]
@@ -158,13 +164,15 @@ impl SqliteLedger {
         let taken_over = match standing {
             None => None,
             Some(row) => {
-                let record = record_from_row(&row)?;
-                if let Some(own) = reentered(&row, &record, claim, now_at)? {
-                    let token: i64 = row.try_get("fencing_token").map_err(internal)?;
+                let record = rows::record(&row)?;
+                let holder = rows::holder(&row)?;
+                // The statements below name the holder's token as it is stored.
+                let old_token: i64 = row.try_get("fencing_token").map_err(internal)?;
+                if let Some(own) = reentry(&record, holder.token, holder.claimant, claim, now_at) {
                     sqlx::query(MARK_REENTERED)
                         .bind(namespace)
                         .bind(key)
-                        .bind(token)
+                        .bind(old_token)
                         .execute(&mut *tx)
                         .await
                         .map_err(classify)?;
@@ -178,8 +186,10 @@ impl SqliteLedger {
                         now: now_at,
                     });
                 }
-                let old_token: i64 = row.try_get("fencing_token").map_err(internal)?;
-                Some((old_token, record.fingerprint))
+                Some((
+                    old_token,
+                    record.into_takeover_fingerprint(&claim.fingerprint),
+                ))
             }
         };
 
@@ -204,14 +214,7 @@ impl SqliteLedger {
                     .await
                     .map_err(classify)?;
             }
-            Some((old_token, stored_fingerprint)) => {
-                // An empty fingerprint on the request keeps the stored one, so the key
-                // still mismatches whatever it mismatched before.
-                let fingerprint = if claim.fingerprint.as_bytes().is_empty() {
-                    stored_fingerprint
-                } else {
-                    &claim.fingerprint
-                };
+            Some((old_token, fingerprint)) => {
                 let done = sqlx::query(TAKE_OVER)
                     .bind(namespace)
                     .bind(key)
@@ -233,11 +236,11 @@ impl SqliteLedger {
         tx.commit().await.map_err(classify)?;
         let takeover = taken_over.is_some();
         let fingerprint = match taken_over {
-            Some((_, stored)) if claim.fingerprint.as_bytes().is_empty() => stored,
-            _ => claim.fingerprint.clone(),
+            Some((_, fingerprint)) => fingerprint,
+            None => claim.fingerprint.clone(),
         };
         Ok(ClaimDecision::Acquired {
-            token: FencingToken::new(token as u64),
+            token: stored_token(token)?,
             lease_expires_at: timestamp(lease_expires_at)?,
             takeover,
             fingerprint,
@@ -329,36 +332,21 @@ impl Ledger for SqliteLedger {
             .fetch_optional(&mut *tx)
             .await
             .map_err(classify)?;
-        let row = match completed {
-            Some(row) => row,
-            None => {
-                // Not in progress under this token: a retry of a Complete that already
-                // succeeded is fine, anything else is not the holder.
-                let retried = sqlx::query(COMPLETED_BY_TOKEN)
-                    .bind(id.namespace.as_str())
-                    .bind(id.key.as_str())
-                    .bind(token)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(classify)?;
-                match retried {
-                    Some(row) => row,
-                    None => return Ok(CompleteDecision::NotHolder),
-                }
-            }
+        let Some(row) = completed else {
+            // Not in progress under this token: what the key holds decides. Nothing was
+            // written; dropping the transaction rolls it back.
+            let stored = sqlx::query(COMPLETED_BY_TOKEN)
+                .bind(id.namespace.as_str())
+                .bind(id.key.as_str())
+                .bind(token)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(classify)?
+                .map(|row| rows::stored_completion(&row, timestamp(now)?))
+                .transpose()?;
+            return Ok(completed_earlier(stored, token));
         };
-        let decision = CompleteDecision::Completed {
-            completion: Completion {
-                completed_at: timestamp(row.try_get("completed_at").map_err(internal)?)?,
-                expires_at: timestamp(row.try_get("expires_at").map_err(internal)?)?,
-            },
-            fingerprint: fingerprint_from_row(&row)?,
-            response: row
-                .try_get::<Option<Vec<u8>>, _>("response")
-                .map_err(internal)?
-                .unwrap_or_default(),
-            now: timestamp(now)?,
-        };
+        let decision = rows::completed(&row, response, timestamp(now)?)?;
         // Only now: the answer must not claim a completion that did not commit.
         tx.commit().await.map_err(classify)?;
         Ok(decision)
@@ -411,15 +399,7 @@ impl Ledger for SqliteLedger {
             .await
             .map_err(classify)?;
         let extended = row
-            .map(|row| {
-                Ok(ExtendedLease {
-                    lease_expires_at: timestamp(
-                        row.try_get("lease_expires_at").map_err(internal)?,
-                    )?,
-                    fingerprint: fingerprint_from_row(&row)?,
-                    now: timestamp(now)?,
-                })
-            })
+            .map(|row| rows::extended(&row, timestamp(now)?))
             .transpose()?;
         tx.commit().await.map_err(classify)?;
         Ok(extended)
@@ -432,25 +412,8 @@ impl Ledger for SqliteLedger {
             .fetch_optional(&self.reader)
             .await
             .map_err(classify)?;
-        row.map(|row| record_from_row(&row)).transpose()
+        row.map(|row| rows::record(&row)).transpose()
     }
-}
-
-/// `Acquired` again, with the same token and lease, if the standing `row` is a live
-/// claim that `claim`'s own claimant made (a retry whose first answer was lost) and
-/// the fingerprints agree; `None` otherwise.
-fn reentered(
-    row: &SqliteRow,
-    record: &Record,
-    claim: &NewClaim,
-    now: DateTime<Utc>,
-) -> Result<Option<ClaimDecision>, LedgerError> {
-    if record.live_lease(now).is_none() {
-        return Ok(None);
-    }
-    let stored: Vec<u8> = row.try_get("claimant").map_err(internal)?;
-    let token: i64 = row.try_get("fencing_token").map_err(internal)?;
-    Ok(reentry(record, token, &stored, claim, now))
 }
 
 /// The ledger's clock, in Unix microseconds. Read only inside a write transaction, so
@@ -458,6 +421,23 @@ fn reentered(
 /// only, which is what an embedded ledger is.
 fn clock_now() -> i64 {
     Utc::now().timestamp_micros()
+}
+
+/// An instant on the ledger's clock, from Unix microseconds.
+fn timestamp(micros: i64) -> Result<DateTime<Utc>, LedgerError> {
+    DateTime::from_timestamp_micros(micros)
+        .ok_or_else(|| internal(format!("timestamp {micros} out of range")))
+}
+
+/// SQLite stores an instant as Unix microseconds (see [`clock_now`]) and the state as
+/// an integer.
+impl LedgerRow for SqliteRow {
+    type Time = i64;
+    type State = i64;
+
+    fn instant(stored: i64) -> Result<DateTime<Utc>, LedgerError> {
+        timestamp(stored)
+    }
 }
 
 /// Sorts sqlx errors into "unreachable or busy, retry" and "unexpected".

@@ -35,11 +35,13 @@ pub(super) const COMPLETE: &str = r#"
 UPDATE onceward_records
 SET state = 2, response = ?4, completed_at = ?5, lease_expires_at = NULL, expires_at = ?6
 WHERE namespace = ?1 AND key = ?2 AND fencing_token = ?3 AND state = 1
-RETURNING fingerprint, response, completed_at, expires_at
+RETURNING fingerprint, completed_at, expires_at
 "#;
 
+/// The read behind `completed_earlier`, which decides from the state and token; the
+/// `WHERE` restates that rule as its guard.
 pub(super) const COMPLETED_BY_TOKEN: &str = r#"
-SELECT fingerprint, response, completed_at, expires_at
+SELECT state, fencing_token, fingerprint, response, completed_at, expires_at
 FROM onceward_records
 WHERE namespace = ?1 AND key = ?2 AND fencing_token = ?3 AND state = 2
 "#;
