@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use moka::ops::compute::{CompResult, Op};
 use moka::sync::Cache;
 
-use super::{CacheEntry, CacheError, Cached, HotTier};
+use super::{CacheError, Cached, Entry, HotTier};
 use crate::domain::RecordId;
 
 /// The shortest TTL an entry gets: like Redis's `PX`, a zero TTL rounds up rather than
@@ -39,18 +39,19 @@ impl Default for MemoryOptions {
     }
 }
 
-/// One stored key: the entry behind an `Arc`, so reads do not copy a large response
-/// inside the cache, the TTL it was written with, which [`PerEntryTtl`] reads, and
-/// when that TTL runs out, which a read reports as the entry's time left.
+/// One stored key: the entry itself (nothing encoded) behind an `Arc`, so reads do
+/// not copy a large response inside the cache, the TTL it was written with, which
+/// [`PerEntryTtl`] reads, and when that TTL runs out, which a read reports as the
+/// entry's time left.
 #[derive(Debug, Clone)]
 struct Stored {
-    entry: Arc<CacheEntry>,
+    entry: Arc<Entry>,
     ttl: Duration,
     until: Instant,
 }
 
 impl Stored {
-    fn new(entry: &CacheEntry, ttl: Duration) -> Self {
+    fn new(entry: &Entry, ttl: Duration) -> Self {
         let ttl = ttl.max(MIN_TTL);
         Self {
             entry: Arc::new(entry.clone()),
@@ -117,7 +118,7 @@ impl HotTier for MemoryHotTier {
     async fn claim(
         &self,
         id: &RecordId,
-        tentative: &CacheEntry,
+        tentative: &Entry,
         ttl: Duration,
     ) -> Result<Option<Cached>, CacheError> {
         // moka hides expired entries from the computation, so "absent or expired"
@@ -135,12 +136,7 @@ impl HotTier for MemoryHotTier {
         })
     }
 
-    async fn put(
-        &self,
-        id: &RecordId,
-        entry: &CacheEntry,
-        ttl: Duration,
-    ) -> Result<(), CacheError> {
+    async fn put(&self, id: &RecordId, entry: &Entry, ttl: Duration) -> Result<(), CacheError> {
         self.cache
             .entry_by_ref(id)
             .and_compute_with(|_| Op::Put(Stored::new(entry, ttl)));
@@ -150,8 +146,8 @@ impl HotTier for MemoryHotTier {
     async fn replace(
         &self,
         id: &RecordId,
-        expected: &CacheEntry,
-        replacement: Option<(&CacheEntry, Duration)>,
+        expected: &Entry,
+        replacement: Option<(&Entry, Duration)>,
     ) -> Result<(), CacheError> {
         self.cache
             .entry_by_ref(id)
@@ -174,7 +170,6 @@ impl HotTier for MemoryHotTier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::EntryKind;
     use crate::domain::{Fingerprint, IdempotencyKey, Namespace};
 
     fn id(key: &str) -> RecordId {
@@ -188,8 +183,8 @@ mod tests {
         MemoryHotTier::new(&MemoryOptions::default())
     }
 
-    fn tentative(nonce: u64) -> CacheEntry {
-        CacheEntry::tentative(&Fingerprint::default(), nonce)
+    fn tentative(nonce: u64) -> Entry {
+        Entry::tentative(Fingerprint::default(), nonce)
     }
 
     const LONG: Duration = Duration::from_secs(60);
@@ -276,9 +271,9 @@ mod tests {
     async fn put_overwrites_and_restarts_the_ttl() {
         let hot = tier();
         hot.claim(&id("k"), &tentative(1), LONG).await.unwrap();
-        let done = CacheEntry::completed(
-            &Fingerprint::default(),
-            b"ok",
+        let done = Entry::completed(
+            Fingerprint::default(),
+            b"ok".to_vec(),
             chrono::Utc::now(),
             chrono::Utc::now(),
         );
@@ -290,7 +285,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(stood.entry.entry_kind(), EntryKind::Completed);
+        assert!(stood.entry.is_completed(), "{:?}", stood.entry);
         assert!(
             stood.ttl <= Duration::from_millis(50),
             "time left {:?}",
@@ -309,7 +304,7 @@ mod tests {
     #[tokio::test]
     async fn replace_swaps_only_the_exact_expected_entry() {
         let hot = tier();
-        let confirmed = CacheEntry::in_progress(&Fingerprint::default(), chrono::Utc::now());
+        let confirmed = Entry::in_progress(Fingerprint::default(), chrono::Utc::now());
         hot.claim(&id("k"), &tentative(1), LONG).await.unwrap();
 
         // Someone else's tentative entry (another nonce) is left alone.

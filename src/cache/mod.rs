@@ -12,6 +12,16 @@
 //! read reports as time left ([`Cached::ttl`]) is that TTL run down on this host's
 //! monotonic clock. A sidecar whose wall clock is wrong therefore caches nothing for
 //! longer than the ledger keeps it.
+//!
+//! # Layout
+//! - [`HotTier`], [`Cached`], [`CacheError`] (here): what every tier offers the engine.
+//! - `entry.rs`: [`Entry`], what a tier keeps per key, in the engine's terms.
+//! - `redis/`: [`RedisHotTier`], the shared tier (`mod.rs`), and `codec.rs`, the
+//!   protobuf an [`Entry`] is stored as, private to it and readable by older sidecars.
+//! - `memory.rs`: [`MemoryHotTier`], the in-process tier when no Redis is configured.
+//! - `near.rs`: [`NearCache`], completed entries kept in memory in front of Redis.
+//! - `breaker.rs`: [`CircuitBreaker`], so a dead Redis costs one timeout, not one per
+//!   request.
 
 mod breaker;
 mod entry;
@@ -20,7 +30,7 @@ mod near;
 mod redis;
 
 pub use self::breaker::CircuitBreaker;
-pub use self::entry::{CacheEntry, EntryKind};
+pub use self::entry::Entry;
 pub use self::memory::{MemoryHotTier, MemoryOptions};
 pub use self::near::NearCache;
 pub use self::redis::{RedisHotTier, RedisOptions, no_delay};
@@ -45,14 +55,18 @@ pub enum CacheError {
     Command(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A stored entry could not be decoded.
     #[error("hot tier entry undecodable")]
-    Corrupt(#[source] prost::DecodeError),
+    Corrupt(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The key holds an entry of a kind this version does not know (written by a newer
+    /// version sharing the tier): nothing was written over it, and it answers nothing.
+    #[error("hot tier entry of an unknown kind")]
+    UnknownKind,
 }
 
 /// An entry that stood in the hot tier, and how long the tier keeps it from now.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cached {
     /// The entry.
-    pub entry: CacheEntry,
+    pub entry: Entry,
     /// Its time left in the tier (a TTL derived from the ledger's clock, run down on
     /// this host's monotonic clock); never more than the ledger keeps what it says.
     pub ttl: Duration,
@@ -63,25 +77,25 @@ pub struct Cached {
 pub trait HotTier: Send + Sync + 'static {
     /// Writes `tentative` with `ttl` if the key is absent (`SET NX PX GET`, one round
     /// trip). `None`: it was written. `Some(cached)`: the entry already there, with its
-    /// time left.
+    /// time left. [`CacheError::UnknownKind`]: an entry already there that this version
+    /// cannot read.
     async fn claim(
         &self,
         id: &RecordId,
-        tentative: &CacheEntry,
+        tentative: &Entry,
         ttl: Duration,
     ) -> Result<Option<Cached>, CacheError>;
 
     /// Writes `entry` with `ttl`, whatever was there.
-    async fn put(&self, id: &RecordId, entry: &CacheEntry, ttl: Duration)
-    -> Result<(), CacheError>;
+    async fn put(&self, id: &RecordId, entry: &Entry, ttl: Duration) -> Result<(), CacheError>;
 
     /// If the key still holds exactly `expected`, replaces it with `replacement`
     /// (or deletes it when `None`); otherwise leaves it alone.
     async fn replace(
         &self,
         id: &RecordId,
-        expected: &CacheEntry,
-        replacement: Option<(&CacheEntry, Duration)>,
+        expected: &Entry,
+        replacement: Option<(&Entry, Duration)>,
     ) -> Result<(), CacheError>;
 
     /// Deletes the key.

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::{CacheEntry, CacheError, Cached, EntryKind, HotTier};
+use super::{CacheError, Cached, Entry, HotTier};
 use crate::domain::RecordId;
 
 /// What every kept entry costs in memory besides its id, fingerprint and response:
@@ -35,10 +35,11 @@ const ENTRY_OVERHEAD: u64 = 340;
 /// response, and the overhead.
 const TYPICAL_WEIGHT: u64 = ENTRY_OVERHEAD + 135;
 
-/// One kept record: the completed entry, and when this host stops answering from it.
+/// One kept record: the completed entry itself (nothing encoded), and when this host
+/// stops answering from it.
 #[derive(Clone)]
 struct Kept {
-    entry: Arc<CacheEntry>,
+    entry: Arc<Entry>,
     until: Instant,
 }
 
@@ -48,10 +49,14 @@ struct MemoryWeight;
 
 impl quick_cache::Weighter<RecordId, Kept> for MemoryWeight {
     fn weight(&self, id: &RecordId, kept: &Kept) -> u64 {
+        let response = match kept.entry.as_ref() {
+            Entry::Completed { response, .. } => response.len(),
+            Entry::Tentative { .. } | Entry::InProgress { .. } => 0,
+        };
         let data = id.namespace.as_str().len()
             + id.key.as_str().len()
-            + kept.entry.response.len()
-            + kept.entry.fingerprint.len();
+            + response
+            + kept.entry.fingerprint().as_bytes().len();
         data as u64 + ENTRY_OVERHEAD
     }
 }
@@ -92,8 +97,8 @@ impl NearCache {
 
     /// Keeps `entry` near for `ttl` (what the shared tier keeps it for) if it is a
     /// completed record.
-    fn keep(&self, id: &RecordId, entry: &CacheEntry, ttl: Duration) {
-        if entry.entry_kind() != EntryKind::Completed || ttl.is_zero() {
+    fn keep(&self, id: &RecordId, entry: &Entry, ttl: Duration) {
+        if !entry.is_completed() || ttl.is_zero() {
             return;
         }
         let kept = Kept {
@@ -109,7 +114,7 @@ impl HotTier for NearCache {
     async fn claim(
         &self,
         id: &RecordId,
-        tentative: &CacheEntry,
+        tentative: &Entry,
         ttl: Duration,
     ) -> Result<Option<Cached>, CacheError> {
         if let Some(completed) = self.kept(id) {
@@ -122,12 +127,7 @@ impl HotTier for NearCache {
         Ok(existing)
     }
 
-    async fn put(
-        &self,
-        id: &RecordId,
-        entry: &CacheEntry,
-        ttl: Duration,
-    ) -> Result<(), CacheError> {
+    async fn put(&self, id: &RecordId, entry: &Entry, ttl: Duration) -> Result<(), CacheError> {
         self.keep(id, entry, ttl);
         self.shared.put(id, entry, ttl).await
     }
@@ -135,8 +135,8 @@ impl HotTier for NearCache {
     async fn replace(
         &self,
         id: &RecordId,
-        expected: &CacheEntry,
-        replacement: Option<(&CacheEntry, Duration)>,
+        expected: &Entry,
+        replacement: Option<(&Entry, Duration)>,
     ) -> Result<(), CacheError> {
         if let Some((entry, ttl)) = replacement {
             self.keep(id, entry, ttl);
@@ -164,19 +164,19 @@ mod tests {
         async fn claim(
             &self,
             _: &RecordId,
-            _: &CacheEntry,
+            _: &Entry,
             _: Duration,
         ) -> Result<Option<Cached>, CacheError> {
             Ok(None)
         }
-        async fn put(&self, _: &RecordId, _: &CacheEntry, _: Duration) -> Result<(), CacheError> {
+        async fn put(&self, _: &RecordId, _: &Entry, _: Duration) -> Result<(), CacheError> {
             Ok(())
         }
         async fn replace(
             &self,
             _: &RecordId,
-            _: &CacheEntry,
-            _: Option<(&CacheEntry, Duration)>,
+            _: &Entry,
+            _: Option<(&Entry, Duration)>,
         ) -> Result<(), CacheError> {
             Ok(())
         }
@@ -192,14 +192,15 @@ mod tests {
         }
     }
 
-    fn completed(expires_in: chrono::Duration) -> CacheEntry {
+    fn completed(expires_in: chrono::Duration) -> Entry {
         let now = chrono::Utc::now();
-        CacheEntry::completed(&Fingerprint::default(), b"done", now, now + expires_in)
+        let response = b"done".to_vec();
+        Entry::completed(Fingerprint::default(), response, now, now + expires_in)
     }
 
     /// What a claim on `id` finds near.
-    async fn near_entry(cache: &NearCache, id: &RecordId) -> Option<CacheEntry> {
-        let tentative = CacheEntry::tentative(&Fingerprint::default(), 1);
+    async fn near_entry(cache: &NearCache, id: &RecordId) -> Option<Entry> {
+        let tentative = Entry::tentative(Fingerprint::default(), 1);
         let hour = Duration::from_secs(3600);
         let found = cache.claim(id, &tentative, hour).await.unwrap();
         found.map(|cached| cached.entry)
@@ -209,18 +210,15 @@ mod tests {
     async fn completed_entries_are_answered_near_and_nothing_else_is() {
         let cache = NearCache::new(Arc::new(Forgetful), 1 << 20);
         let hour = Duration::from_secs(3600);
-        cache
-            .put(&id("done"), &completed(chrono::Duration::hours(1)), hour)
-            .await
-            .unwrap();
-        let in_progress = CacheEntry::in_progress(
-            &Fingerprint::default(),
+        let done = completed(chrono::Duration::hours(1));
+        cache.put(&id("done"), &done, hour).await.unwrap();
+        let in_progress = Entry::in_progress(
+            Fingerprint::default(),
             chrono::Utc::now() + chrono::Duration::hours(1),
         );
         cache.put(&id("held"), &in_progress, hour).await.unwrap();
 
-        let near = near_entry(&cache, &id("done")).await;
-        assert_eq!(near.map(|e| e.response), Some(b"done".to_vec()));
+        assert_eq!(near_entry(&cache, &id("done")).await, Some(done));
         assert_eq!(
             near_entry(&cache, &id("held")).await,
             None,

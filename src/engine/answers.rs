@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use crate::cache::{CacheEntry, Cached, EntryKind};
+use crate::cache::{Cached, Entry};
 use crate::domain::{Fingerprint, Outcome, Record, RecordState};
 
 /// The longest `retry_after` suggested for a live claim: holders usually complete
@@ -17,7 +17,9 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// ledger write, or already held.
 const TENTATIVE_RETRY_AFTER: Duration = Duration::from_millis(25);
 
-/// What a hot-tier entry may answer on its own, or `None` to ask the ledger.
+/// What a hot-tier entry may answer on its own, or `None` to ask the ledger. (An
+/// entry of a kind this version does not know never gets here: the tier reports it as
+/// `CacheError::UnknownKind`, and the engine asks the ledger.)
 /// `reentrant`: the request names a claimant, so a claim in progress may be its own.
 pub(super) fn answer_from_cache(
     cached: Cached,
@@ -26,26 +28,30 @@ pub(super) fn answer_from_cache(
 ) -> Option<Outcome> {
     let Cached { entry, ttl } = cached;
     let compatible = entry.is_compatible_with(fingerprint);
-    match entry.entry_kind() {
-        EntryKind::Completed if compatible => Some(Outcome::Completed {
-            completed_at: DateTime::from_timestamp_millis(entry.completed_at_ms)?,
-            response: entry.response,
+    match entry {
+        Entry::Completed {
+            response,
+            completed_at,
+            ..
+        } if compatible => Some(Outcome::Completed {
+            response,
+            completed_at,
         }),
-        EntryKind::Completed => Some(Outcome::FingerprintMismatch),
+        Entry::Completed { .. } => Some(Outcome::FingerprintMismatch),
         // A lease that ran out may be taken over: only the ledger may decide that. The
         // entry's TTL is the lease's time left on the ledger's clock.
-        EntryKind::InProgress if ttl.is_zero() => None,
-        EntryKind::InProgress if !compatible => Some(Outcome::FingerprintMismatch),
+        Entry::InProgress { .. } if ttl.is_zero() => None,
+        Entry::InProgress { .. } if !compatible => Some(Outcome::FingerprintMismatch),
         // Only the ledger can tell whether the claim is this claimant's own.
-        EntryKind::InProgress | EntryKind::Tentative if reentrant => None,
-        EntryKind::InProgress => Some(Outcome::InProgress {
+        Entry::InProgress { .. } | Entry::Tentative { .. } if reentrant => None,
+        Entry::InProgress { .. } => Some(Outcome::InProgress {
             retry_after: retry_after(ttl),
         }),
         // Not confirmed by the ledger: it may only say "wait", never "mismatch".
-        EntryKind::Tentative if compatible => Some(Outcome::InProgress {
+        Entry::Tentative { .. } if compatible => Some(Outcome::InProgress {
             retry_after: TENTATIVE_RETRY_AFTER,
         }),
-        EntryKind::Tentative | EntryKind::Unspecified => None,
+        Entry::Tentative { .. } => None,
     }
 }
 
@@ -80,12 +86,12 @@ pub(super) fn confirmed_entry(
     record: &Record,
     now: DateTime<Utc>,
     asked_at: Instant,
-) -> Option<(CacheEntry, Duration)> {
+) -> Option<(Entry, Duration)> {
     match record.state {
         RecordState::Completed => Some((
-            CacheEntry::completed(
-                &record.fingerprint,
-                record.response.as_deref().unwrap_or_default(),
+            Entry::completed(
+                record.fingerprint.clone(),
+                record.response.clone().unwrap_or_default(),
                 record.completed_at.unwrap_or(record.created_at),
                 record.expires_at,
             ),
@@ -94,7 +100,7 @@ pub(super) fn confirmed_entry(
         RecordState::InProgress => {
             let lease_expires_at = record.lease_expires_at?;
             Some((
-                CacheEntry::in_progress(&record.fingerprint, lease_expires_at),
+                Entry::in_progress(record.fingerprint.clone(), lease_expires_at),
                 time_left(lease_expires_at, now, asked_at)?,
             ))
         }
@@ -132,7 +138,7 @@ mod tests {
         Fingerprint::try_from(bytes.to_vec()).unwrap()
     }
 
-    fn cached(entry: &CacheEntry, ttl: Duration) -> Cached {
+    fn cached(entry: &Entry, ttl: Duration) -> Cached {
         Cached {
             entry: entry.clone(),
             ttl,
@@ -143,7 +149,7 @@ mod tests {
 
     #[test]
     fn a_tentative_entry_never_answers_mismatch_or_completed() {
-        let tentative = CacheEntry::tentative(&fp(b"a"), 7);
+        let tentative = Entry::tentative(fp(b"a"), 7);
         assert_eq!(
             answer_from_cache(cached(&tentative, LIVE), &fp(b"a"), false),
             Some(Outcome::InProgress {
@@ -160,7 +166,7 @@ mod tests {
     fn a_confirmed_claim_whose_lease_ran_out_defers_to_the_ledger() {
         // The entry's own lease_expires_at is never read against this host's clock:
         // its TTL, derived from the ledger's, says whether the lease is live.
-        let claim = CacheEntry::in_progress(&fp(b"a"), Utc::now() + chrono::Duration::hours(1));
+        let claim = Entry::in_progress(fp(b"a"), Utc::now() + chrono::Duration::hours(1));
         assert_eq!(
             answer_from_cache(cached(&claim, Duration::ZERO), &fp(b"a"), false),
             None
@@ -185,8 +191,8 @@ mod tests {
 
     #[test]
     fn a_claim_with_a_claimant_asks_the_ledger_whether_a_claim_in_progress_is_its_own() {
-        let claim = CacheEntry::in_progress(&fp(b"a"), Utc::now());
-        let tentative = CacheEntry::tentative(&fp(b"a"), 7);
+        let claim = Entry::in_progress(fp(b"a"), Utc::now());
+        let tentative = Entry::tentative(fp(b"a"), 7);
         assert_eq!(
             answer_from_cache(cached(&claim, LIVE), &fp(b"a"), true),
             None
@@ -206,7 +212,7 @@ mod tests {
     fn a_completed_entry_replays_or_reports_a_mismatch() {
         let now = Utc::now();
         let at = DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap();
-        let done = CacheEntry::completed(&fp(b"a"), b"charged", at, at);
+        let done = Entry::completed(fp(b"a"), b"charged".to_vec(), at, at);
         for reentrant in [false, true] {
             assert_eq!(
                 answer_from_cache(cached(&done, LIVE), &Fingerprint::default(), reentrant),

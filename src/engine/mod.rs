@@ -30,6 +30,12 @@
 //! them), run down by the time since the ledger call was sent ([`time_left`]). This
 //! host's wall clock is never read, so a sidecar with a skewed clock caches nothing
 //! for longer than the ledger keeps it.
+//!
+//! # Layout
+//! - `mod.rs` (here): [`Engine`], its commands and errors, and the three steps.
+//! - `answers.rs`: the pure decisions: what a hot-tier [`Entry`] or a standing ledger
+//!   record answers, and what the hot tier may keep of a ledger decision, for how long.
+//! - `unanswered.rs`: the guard that releases an `ACQUIRED` whose caller went away.
 
 mod answers;
 mod unanswered;
@@ -42,7 +48,7 @@ use chrono::{DateTime, Utc};
 
 use self::answers::{answer_from_cache, answer_from_record, confirmed_entry, time_left};
 use self::unanswered::Unanswered;
-use crate::cache::{CacheEntry, EntryKind, HotTier};
+use crate::cache::{CacheError, Entry, HotTier};
 use crate::domain::{
     ClaimAnswer, Claimant, Completion, FencingToken, Fingerprint, Limits, Outcome, Record,
     RecordId, Tier,
@@ -170,7 +176,7 @@ impl Engine {
         } = &claim;
 
         // Step 1: the hot tier.
-        let tentative = CacheEntry::tentative(fingerprint, rand::random());
+        let tentative = Entry::tentative(fingerprint.clone(), rand::random());
         let hot = match self
             .hot
             .claim(id, &tentative, (*lease).min(TENTATIVE_TTL))
@@ -188,7 +194,13 @@ impl Engine {
                 metrics::cache_lookup("defer");
                 HotLookup::Deferred
             }
-            Err(crate::cache::CacheError::CircuitOpen) => {
+            // An entry from a newer version stands: it answers nothing, but the key is
+            // not ours either.
+            Err(CacheError::UnknownKind) => {
+                metrics::cache_lookup("defer");
+                HotLookup::Deferred
+            }
+            Err(CacheError::CircuitOpen) => {
                 metrics::cache_lookup("bypass");
                 HotLookup::Unreachable
             }
@@ -224,7 +236,7 @@ impl Engine {
                     metrics::takeover();
                     tracing::info!(%id, token = token.get(), "took over an expired lease");
                 }
-                let confirmed = CacheEntry::in_progress(&stored, lease_expires_at);
+                let confirmed = Entry::in_progress(stored, lease_expires_at);
                 // A lease already over by now is the ledger's to judge: nothing cached.
                 let lease = time_left(lease_expires_at, now, asked_at).unwrap_or_default();
                 match hot {
@@ -232,7 +244,7 @@ impl Engine {
                     // for as long as a holder usually needs (past it, they ask the
                     // ledger and cache its answer): confirming it would cost every
                     // new operation one more hot-tier command.
-                    HotLookup::WroteTentative if stored == *fingerprint => {}
+                    HotLookup::WroteTentative if confirmed.fingerprint() == fingerprint => {}
                     // A takeover without a fingerprint kept the stored one, which the
                     // tentative entry does not carry. Off the reply path; replacing
                     // only our own tentative entry means a late write can never undo
@@ -272,9 +284,7 @@ impl Engine {
                     // Someone else's entry stands: only a completed record may be
                     // written over it — it is immutable, so writing it cannot undo
                     // anyone else's change.
-                    (HotLookup::Deferred, Some((entry, ttl)))
-                        if entry.entry_kind() == EntryKind::Completed =>
-                    {
+                    (HotLookup::Deferred, Some((entry, ttl))) if entry.is_completed() => {
                         let _ = self.hot.put(id, entry, ttl).await;
                     }
                     _ => {}
@@ -309,9 +319,9 @@ impl Engine {
                 // has already expired must not leave the claim cached either.
                 let _ = match time_left(completion.expires_at, now, asked_at) {
                     Some(ttl) => {
-                        let entry = CacheEntry::completed(
-                            &fingerprint,
-                            &response,
+                        let entry = Entry::completed(
+                            fingerprint,
+                            response,
                             completion.completed_at,
                             completion.expires_at,
                         );
@@ -362,8 +372,8 @@ impl Engine {
             metrics::fencing_rejection("extend_lease");
             return Err(EngineError::NotHolder);
         };
-        let entry = CacheEntry::in_progress(&extended.fingerprint, extended.lease_expires_at);
         if let Some(left) = time_left(extended.lease_expires_at, extended.now, asked_at) {
+            let entry = Entry::in_progress(extended.fingerprint, extended.lease_expires_at);
             let _ = self.hot.put(id, &entry, left).await;
         }
         Ok(extended.lease_expires_at)

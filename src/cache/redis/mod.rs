@@ -1,18 +1,26 @@
 //! The Redis hot tier: one multiplexed connection shared by every request (commands
 //! pipeline automatically), every command bounded by a timeout, and a circuit breaker.
+//!
+//! # Layout
+//! - `mod.rs` (here): [`RedisHotTier`], its commands and keys, and [`no_delay`].
+//! - `codec.rs`: how an [`Entry`] is stored, byte for byte as older sidecars sharing
+//!   the Redis read it. Nothing outside this module sees the stored format.
+
+mod codec;
 
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use prost::Message as _;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{CacheEntry, CacheError, Cached, CircuitBreaker, HotTier};
+use super::{CacheError, Cached, CircuitBreaker, Entry, HotTier};
 use crate::domain::RecordId;
 use crate::metrics;
 
 /// Replaces the key's value only if it still holds the caller's tentative entry:
-/// `ARGV[1]` expected, `ARGV[2]` replacement ("" deletes), `ARGV[3]` TTL in ms.
+/// `ARGV[1]` expected, `ARGV[2]` replacement ("" deletes), `ARGV[3]` TTL in ms. It
+/// compares encoded bytes, which is why the codec must write an entry the same way
+/// every time.
 const REPLACE_SCRIPT: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   if ARGV[2] == '' then
@@ -118,7 +126,7 @@ impl HotTier for RedisHotTier {
     async fn claim(
         &self,
         id: &RecordId,
-        tentative: &CacheEntry,
+        tentative: &Entry,
         ttl: Duration,
     ) -> Result<Option<Cached>, CacheError> {
         let mut connection = self.connection.clone();
@@ -129,7 +137,7 @@ impl HotTier for RedisHotTier {
         pipeline
             .cmd("SET")
             .arg(self.key(id))
-            .arg(tentative.encode_to_vec())
+            .arg(codec::encode(tentative))
             .arg("NX")
             .arg("PX")
             .arg(ttl_millis(ttl))
@@ -143,24 +151,21 @@ impl HotTier for RedisHotTier {
         let Some(bytes) = previous else {
             return Ok(None);
         };
-        let entry = CacheEntry::decode(bytes.as_slice()).map_err(CacheError::Corrupt)?;
+        let entry = codec::decode(&bytes)
+            .map_err(|error| CacheError::Corrupt(Box::new(error)))?
+            .ok_or(CacheError::UnknownKind)?;
         Ok(Some(Cached {
             entry,
             ttl: time_left(left_ms, sent_at),
         }))
     }
 
-    async fn put(
-        &self,
-        id: &RecordId,
-        entry: &CacheEntry,
-        ttl: Duration,
-    ) -> Result<(), CacheError> {
+    async fn put(&self, id: &RecordId, entry: &Entry, ttl: Duration) -> Result<(), CacheError> {
         let mut connection = self.connection.clone();
         let mut command = redis::cmd("SET");
         command
             .arg(self.key(id))
-            .arg(entry.encode_to_vec())
+            .arg(codec::encode(entry))
             .arg("PX")
             .arg(ttl_millis(ttl));
         self.run("put", command.query_async::<()>(&mut connection))
@@ -170,16 +175,16 @@ impl HotTier for RedisHotTier {
     async fn replace(
         &self,
         id: &RecordId,
-        expected: &CacheEntry,
-        replacement: Option<(&CacheEntry, Duration)>,
+        expected: &Entry,
+        replacement: Option<(&Entry, Duration)>,
     ) -> Result<(), CacheError> {
         let mut connection = self.connection.clone();
         let (value, ttl) = match replacement {
-            Some((entry, ttl)) => (entry.encode_to_vec(), ttl_millis(ttl)),
+            Some((entry, ttl)) => (codec::encode(entry), ttl_millis(ttl)),
             None => (Vec::new(), 0),
         };
         let mut invocation = self.replace.key(self.key(id));
-        invocation.arg(expected.encode_to_vec()).arg(value).arg(ttl);
+        invocation.arg(codec::encode(expected)).arg(value).arg(ttl);
         self.run("replace", invocation.invoke_async::<i64>(&mut connection))
             .await
             .map(drop)
@@ -236,10 +241,129 @@ fn ttl_millis(ttl: Duration) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use redis::AsyncCommands as _;
     use redis::ToRedisArgs as _;
 
     use super::*;
-    use crate::domain::{IdempotencyKey, Namespace};
+    use crate::domain::{Fingerprint, IdempotencyKey, Namespace};
+
+    const LONG: Duration = Duration::from_secs(60);
+
+    fn id(key: &str) -> RecordId {
+        RecordId {
+            namespace: Namespace::try_from("test".to_owned()).unwrap(),
+            key: IdempotencyKey::try_from(key.to_owned()).unwrap(),
+        }
+    }
+
+    fn tentative(nonce: u64) -> Entry {
+        Entry::tentative(Fingerprint::try_from(b"sha:1".to_vec()).unwrap(), nonce)
+    }
+
+    /// A tier on the test Redis (`ONCEWARD_TEST_REDIS_URL`, like the integration
+    /// tests) under a key prefix of its own, and a plain connection beside it to read
+    /// and write the stored bytes.
+    struct TestRedis {
+        hot: RedisHotTier,
+        raw: redis::aio::MultiplexedConnection,
+        prefix: String,
+    }
+
+    impl TestRedis {
+        async fn new() -> Self {
+            let url = std::env::var("ONCEWARD_TEST_REDIS_URL")
+                .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+            let prefix = format!("onceward-unit:{:016x}:", rand::random::<u64>());
+            let hot = RedisHotTier::new(&RedisOptions {
+                url: url.clone(),
+                key_prefix: prefix.clone(),
+                timeout: Duration::from_secs(5),
+                breaker_cooldown: Duration::from_secs(1),
+            })
+            .unwrap();
+            let raw = redis::Client::open(url)
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .expect("the test Redis");
+            Self { hot, raw, prefix }
+        }
+
+        /// The bytes stored for `id(key)`.
+        async fn stored(&self, key: &str) -> Option<Vec<u8>> {
+            let raw_key = format!("{}test:{key}", self.prefix);
+            self.raw.clone().get(raw_key).await.unwrap()
+        }
+
+        /// Stores `bytes` for `id(key)`, as another sidecar might have.
+        async fn store(&self, key: &str, bytes: &[u8]) {
+            let raw_key = format!("{}test:{key}", self.prefix);
+            let () = self.raw.clone().set_ex(raw_key, bytes, 60).await.unwrap();
+        }
+    }
+
+    /// Needs the test Redis.
+    #[tokio::test]
+    async fn what_is_stored_is_the_codecs_bytes_and_replace_compares_them() {
+        let redis = TestRedis::new().await;
+        let hot = &redis.hot;
+        assert_eq!(
+            hot.claim(&id("k"), &tentative(1), LONG).await.unwrap(),
+            None
+        );
+        assert_eq!(redis.stored("k").await, Some(codec::encode(&tentative(1))));
+
+        let stood = hot
+            .claim(&id("k"), &tentative(2), LONG)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stood.entry, tentative(1));
+        assert!(
+            stood.ttl <= LONG && stood.ttl > LONG / 2,
+            "time left {:?}",
+            stood.ttl
+        );
+
+        // Someone else's tentative entry (another nonce) is left alone.
+        let confirmed = Entry::in_progress(tentative(1).fingerprint().clone(), chrono::Utc::now());
+        hot.replace(&id("k"), &tentative(2), Some((&confirmed, LONG)))
+            .await
+            .unwrap();
+        assert_eq!(redis.stored("k").await, Some(codec::encode(&tentative(1))));
+
+        hot.replace(&id("k"), &tentative(1), Some((&confirmed, LONG)))
+            .await
+            .unwrap();
+        assert_eq!(redis.stored("k").await, Some(codec::encode(&confirmed)));
+        hot.replace(&id("k"), &confirmed, None).await.unwrap();
+        assert_eq!(redis.stored("k").await, None);
+    }
+
+    /// Needs the test Redis.
+    #[tokio::test]
+    async fn an_entry_of_a_kind_this_version_does_not_know_stands_and_answers_nothing() {
+        let redis = TestRedis::new().await;
+        // Kind 4, from a newer version.
+        let newer = [0x08, 0x04, 0x12, 0x02, b'f', b'p'];
+        redis.store("newer", &newer).await;
+        assert!(matches!(
+            redis.hot.claim(&id("newer"), &tentative(1), LONG).await,
+            Err(CacheError::UnknownKind)
+        ));
+        assert_eq!(
+            redis.stored("newer").await,
+            Some(newer.to_vec()),
+            "the claim wrote nothing over it"
+        );
+
+        // Bytes that are no entry at all are an error, not a miss.
+        redis.store("garbage", &[0x08]).await;
+        assert!(matches!(
+            redis.hot.claim(&id("garbage"), &tentative(1), LONG).await,
+            Err(CacheError::Corrupt(_))
+        ));
+    }
 
     #[test]
     fn a_hot_key_is_one_argument_of_prefix_namespace_and_key() {
