@@ -20,6 +20,9 @@
 //! - `lease`: [`Lease`], a held claim kept alive while the effect runs.
 //! - `budget`, `backoff`: the retry budget's token bucket and the jittered backoff.
 //! - `config`: [`ClientConfig`] and its builder.
+//! - `connection`: the address, TLS and the bearer token: how every connection is
+//!   made ([`ClientConfig::connect_channel`] for the generated API), and how its
+//!   failures are told apart (unreachable, or misconfigured).
 //! - `error`: [`ClientError`] and [`OnceError`], and [`chain`] for logging either.
 //! - `identifiers`: [`Namespace`], [`IdempotencyKey`], [`Fingerprint`] and
 //!   [`FencingToken`], parsed with the limits the sidecar enforces.
@@ -32,6 +35,7 @@
 mod backoff;
 mod budget;
 mod config;
+mod connection;
 mod error;
 mod guard;
 #[cfg(feature = "http")]
@@ -42,6 +46,7 @@ pub mod proto;
 mod rpc;
 
 pub use config::{ClientConfig, ClientConfigBuilder};
+pub use connection::{Authorization, AuthorizedChannel, tls_failure};
 pub use error::{ClientError, OnceError, chain};
 pub use guard::Once;
 pub use identifiers::{FencingToken, Fingerprint, IdempotencyKey, Namespace, ValidationError};
