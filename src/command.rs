@@ -31,8 +31,11 @@ pub enum Command {
     Migrate(StorageArgs),
     /// Run one retention pass (delete expired records) and exit; for cron jobs.
     Gc(GcArgs),
-    /// Print a fresh random tenant bearer token and its SHA-256, the `token_sha256` to
-    /// put in the --config file. (`token`, its old name, still works.)
+    /// Print a fresh random tenant bearer token and its SHA-256 for the config file.
+    ///
+    /// The SHA-256 goes into the --config file as the tenant's `token_sha256`; the
+    /// token goes to the tenant's callers (ONCEWARD_AUTH_TOKEN or --auth-token-file for
+    /// the CLI). `token`, the command's old name, still works.
     #[command(alias = "token")]
     NewTenantToken,
     /// The command-line client (claim, complete, release, extend, lookup, health):
