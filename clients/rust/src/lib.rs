@@ -10,6 +10,21 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Against a sidecar with tenants and TLS, the configuration carries the bearer token
+//! and the PEMs, and the address is `https://`:
+//!
+//! ```no_run
+//! # async fn example(ca_pem: Vec<u8>) -> Result<(), onceward_client::ClientError> {
+//! use onceward_client::{Client, ClientConfig};
+//!
+//! let config = ClientConfig::builder()
+//!     .auth_token("the tenant's token")
+//!     .tls_ca_certificate(ca_pem)
+//!     .build();
+//! let client = Client::connect_with("https://onceward.internal:50051", config).await?;
+//! # Ok(()) }
+//! ```
+//!
 //! This crate is all a service that calls onceward needs: it pulls in no part of the
 //! server (no database or cache drivers, no tonic server).
 //!
