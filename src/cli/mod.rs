@@ -73,6 +73,8 @@ pub async fn run(command: ClientCommand) -> i32 {
         ClientCommand::Health(args) => health::run(args).await,
     };
     let result = match result {
+        // No status came back: a sidecar that went away (5), or TLS refusing this
+        // client in a way that reaches the call only as a broken connection (7).
         Err(failure) if failure.transport => {
             Err(connect::explain_transport_failure(&connect_args, failure).await)
         }
