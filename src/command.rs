@@ -31,10 +31,15 @@ pub enum Command {
     Migrate(StorageArgs),
     /// Run one retention pass (delete expired records) and exit; for cron jobs.
     Gc(GcArgs),
-    /// Print a fresh random bearer token and the SHA-256 to put in the config file.
-    Token,
-    /// The command-line client (claim, complete, release, extend, lookup): talks to a
-    /// running sidecar and exits with a code that says what happened.
+    /// Print a fresh random tenant bearer token and its SHA-256 for the config file.
+    ///
+    /// The SHA-256 goes into the --config file as the tenant's `token_sha256`; the
+    /// token goes to the tenant's callers (ONCEWARD_AUTH_TOKEN or --auth-token-file for
+    /// the CLI). `token`, the command's old name, still works.
+    #[command(alias = "token")]
+    NewTenantToken,
+    /// The command-line client (claim, complete, release, extend, lookup, health):
+    /// talks to a running sidecar and exits with a code that says what happened.
     #[command(flatten)]
     Client(ClientCommand),
     /// Measure a running sidecar's throughput and latency, and its baselines.

@@ -46,7 +46,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("deleted {deleted} expired records");
             Ok(())
         }
-        Command::Token => {
+        Command::NewTenantToken => {
             let (token, hash) = onceward::tenants::new_token();
             println!("token:        {token}");
             println!("token_sha256: {hash}");

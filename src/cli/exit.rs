@@ -2,11 +2,16 @@
 //!
 //! A script guards a side effect with `onceward claim …; case $? in 0) …`, so every
 //! claim outcome has a code of its own, and so do the errors a script reacts to
-//! differently: its own bug (invalid argument), a lost claim (failed precondition) and
-//! a sidecar it cannot reach (unavailable, safe to retry). Codes 10–13 are answers,
-//! not errors, and sit apart from the small numbers shells and clap already use.
+//! differently: its own bug (invalid argument), a lost claim (failed precondition), a
+//! sidecar it cannot reach (unavailable, safe to retry), a sidecar that refuses its
+//! credentials (not allowed) and a configuration that cannot work (a bad address, an
+//! unreadable certificate, a failed TLS handshake: retrying will not help). Codes
+//! 10–13 are answers, not errors, and sit apart from the small numbers shells and clap
+//! already use.
 
 use tonic::Code;
+
+use onceward_client::tls_failure;
 
 use crate::proto::code_label;
 
@@ -22,6 +27,10 @@ Exit codes:
    3  invalid argument (rejected by the sidecar, or an unreadable input file)
    4  failed precondition: the token is not the current holder's
    5  unavailable: cannot connect, or the sidecar's ledger is down; safe to retry
+   6  not allowed: no or a wrong bearer token (UNAUTHENTICATED), or the namespace
+      is not granted to the token's tenant (PERMISSION_DENIED)
+   7  configuration error: a bad --addr, an unreadable token or certificate file,
+      a failed TLS handshake; will not succeed on retry
    1  any other error";
 
 /// How a client invocation ends, as the process exit code.
@@ -37,6 +46,8 @@ Exit codes:
 /// | 3 | invalid argument |
 /// | 4 | failed precondition: not the holder |
 /// | 5 | unavailable: cannot connect, or the ledger is down |
+/// | 6 | not allowed: `UNAUTHENTICATED` or `PERMISSION_DENIED` |
+/// | 7 | configuration error: address, credential files, TLS handshake |
 /// | 1 | any other error |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
@@ -50,6 +61,12 @@ pub enum Exit {
     FailedPrecondition,
     /// 5: the sidecar cannot be reached, or it cannot reach its ledger.
     Unavailable,
+    /// 6: the sidecar refused the caller: no or a wrong bearer token, or a namespace
+    /// its tenant was not granted.
+    NotAllowed,
+    /// 7: the address, a credential file or the TLS handshake cannot work; unlike 5,
+    /// retrying will not help until the configuration changes.
+    Misconfigured,
     /// 10: a live claim holds the key.
     InProgress,
     /// 11: the key was completed; its stored response is replayed.
@@ -69,6 +86,8 @@ impl Exit {
             Exit::InvalidArgument => 3,
             Exit::FailedPrecondition => 4,
             Exit::Unavailable => 5,
+            Exit::NotAllowed => 6,
+            Exit::Misconfigured => 7,
             Exit::InProgress => 10,
             Exit::Completed => 11,
             Exit::FingerprintMismatch => 12,
@@ -88,6 +107,9 @@ pub struct Failure {
     pub code: &'static str,
     /// What went wrong.
     pub message: String,
+    /// The transport failed the call: no status came from the sidecar (a connection
+    /// reset or closed, an answer that was no HTTP/2).
+    pub transport: bool,
 }
 
 impl Failure {
@@ -97,21 +119,35 @@ impl Failure {
             exit,
             code: code_label(code),
             message: message.into(),
+            transport: false,
         }
+    }
+
+    /// A configuration that cannot work (exit 7). Its code in `--json` is
+    /// `INVALID_ARGUMENT`: the caller's settings are wrong, so do not retry.
+    pub fn misconfigured(message: impl Into<String>) -> Self {
+        Self::local(Exit::Misconfigured, Code::InvalidArgument, message)
     }
 }
 
 impl From<tonic::Status> for Failure {
     fn from(status: tonic::Status) -> Self {
+        // A client certificate the sidecar refused shows with the first request, after
+        // the handshake looked done.
+        if let Some(tls) = tls_failure(&status) {
+            return Self::misconfigured(format!("TLS handshake failed: {tls}"));
+        }
         let exit = match status.code() {
             Code::InvalidArgument => Exit::InvalidArgument,
             Code::FailedPrecondition => Exit::FailedPrecondition,
             Code::Unavailable => Exit::Unavailable,
+            Code::Unauthenticated | Code::PermissionDenied => Exit::NotAllowed,
             _ => Exit::Other,
         };
         // A status the transport made up (connection reset mid-call) carries its cause
         // as a source, not in the message.
-        let message = match std::error::Error::source(&status) {
+        let cause = std::error::Error::source(&status);
+        let message = match cause {
             Some(cause) => format!("{}: {cause}", status.message()),
             None => status.message().to_owned(),
         };
@@ -119,6 +155,7 @@ impl From<tonic::Status> for Failure {
             exit,
             code: code_label(status.code()),
             message,
+            transport: cause.is_some(),
         }
     }
 }

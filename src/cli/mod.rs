@@ -1,8 +1,10 @@
-//! The command-line client: `onceward claim|complete|release|extend|lookup`, for people
-//! and shell scripts, talking to a running sidecar over gRPC.
+//! The command-line client: `onceward claim|complete|release|extend|lookup|health`, for
+//! people, shell scripts and container probes, talking to a running sidecar over gRPC.
 //!
 //! # Layout
 //! - one file per command (`claim.rs`, …): its arguments, its RPC, its output;
+//! - `connect`: the flags every command shares (address, bearer token, TLS, `--json`)
+//!   and the connection they describe;
 //! - `exit`: the exit codes, the contract with scripts (see [`Exit`]);
 //! - `output`: the human line, the `--json` object, errors on stderr;
 //! - `input`: files and stdin.
@@ -12,8 +14,10 @@
 
 mod claim;
 mod complete;
+mod connect;
 mod exit;
 mod extend;
+mod health;
 mod input;
 mod lookup;
 mod output;
@@ -21,23 +25,16 @@ mod release;
 
 pub use claim::ClaimArgs;
 pub use complete::CompleteArgs;
+pub use connect::ConnectArgs;
 pub use exit::{EXIT_CODES_HELP, Exit};
 pub use extend::ExtendArgs;
+pub use health::HealthArgs;
 pub use lookup::LookupArgs;
 pub use release::ReleaseArgs;
 
-use std::time::Duration;
+use clap::Subcommand;
 
-use clap::{Args, Subcommand};
-use tonic::Code;
-use tonic::transport::{Channel, Endpoint};
-
-use crate::proto::onceward_client::OncewardClient;
-use exit::Failure;
-
-/// How long to wait for the TCP (and HTTP/2) handshake before reporting UNAVAILABLE:
-/// a script should not hang on an address that swallows packets.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+use connect::connect;
 
 /// The client subcommands, flattened into the top-level command line.
 #[derive(Debug, Subcommand)]
@@ -57,37 +54,33 @@ pub enum ClientCommand {
     /// Show the ledger's record for a key.
     #[command(after_help = EXIT_CODES_HELP)]
     Lookup(LookupArgs),
-}
-
-/// Flags every client command takes.
-#[derive(Debug, Clone, Args)]
-pub struct ConnectArgs {
-    /// The sidecar's gRPC address (`http://` is assumed without a scheme).
-    #[arg(
-        long,
-        env = "ONCEWARD_ADDR",
-        default_value = "http://127.0.0.1:50051",
-        value_parser = parse_addr
-    )]
-    pub addr: String,
-
-    /// Print exactly one JSON object on stdout instead of the human-readable line.
-    #[arg(long)]
-    pub json: bool,
+    /// Exit 0 if the sidecar answers its gRPC health check SERVING: a container probe
+    /// for images without curl.
+    #[command(after_help = health::EXIT_CODES_HELP)]
+    Health(HealthArgs),
 }
 
 /// Runs one client command and prints its answer; returns the process exit code
 /// (see [`Exit`]).
 pub async fn run(command: ClientCommand) -> i32 {
-    let json = command.connect_args().json;
+    let connect_args = command.connect_args().clone();
     let result = match command {
         ClientCommand::Claim(args) => claim::run(args).await,
         ClientCommand::Complete(args) => complete::run(args).await,
         ClientCommand::Release(args) => release::run(args).await,
         ClientCommand::Extend(args) => extend::run(args).await,
         ClientCommand::Lookup(args) => lookup::run(args).await,
+        ClientCommand::Health(args) => health::run(args).await,
     };
-    output::print(result, json)
+    let result = match result {
+        // No status came back: a sidecar that went away (5), or TLS refusing this
+        // client in a way that reaches the call only as a broken connection (7).
+        Err(failure) if failure.transport => {
+            Err(connect::explain_transport_failure(&connect_args, failure).await)
+        }
+        result => result,
+    };
+    output::print(result, connect_args.json)
 }
 
 impl ClientCommand {
@@ -98,55 +91,7 @@ impl ClientCommand {
             ClientCommand::Release(args) => &args.connect,
             ClientCommand::Extend(args) => &args.connect,
             ClientCommand::Lookup(args) => &args.connect,
+            ClientCommand::Health(args) => &args.connect,
         }
     }
-}
-
-/// A client on a connection made now, so a sidecar that is not there is reported as
-/// UNAVAILABLE before any request is built.
-async fn connect(args: &ConnectArgs) -> Result<OncewardClient<Channel>, Failure> {
-    let channel = Endpoint::from_shared(args.addr.clone())
-        .expect("--addr was validated by parse_addr")
-        .connect_timeout(CONNECT_TIMEOUT)
-        .connect()
-        .await
-        .map_err(|error| {
-            Failure::local(
-                Exit::Unavailable,
-                Code::Unavailable,
-                format!("cannot connect to {}: {}", args.addr, causes(&error)),
-            )
-        })?;
-    // The sidecar bounds stored responses itself (--max-response-bytes, which may exceed
-    // tonic's 4 MiB default); the client takes whatever its sidecar sends.
-    Ok(OncewardClient::new(channel).max_decoding_message_size(usize::MAX))
-}
-
-/// `error: cause: cause…`, skipping a cause that repeats the one before it (tonic's
-/// transport errors print their source and also return it).
-fn causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
-/// Accepts `host:port` or a URI; returns the URI.
-fn parse_addr(text: &str) -> Result<String, String> {
-    let uri = if text.contains("://") {
-        text.to_owned()
-    } else {
-        format!("http://{text}")
-    };
-    Endpoint::from_shared(uri.clone()).map_err(|error| {
-        format!("{text:?} is not an address like http://127.0.0.1:50051: {error}")
-    })?;
-    Ok(uri)
 }

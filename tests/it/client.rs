@@ -1,6 +1,7 @@
 //! The Rust guard (`Client::once`) against a real sidecar: every branch, a lease kept
-//! alive past its length, a `Complete` retried through a cut connection, and a retry
-//! budget that stops an outage from becoming a retry storm.
+//! alive past its length, a `Complete` retried through a cut connection, a retry
+//! budget that stops an outage from becoming a retry storm, and a sidecar with tenants
+//! and mutual TLS, reached with a bearer token and certificates.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -8,9 +9,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use onceward::proto::{Outcome, RecordState};
-use onceward_client::{Client, ClientConfig, ClientError, Once, OnceError};
+use onceward_client::{Client, ClientConfig, ClientConfigBuilder, ClientError, Once, OnceError};
 
 use crate::harness::*;
+use crate::secured::{NAMESPACE, NOT_GRANTED, Secured, TOKEN, file};
 
 const NS: &str = "guard";
 
@@ -364,4 +366,121 @@ async fn a_claim_whose_reply_came_too_late_is_retried_with_its_claimant_and_acqu
     complete(&mut direct, NS, "late-reply", lease.token().get(), b"done")
         .await
         .expect("the token the client holds is the claim's");
+}
+
+/// TLS settings for a [`Secured`] sidecar: its CA, and the client certificate it asks
+/// for with mutual TLS.
+fn tls_for(sidecar: &Secured) -> ClientConfigBuilder {
+    ClientConfig::builder()
+        .tls_ca_certificate(sidecar.pem(file::CA))
+        .tls_client_identity(
+            sidecar.pem(file::CLIENT_CERT),
+            sidecar.pem(file::CLIENT_KEY),
+        )
+}
+
+#[tokio::test]
+async fn once_runs_against_a_sidecar_with_tenants_and_mutual_tls_given_the_token_and_certificates()
+{
+    let sidecar = Secured::spawn_mutual().await;
+    let config = tls_for(&sidecar).auth_token(TOKEN).build();
+    assert!(
+        !format!("{config:?}").contains(TOKEN),
+        "the token stays out of Debug"
+    );
+    let client = Client::connect_with(sidecar.https_addr(), config)
+        .await
+        .expect("a TLS connection");
+    let runs = Arc::new(AtomicU32::new(0));
+
+    let first = client
+        .once(NAMESPACE, "k", b"fp", counted(&runs, b"receipt"))
+        .await
+        .unwrap();
+    let again = client
+        .once(NAMESPACE, "k", b"fp", counted(&runs, b"other"))
+        .await
+        .unwrap();
+
+    assert_eq!(first, Once::Ran(b"receipt".to_vec()));
+    assert_eq!(again, Once::Replayed(b"receipt".to_vec()));
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn without_the_token_or_outside_its_namespaces_once_fails_unauthorized_and_runs_nothing() {
+    let sidecar = Secured::spawn_mutual().await;
+    let runs = Arc::new(AtomicU32::new(0));
+    let anonymous = Client::connect_with(sidecar.https_addr(), tls_for(&sidecar).build())
+        .await
+        .expect("TLS alone connects");
+
+    let refused = anonymous
+        .once(NAMESPACE, "k", b"", counted(&runs, b"x"))
+        .await;
+    match refused {
+        Err(OnceError::Client(
+            error @ ClientError::Unauthorized {
+                code: "UNAUTHENTICATED",
+                ..
+            },
+        )) => assert!(error.to_string().contains("UNAUTHENTICATED"), "{error}"),
+        other => panic!("expected UNAUTHENTICATED, got {other:?}"),
+    }
+
+    let tenant = Client::connect_with(
+        sidecar.https_addr(),
+        tls_for(&sidecar).auth_token(TOKEN).build(),
+    )
+    .await
+    .unwrap();
+    let denied = tenant
+        .once(NOT_GRANTED, "k", b"", counted(&runs, b"x"))
+        .await;
+    assert!(
+        matches!(
+            denied,
+            Err(OnceError::Client(ClientError::Unauthorized {
+                code: "PERMISSION_DENIED",
+                ..
+            }))
+        ),
+        "{denied:?}"
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn tls_that_cannot_work_is_a_config_error_and_only_an_absent_sidecar_a_connect_error() {
+    let sidecar = Secured::spawn().await;
+    let with_ca = |ca: &str| {
+        ClientConfig::builder()
+            .auth_token(TOKEN)
+            .tls_ca_certificate(sidecar.pem(ca))
+            .build()
+    };
+
+    let wrong_ca = Client::connect_with(sidecar.https_addr(), with_ca(file::OTHER_CA)).await;
+    assert!(
+        matches!(&wrong_ca, Err(ClientError::Config { message, .. }) if message.contains("TLS handshake failed")),
+        "{:?}",
+        wrong_ca.err()
+    );
+    // TLS settings with a plain address would send the token in clear.
+    let plaintext = Client::connect_with(sidecar.plaintext_addr(), with_ca(file::CA)).await;
+    assert!(
+        matches!(plaintext, Err(ClientError::Config { .. })),
+        "{:?}",
+        plaintext.err()
+    );
+    let absent = Client::connect_with(
+        format!("https://localhost:{}", free_port()),
+        with_ca(file::CA),
+    )
+    .await;
+    assert!(
+        matches!(absent, Err(ClientError::Connect { .. })),
+        "{:?}",
+        absent.err()
+    );
 }

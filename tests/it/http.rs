@@ -1,5 +1,6 @@
 //! The HTTP layer end to end: a real sidecar, the `charge` example service on port 0,
-//! a real HTTP client. However a request is repeated, the card is charged once.
+//! a real HTTP client. However a request is repeated, the card is charged once; and
+//! behind a sidecar with tenants and TLS, the layer's client brings the token.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,9 +13,10 @@ use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use onceward::proto::Outcome;
-use onceward_client::Client;
+use onceward_client::{Client, ClientConfig};
 
 use crate::harness::*;
+use crate::secured::{Secured, TOKEN, file};
 
 #[path = "../../clients/rust/examples/charge.rs"]
 #[allow(dead_code, unreachable_pub)]
@@ -22,7 +24,7 @@ mod charge;
 
 /// A sidecar, the charge service in front of it, and an HTTP client.
 struct ChargeService {
-    sidecar: TestApp,
+    sidecar: Arc<TestApp>,
     addr: SocketAddr,
     processor: Arc<charge::Processor>,
     http: HttpClient<HttpConnector, Full<Bytes>>,
@@ -41,6 +43,11 @@ impl ChargeService {
         let client = Client::connect(sidecar.addr.to_string())
             .await
             .expect("connect");
+        Self::in_front_of(Arc::new(sidecar), client).await
+    }
+
+    /// The charge service calling `sidecar` through `client`.
+    async fn in_front_of(sidecar: Arc<TestApp>, client: Client) -> Self {
         let processor = Arc::new(charge::Processor::default());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -221,6 +228,37 @@ async fn other_methods_pass_through_without_a_key() {
 
     // The route only has POST: axum's own 405 shows the layer let it through.
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn behind_a_sidecar_with_tenants_and_tls_the_token_charges_once_and_its_absence_is_a_500() {
+    let secured = Secured::spawn().await;
+    let addr = secured.https_addr();
+    let config = || ClientConfig::builder().tls_ca_certificate(secured.pem(file::CA));
+    let with_token = Client::connect_with(&addr, config().auth_token(TOKEN).build())
+        .await
+        .expect("TLS connection");
+    let without_token = Client::connect_with(&addr, config().build())
+        .await
+        .expect("TLS connection");
+    let Secured { app, .. } = secured;
+    let sidecar = Arc::new(app);
+    let service = ChargeService::in_front_of(sidecar.clone(), with_token).await;
+    let misconfigured = ChargeService::in_front_of(sidecar, without_token).await;
+
+    let first = service.post(Some("order-tls"), "1200").await;
+    let second = service.post(Some("order-tls"), "1200").await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    assert_eq!(second.headers["idempotent-replayed"], "true");
+    assert_eq!(service.processor.charges(), 1);
+
+    // The sidecar refuses a service without the token: its own misconfiguration, not
+    // the caller's, and not something a retry fixes. The handler never runs.
+    let refused = misconfigured.post(Some("order-tls-2"), "1200").await;
+    assert_eq!(refused.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(refused.headers.get("retry-after").is_none());
+    assert!(refused.body.contains("misconfigured"), "{}", refused.body);
+    assert_eq!(misconfigured.processor.charges(), 0);
 }
 
 async fn join_all<T: Send + 'static>(

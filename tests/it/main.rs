@@ -42,6 +42,7 @@ mod python;
 mod raw;
 mod readme;
 mod retention;
+mod secured;
 mod security;
 mod semantics;
 mod transport;

@@ -1,4 +1,6 @@
-"""The README's Python example runs as written, against a real sidecar."""
+"""The README's Python examples run as written, against real sidecars: the plain one,
+and the one with tenants and mutual TLS (from the directory holding its ca.pem,
+client.pem and client.key, with its token in ONCEWARD_AUTH_TOKEN)."""
 
 from __future__ import annotations
 
@@ -8,12 +10,17 @@ import re
 README = pathlib.Path(__file__).resolve().parents[3] / "README.md"
 
 
-def test_the_readme_python_example_runs_and_replays_the_second_time(sidecar, capsys):
+def test_the_readme_python_examples_run_and_replay_the_second_time(sidecar, secured, capsys, monkeypatch):
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.DOTALL)
-    assert blocks, "the README has a Python example"
+    assert len(blocks) == 2, "the README has a plain and a secured Python example"
+    monkeypatch.chdir(secured.directory)
+    monkeypatch.setenv("ONCEWARD_AUTH_TOKEN", secured.auth_token)
     for block in blocks:
-        code = block.replace("127.0.0.1:50051", sidecar)
+        if "auth_token" in block:
+            code = block.replace("localhost:50051", secured.target)
+        else:
+            code = block.replace("127.0.0.1:50051", sidecar)
         exec(compile(code, str(README), "exec"), {})
         exec(compile(code, str(README), "exec"), {})
     printed = capsys.readouterr().out.splitlines()
-    assert printed == ["sent sms-1", "already sent sms-1"]
+    assert printed == ["sent sms-1", "already sent sms-1", "sent sms-2", "already sent sms-2"]

@@ -1,8 +1,12 @@
 //! Every knob of the client in one place, with defaults that suit a sidecar on the same
 //! host: short backoffs (the sidecar is near), a lease long enough for a typical side
 //! effect, and a retry budget that keeps an outage from turning into a retry storm.
+//! The credentials a sidecar with tenants and TLS asks for (a bearer token, a CA, a
+//! client certificate) are set here too; `connection` uses them.
 
 use std::time::Duration;
+
+use crate::connection::{AuthToken, TlsSettings};
 
 /// How a [`Client`](super::Client) retries, leases and waits. Build one with
 /// [`ClientConfig::builder`] or take [`ClientConfig::default`].
@@ -20,6 +24,8 @@ pub struct ClientConfig {
     pub(crate) max_retry_tokens: f64,
     pub(crate) in_progress_timeout: Duration,
     pub(crate) complete_timeout: Duration,
+    pub(crate) auth_token: Option<AuthToken>,
+    pub(crate) tls: TlsSettings,
 }
 
 impl Default for ClientConfig {
@@ -37,6 +43,8 @@ impl Default for ClientConfig {
             max_retry_tokens: 10.0,
             in_progress_timeout: Duration::from_secs(60),
             complete_timeout: Duration::from_secs(60),
+            auth_token: None,
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -129,6 +137,34 @@ impl ClientConfigBuilder {
     /// Longest the guard keeps retrying `Complete` after the effect ran (default 60 s).
     pub fn complete_timeout(mut self, timeout: Duration) -> Self {
         self.0.complete_timeout = timeout;
+        self
+    }
+
+    /// The bearer token of this caller's tenant, sent as `authorization: Bearer <token>`
+    /// with every RPC; needed when the sidecar has tenants (`--config`). It must be
+    /// printable ASCII without spaces (checked when connecting), and the configuration's `Debug`
+    /// output shows `<redacted>` in its place.
+    pub fn auth_token(mut self, token: impl Into<String>) -> Self {
+        self.0.auth_token = Some(AuthToken(token.into()));
+        self
+    }
+
+    /// Trust the CA in this PEM for an `https://` address (by default the system's
+    /// roots are trusted): the CA that signed the sidecar's `--tls-cert`.
+    pub fn tls_ca_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.0.tls.ca_certificate = Some(pem.into());
+        self
+    }
+
+    /// Present this certificate chain and private key (both PEM) to a sidecar that
+    /// requires client certificates (mutual TLS: its `--tls-client-ca`). The key never
+    /// shows in `Debug` output.
+    pub fn tls_client_identity(
+        mut self,
+        cert_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.0.tls.identity = Some((cert_pem.into(), key_pem.into()));
         self
     }
 

@@ -10,12 +10,35 @@ use std::time::Duration;
 /// Why a call to the sidecar failed after the client's retries.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The address is not a valid URI, or the first connection failed.
+    /// Nothing answered at the address (refused, unreachable, timed out): the sidecar
+    /// may not be up yet, so connecting again may succeed.
     #[error("cannot connect to the sidecar at {addr}: {message}")]
     Connect {
         /// The address given.
         addr: String,
         /// What went wrong.
+        message: String,
+    },
+    /// The connection settings cannot work, and retrying will not change that: the
+    /// address is not a URI, TLS settings are given for a plain `http://` address, a
+    /// PEM holds no certificate or key, the bearer token is not printable ASCII, or the
+    /// TLS handshake failed (a certificate one side does not accept, or a plaintext
+    /// client at a TLS sidecar).
+    #[error("cannot use the sidecar at {addr}: {message}")]
+    Config {
+        /// The address given.
+        addr: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The sidecar refused the caller: `UNAUTHENTICATED` (no bearer token, or one no
+    /// tenant has) or `PERMISSION_DENIED` (the namespace is not granted to the token's
+    /// tenant). Set the token with `ClientConfigBuilder::auth_token`.
+    #[error("the sidecar refused the caller ({code}): {message}")]
+    Unauthorized {
+        /// `UNAUTHENTICATED` or `PERMISSION_DENIED`.
+        code: &'static str,
+        /// The sidecar's message.
         message: String,
     },
     /// The fencing token is not the current holder's any more (FAILED_PRECONDITION):
@@ -87,13 +110,18 @@ pub enum OnceError<E> {
     Client(#[from] ClientError),
 }
 
-/// `error: cause: cause…`: an error with its whole source chain, for logs.
+/// `error: cause: cause…`: an error with its whole source chain, for logs. A cause
+/// whose text the chain already ends with is skipped (tonic's transport errors print
+/// their source and also return it).
 pub fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
         source = cause.source();
     }
     text

@@ -10,6 +10,21 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Against a sidecar with tenants and TLS, the configuration carries the bearer token
+//! and the PEMs, and the address is `https://`:
+//!
+//! ```no_run
+//! # async fn example(ca_pem: Vec<u8>) -> Result<(), onceward_client::ClientError> {
+//! use onceward_client::{Client, ClientConfig};
+//!
+//! let config = ClientConfig::builder()
+//!     .auth_token("the tenant's token")
+//!     .tls_ca_certificate(ca_pem)
+//!     .build();
+//! let client = Client::connect_with("https://onceward.internal:50051", config).await?;
+//! # Ok(()) }
+//! ```
+//!
 //! This crate is all a service that calls onceward needs: it pulls in no part of the
 //! server (no database or cache drivers, no tonic server).
 //!
@@ -20,6 +35,9 @@
 //! - `lease`: [`Lease`], a held claim kept alive while the effect runs.
 //! - `budget`, `backoff`: the retry budget's token bucket and the jittered backoff.
 //! - `config`: [`ClientConfig`] and its builder.
+//! - `connection`: the address, TLS and the bearer token: how every connection is
+//!   made ([`ClientConfig::connect_channel`] for the generated API), and how its
+//!   failures are told apart (unreachable, or misconfigured).
 //! - `error`: [`ClientError`] and [`OnceError`], and [`chain`] for logging either.
 //! - `identifiers`: [`Namespace`], [`IdempotencyKey`], [`Fingerprint`] and
 //!   [`FencingToken`], parsed with the limits the sidecar enforces.
@@ -32,6 +50,7 @@
 mod backoff;
 mod budget;
 mod config;
+mod connection;
 mod error;
 mod guard;
 #[cfg(feature = "http")]
@@ -42,6 +61,7 @@ pub mod proto;
 mod rpc;
 
 pub use config::{ClientConfig, ClientConfigBuilder};
+pub use connection::{Authorization, AuthorizedChannel, tls_failure};
 pub use error::{ClientError, OnceError, chain};
 pub use guard::Once;
 pub use identifiers::{FencingToken, Fingerprint, IdempotencyKey, Namespace, ValidationError};

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
 use super::backoff;
 use super::budget::RetryBudget;
 use super::config::ClientConfig;
+use super::connection::{AuthorizedChannel, tls_failure};
 use super::error::ClientError;
 use super::lease::Lease;
 use crate::FencingToken;
@@ -30,9 +30,14 @@ pub struct Client {
     shared: Arc<Shared>,
 }
 
+/// The generated client on a channel that sends the bearer token.
+type Rpc = OncewardClient<AuthorizedChannel>;
+
 #[derive(Debug)]
 struct Shared {
-    rpc: OncewardClient<Channel>,
+    rpc: Rpc,
+    /// The address connected to, for errors.
+    addr: String,
     config: ClientConfig,
     budget: RetryBudget,
 }
@@ -70,33 +75,22 @@ pub(crate) enum Retries {
 
 impl Client {
     /// Connects with the default [`ClientConfig`]. `addr` is `host:port` or an
-    /// `http://` URI.
+    /// `http://` URI; an `https://` one needs the TLS settings of
+    /// [`ClientConfig::builder`] unless the system trusts the sidecar's certificate.
     pub async fn connect(addr: impl AsRef<str>) -> Result<Self, ClientError> {
         Self::connect_with(addr, ClientConfig::default()).await
     }
 
-    /// Connects with the given configuration.
+    /// Connects with the given configuration: its timeouts, and the bearer token and
+    /// TLS settings a sidecar with tenants and TLS needs. [`ClientError::Connect`] means
+    /// nothing answered (worth trying again); [`ClientError::Config`], that the address,
+    /// the token or TLS cannot work as configured.
     pub async fn connect_with(
         addr: impl AsRef<str>,
         config: ClientConfig,
     ) -> Result<Self, ClientError> {
         let addr = addr.as_ref();
-        let uri = if addr.contains("://") {
-            addr.to_owned()
-        } else {
-            format!("http://{addr}")
-        };
-        let connect_error = |message: String| ClientError::Connect {
-            addr: addr.to_owned(),
-            message,
-        };
-        let channel = Endpoint::from_shared(uri)
-            .map_err(|error| connect_error(error.to_string()))?
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.rpc_timeout)
-            .connect()
-            .await
-            .map_err(|error| connect_error(crate::chain(&error)))?;
+        let channel = config.connect(addr, Some(config.rpc_timeout)).await?;
         let budget = RetryBudget::new(
             config.retry_ratio,
             config.min_retries_per_second,
@@ -105,6 +99,7 @@ impl Client {
         Ok(Self {
             shared: Arc::new(Shared {
                 rpc: OncewardClient::new(channel),
+                addr: addr.to_owned(),
                 config,
                 budget,
             }),
@@ -224,7 +219,7 @@ impl Client {
         let mut rpc = self.shared.rpc.clone();
         match rpc.extend_lease(request).await {
             Ok(_) => Ok(()),
-            Err(status) => Err(match classify(&status) {
+            Err(status) => Err(match classify(&status, &self.shared.addr) {
                 Failure::Retryable => ClientError::Unavailable {
                     attempts: 1,
                     last_error: describe(&status),
@@ -238,7 +233,7 @@ impl Client {
     /// given the attempt's number, 1 for the first.
     async fn call<T, F, Fut>(&self, retries: Retries, mut attempt: F) -> Result<T, ClientError>
     where
-        F: FnMut(OncewardClient<Channel>, u32) -> Fut,
+        F: FnMut(Rpc, u32) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         self.shared.budget.deposit();
@@ -249,7 +244,7 @@ impl Client {
                 Ok(response) => return Ok(response.into_inner()),
                 Err(status) => status,
             };
-            if let Failure::Final(error) = classify(&status) {
+            if let Failure::Final(error) = classify(&status, &self.shared.addr) {
                 return Err(error);
             }
             let last_error = describe(&status);
@@ -295,7 +290,16 @@ enum Failure {
     Final(ClientError),
 }
 
-fn classify(status: &Status) -> Failure {
+fn classify(status: &Status, addr: &str) -> Failure {
+    // A status the transport made from a TLS failure (a client certificate the sidecar
+    // refused arrives with the first read, after the handshake looked done): the next
+    // attempt fails the same way.
+    if let Some(message) = tls_failure(status) {
+        return Failure::Final(ClientError::Config {
+            addr: addr.to_owned(),
+            message: format!("TLS handshake failed: {message}"),
+        });
+    }
     match status.code() {
         // UNAVAILABLE: the ledger or the connection is down (the sidecar fails closed,
         // so this is always safe to retry). UNKNOWN and CANCELLED are how a broken
@@ -307,6 +311,12 @@ fn classify(status: &Status) -> Failure {
         | Code::Aborted
         | Code::ResourceExhausted => Failure::Retryable,
         Code::FailedPrecondition => Failure::Final(ClientError::LeaseLost),
+        code @ (Code::Unauthenticated | Code::PermissionDenied) => {
+            Failure::Final(ClientError::Unauthorized {
+                code: code_label(code),
+                message: status.message().to_owned(),
+            })
+        }
         code => Failure::Final(ClientError::Rejected {
             code: code_label(code),
             message: status.message().to_owned(),

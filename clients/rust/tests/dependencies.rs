@@ -4,7 +4,8 @@
 use std::process::Command;
 
 /// Crates only the server needs: its ledgers, hot tiers, metrics exporter, allocator,
-/// gRPC extras and load generator.
+/// gRPC extras and load generator. (tokio-rustls is not among them: the client speaks
+/// TLS through tonic's `tls-ring`, which uses it.)
 const SERVER_ONLY: &[&str] = &[
     "onceward",
     "sqlx",
@@ -18,7 +19,6 @@ const SERVER_ONLY: &[&str] = &[
     "tonic-reflection",
     "hdrhistogram",
     "rlimit",
-    "tokio-rustls",
     "clap",
 ];
 

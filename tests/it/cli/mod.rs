@@ -4,11 +4,16 @@
 //! Layout: this file runs the binary and reads its output; `claim` (each outcome of a
 //! claim and the complete that follows, human and JSON), `token` (release, extend and a
 //! stale token), `exit_codes` (what a script branches on), `script` (the binary as a
-//! shell script uses it, the README's example included).
+//! shell script uses it, the README's example included), `auth` (the bearer token, from
+//! the environment or a file, and exit 6), `tls` (`https://` addresses, mutual TLS, and
+//! exit 7 for what will not work), `health` (`onceward health` as a probe).
 
+mod auth;
 mod claim;
 mod exit_codes;
+mod health;
 mod script;
+mod tls;
 mod token;
 
 use std::process::Stdio;
@@ -77,12 +82,26 @@ async fn onceward_stdin(app: &TestApp, args: &[&str], stdin: &[u8]) -> Run {
 }
 
 async fn onceward_at(addr: &str, args: &[&str], stdin: Option<&[u8]>) -> Run {
+    onceward_env(addr, args, &[], stdin).await
+}
+
+/// `onceward ARGS --addr=ADDR` with these environment variables set. Nothing else of
+/// onceward's is inherited from the test's environment: not ONCEWARD_ADDR, nor
+/// ONCEWARD_AUTH_TOKEN.
+async fn onceward_env(
+    addr: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: Option<&[u8]>,
+) -> Run {
     // tokio's Command, not std's: the sidecar runs on this test's runtime, and a
     // blocking wait would starve it.
     let mut child = Command::new(env!("CARGO_BIN_EXE_onceward"))
         .args(args)
         .arg(format!("--addr={addr}"))
         .env_remove("ONCEWARD_ADDR")
+        .env_remove("ONCEWARD_AUTH_TOKEN")
+        .envs(env.iter().copied())
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {

@@ -3,7 +3,10 @@
 ``Client(target).once(namespace, key, fingerprint, effect)`` runs ``effect`` at most
 once per key across every caller: it claims the key, runs the effect while extending
 the lease, stores the result, and hands every duplicate the stored result instead.
-``onceward.aio.Client`` is the same for asyncio. The generated stubs are ``onceward.v1``.
+``onceward.aio.Client`` is the same for asyncio. Both take ``auth_token=`` for a
+sidecar with tenants and ``root_certificates=`` (plus ``certificate_chain=`` and
+``private_key=`` for mutual TLS) for one serving TLS. The generated stubs are
+``onceward.v1``.
 """
 
 from onceward._common import (
@@ -16,6 +19,7 @@ from onceward._common import (
     Rejected,
     RetryBudgetExhausted,
     StillInProgress,
+    Unauthorized,
     Unavailable,
 )
 from onceward.client import Client
@@ -31,5 +35,6 @@ __all__ = [
     "Rejected",
     "RetryBudgetExhausted",
     "StillInProgress",
+    "Unauthorized",
     "Unavailable",
 ]

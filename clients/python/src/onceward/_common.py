@@ -1,5 +1,7 @@
 """What the sync and asyncio clients share: configuration, errors, the result type,
-the retry budget, jittered backoff and the classification of gRPC failures.
+the retry budget, jittered backoff, the classification of gRPC failures, and the
+credentials a sidecar with tenants and TLS asks for (the bearer token's metadata, the
+TLS channel credentials).
 
 Nothing here does I/O, so both clients use it unchanged.
 """
@@ -11,7 +13,7 @@ import random
 import secrets
 import threading
 import time
-from typing import Callable, Optional, TypeVar
+from typing import Callable, Optional, Tuple, TypeVar
 
 import grpc
 from google.protobuf import duration_pb2
@@ -127,6 +129,12 @@ class Rejected(OncewardError):
         self.message = message
 
 
+class Unauthorized(Rejected):
+    """The sidecar refused this caller: UNAUTHENTICATED (no bearer token, or one no
+    tenant has; pass ``auth_token=``) or PERMISSION_DENIED (the namespace is not granted
+    to the token's tenant). Retrying will not help."""
+
+
 class NotStored(OncewardError):
     """The effect ran but its result was not stored (lease lost, or Complete kept failing)."""
 
@@ -193,6 +201,8 @@ def final_error(error: grpc.RpcError) -> Optional[OncewardError]:
         return None
     if code == grpc.StatusCode.FAILED_PRECONDITION:
         return LeaseLost(error.details() or "not the current holder")
+    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+        return Unauthorized(code, error.details() or "")
     return Rejected(code, error.details() or "")
 
 
@@ -243,3 +253,38 @@ def complete_request(namespace: str, key: str, token: int, response: bytes, conf
 
 def retry_after_seconds(response: pb.ClaimResponse) -> float:
     return response.retry_after.ToNanoseconds() / 1e9 if response.HasField("retry_after") else 0.0
+
+
+Metadata = Tuple[Tuple[str, str], ...]
+
+
+def auth_metadata(auth_token: Optional[str]) -> Optional[Metadata]:
+    """The metadata every call carries: ``authorization: Bearer <token>``, or none.
+
+    Sent as call metadata rather than as gRPC call credentials, which grpc only sends
+    over TLS: a plaintext sidecar on loopback may have tenants too (SECURITY.md).
+    """
+    if auth_token is None:
+        return None
+    # The message names the rule, never the token.
+    if not auth_token or not all("!" <= char <= "~" for char in auth_token):
+        raise ValueError("auth_token must be non-empty printable ASCII without spaces")
+    return (("authorization", f"Bearer {auth_token}"),)
+
+
+def channel_credentials(
+    tls: bool,
+    root_certificates: Optional[bytes],
+    certificate_chain: Optional[bytes],
+    private_key: Optional[bytes],
+) -> Optional[grpc.ChannelCredentials]:
+    """TLS credentials when TLS is asked for (``tls=True`` or any certificate), else
+    None: a plaintext channel. Without ``root_certificates`` the system's roots are
+    trusted; a client certificate needs both its chain and its key."""
+    if (certificate_chain is None) != (private_key is None):
+        raise ValueError("certificate_chain and private_key go together (mutual TLS)")
+    if not (tls or root_certificates or certificate_chain):
+        return None
+    return grpc.ssl_channel_credentials(
+        root_certificates=root_certificates, private_key=private_key, certificate_chain=certificate_chain
+    )

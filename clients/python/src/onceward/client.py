@@ -16,10 +16,40 @@ from onceward.v1 import onceward_pb2_grpc as pb_grpc
 class Client:
     """A connection to an onceward sidecar. Thread-safe; its calls share one retry budget."""
 
-    def __init__(self, target: str, config: Optional[c.ClientConfig] = None, channel: Optional[grpc.Channel] = None):
-        """``target`` is ``host:port``. The channel connects lazily, on the first call."""
+    def __init__(
+        self,
+        target: str,
+        config: Optional[c.ClientConfig] = None,
+        channel: Optional[grpc.Channel] = None,
+        *,
+        auth_token: Optional[str] = None,
+        tls: bool = False,
+        root_certificates: Optional[bytes] = None,
+        certificate_chain: Optional[bytes] = None,
+        private_key: Optional[bytes] = None,
+    ):
+        """A client of the sidecar at ``target``.
+
+        ``target`` is ``host:port``. For a sidecar with tenants, ``auth_token`` is the
+        bearer token of this caller's tenant, sent as ``authorization: Bearer <token>``
+        with every call. For a sidecar serving TLS, ``root_certificates`` is the PEM of
+        the CA that signed its certificate (``tls=True`` alone trusts the system's
+        roots), and ``certificate_chain`` with ``private_key`` (PEM) is the client
+        certificate a sidecar with mutual TLS asks for; any of the three turns TLS on.
+        ``channel``, if given, is used instead (and closed by ``close``), e.g. one with
+        interceptors; the token is still sent, and the TLS arguments must be left out.
+        The channel connects lazily, on the first call.
+        """
         self.config = config or c.ClientConfig()
-        self._channel = channel or grpc.insecure_channel(target)
+        self._metadata = c.auth_metadata(auth_token)
+        credentials = c.channel_credentials(tls, root_certificates, certificate_chain, private_key)
+        if channel is not None and credentials is not None:
+            raise ValueError("give either channel= or the TLS arguments, not both")
+        if channel is None:
+            channel = (
+                grpc.secure_channel(target, credentials) if credentials else grpc.insecure_channel(target)
+            )
+        self._channel = channel
         self._stub = pb_grpc.OncewardStub(self._channel)
         self._budget = c.RetryBudget(
             self.config.retry_ratio, self.config.min_retries_per_second, self.config.max_retry_tokens
@@ -43,7 +73,7 @@ class Client:
         while True:
             attempts += 1
             try:
-                return method(request_for(attempts), timeout=self.config.rpc_timeout)
+                return method(request_for(attempts), timeout=self.config.rpc_timeout, metadata=self._metadata)
             except grpc.RpcError as error:
                 final = c.final_error(error)
                 if final is not None:
@@ -142,7 +172,9 @@ class _LeaseKeeper:
         period = self._client.config.lease / 3
         while not self._stop.wait(period):
             try:
-                self._client._stub.ExtendLease(self._request, timeout=self._client.config.rpc_timeout)
+                self._client._stub.ExtendLease(
+                    self._request, timeout=self._client.config.rpc_timeout, metadata=self._client._metadata
+                )
             except grpc.RpcError as error:
                 if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
                     return  # lost: Complete will say so

@@ -7,6 +7,7 @@
 //! | completed | the stored response with `Idempotent-Replayed: true` |
 //! | fingerprint mismatch | 422 |
 //! | unreachable | 503 with `Retry-After` (the handler does not run: fail closed) |
+//! | refuses this service (no or a wrong bearer token, a namespace not granted) or its TLS | 500, logged as an error (the handler does not run; retrying will not help) |
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -144,6 +145,15 @@ where
                 return problem(
                     StatusCode::BAD_REQUEST,
                     format!("Idempotency-Key: {message}"),
+                );
+            }
+            // The service's own configuration is wrong, not the request: its operator
+            // must fix the token or TLS settings; the caller only learns that it failed.
+            Err(error @ (ClientError::Unauthorized { .. } | ClientError::Config { .. })) => {
+                tracing::error!(%error, "the idempotency sidecar refuses this service; refusing the request");
+                return problem(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "idempotency check misconfigured",
                 );
             }
             Err(error) => {
