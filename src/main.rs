@@ -4,8 +4,6 @@ use clap::Parser as _;
 
 use onceward::app::{self, Application};
 use onceward::command::{Cli, Command};
-use onceward::retention::Retention;
-use tokio_util::sync::CancellationToken;
 
 /// mimalloc instead of the system allocator: a request's path through h2, hyper,
 /// tonic and redis-rs makes hundreds of small allocations and frees, and on glibc
@@ -13,10 +11,20 @@ use tokio_util::sync::CancellationToken;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn main() -> anyhow::Result<()> {
+/// A failure is printed once, as `onceward: what failed: why`, with exit code 1.
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     onceward::telemetry::init(cli.log_format);
-    runtime(cli.command.worker_threads())?.block_on(run(cli.command))
+    let ran = runtime(cli.command.worker_threads())
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(run(cli.command)));
+    match ran {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("onceward: {}", onceward::errors::chain(error.as_ref()));
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 /// One thread runs every task itself; more get a work-stealing scheduler.
@@ -40,9 +48,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             application.run_until(onceward::shutdown::signal()).await
         }
         Command::Gc(args) => {
-            let ledger = app::connect_ledger(&args.storage).await?;
-            let retention = Retention::new(ledger, args.cleanup_batch_size);
-            let deleted = retention.run_once(&CancellationToken::new()).await?;
+            let deleted = app::gc(&args).await?;
             println!("deleted {deleted} expired records");
             Ok(())
         }
@@ -54,8 +60,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Bench(args) => onceward::bench::run(args).await,
         Command::Migrate(storage) => {
-            app::connect_ledger(&storage).await?;
-            tracing::info!("migrations applied");
+            println!("{}", app::migrate(&storage).await?);
             Ok(())
         }
         Command::Client(command) => std::process::exit(onceward::cli::run(command).await),

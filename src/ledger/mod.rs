@@ -20,12 +20,14 @@
 //!   ledgers decide by (`reentry`, `completed_earlier`; the takeover's are on
 //!   [`Record`]), which their SQL restates as guards;
 //! - `rows`: stored rows parsed into domain values, once for both ledgers;
+//! - [`schema`]: the migrations, and which of them a database has applied;
 //! - `batcher`: group commit, one statement for the requests that queued meanwhile;
 //! - [`postgres`], [`sqlite`]: the two ledgers, each with its SQL next to it.
 
 mod batcher;
 pub mod postgres;
 mod rows;
+pub mod schema;
 pub mod sqlite;
 
 pub use postgres::PostgresLedger;

@@ -19,7 +19,9 @@
 //! a retried Release.
 //!
 //! # Layout
-//! - here: connecting, the one-key statements, running a statement once more when its
+//! - `connect`: connecting, with the cause of a failure a person can act on, and the
+//!   checks before serving (durable commits, the schema);
+//! - here: the one-key statements, running a statement once more when its
 //!   connection fails, sorting errors, and how a Postgres row stores time and state;
 //! - `claim`, `complete`: the claim and completion batches;
 //! - `writers`: the batch writers and the connections they keep between batches;
@@ -27,23 +29,23 @@
 
 mod claim;
 mod complete;
+mod connect;
 mod sql;
 mod writers;
+
+pub use self::connect::{PostgresOptions, connect_once};
 
 use std::future::Future;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{
-    PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow, Postgres,
-};
+use sqlx::postgres::{PgArguments, PgConnection, PgPool, PgRow, Postgres};
+use sqlx::Row;
 use sqlx::query::Query;
-use sqlx::{ConnectOptions, Row};
 
 use self::complete::PendingCompletion;
 use self::sql::{EXTEND_LEASE, PURGE_EXPIRED, RELEASE, RELEASE_UNHELD, SELECT_RECORD};
-use self::writers::batch_writers;
 use super::batcher::Batcher;
 use super::rows::{self, LedgerRow};
 use super::{
@@ -61,19 +63,6 @@ pub const DEFAULT_BATCH_WRITERS: usize = 1;
 /// How often a batch aborted as a deadlock victim is run again.
 const DEADLOCK_RETRIES: usize = 3;
 
-/// Options for connecting to Postgres.
-#[derive(Debug, Clone)]
-pub struct PostgresOptions {
-    /// The most connections the pool opens.
-    pub max_connections: u32,
-    /// How long to wait for a connection before failing closed.
-    pub acquire_timeout: Duration,
-    /// Start even if `synchronous_commit` is off (acknowledged writes may be lost).
-    pub allow_async_commit: bool,
-    /// Batch writers per kind of write (claims, completions).
-    pub batch_writers: usize,
-}
-
 /// The Postgres ledger.
 pub struct PostgresLedger {
     pool: PgPool,
@@ -82,30 +71,6 @@ pub struct PostgresLedger {
 }
 
 impl PostgresLedger {
-    /// Connects, refuses a database that would lose acknowledged commits, and applies
-    /// the embedded migrations.
-    pub async fn connect(url: &str, options: &PostgresOptions) -> anyhow::Result<Self> {
-        use anyhow::Context as _;
-
-        let pool = PgPoolOptions::new()
-            .max_connections(options.max_connections)
-            .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect_options(url)?)
-            .await
-            .context("cannot connect to Postgres")?;
-        refuse_async_commit(&pool, options.allow_async_commit).await?;
-        sqlx::migrate!("./migrations/postgres")
-            .run(&pool)
-            .await
-            .context("cannot apply Postgres migrations")?;
-        let (claims, completions) = batch_writers(&pool, options.batch_writers);
-        Ok(Self {
-            pool,
-            claims,
-            completions,
-        })
-    }
-
     async fn read(&self, id: &RecordId) -> Result<Option<(Record, DateTime<Utc>)>, LedgerError> {
         let row = once_more_if_the_connection_fails(|| {
             sqlx::query(SELECT_RECORD)
@@ -117,48 +82,6 @@ impl PostgresLedger {
         row.map(|row| Ok((rows::record(&row)?, db_now(&row)?)))
             .transpose()
     }
-}
-
-/// How the ledger's connections are opened.
-fn connect_options(url: &str) -> anyhow::Result<PgConnectOptions> {
-    use anyhow::Context as _;
-
-    Ok(url
-        .parse::<PgConnectOptions>()
-        .context("invalid Postgres URL")?
-        .application_name("onceward")
-        // Every statement is a keyed lookup, batched through `unnest`. A generic plan
-        // made while the table was small (a new database) is a sequential scan, and a
-        // connection would keep it as the table grows; a plan made for each execution
-        // sees the table's size and the batch's. The batch writers, which replan
-        // regularly, use generic plans (`WriterConnections`).
-        .options([("plan_cache_mode", "force_custom_plan")])
-        .disable_statement_logging())
-}
-
-/// Fails unless Postgres acknowledges commits only once they are durable, or the
-/// operator accepted the risk.
-async fn refuse_async_commit(pool: &PgPool, allow_async_commit: bool) -> anyhow::Result<()> {
-    use anyhow::Context as _;
-
-    let synchronous_commit: String = sqlx::query_scalar("SHOW synchronous_commit")
-        .fetch_one(pool)
-        .await
-        .context("cannot read synchronous_commit")?;
-    if synchronous_commit == "off" {
-        if allow_async_commit {
-            tracing::warn!(
-                "Postgres synchronous_commit is off: an acknowledged ACQUIRED or Complete \
-                 may be lost if Postgres crashes (accepted by --allow-async-commit)"
-            );
-        } else {
-            anyhow::bail!(
-                "Postgres synchronous_commit is off, so acknowledged claims could be lost \
-                 in a crash; turn it on, or pass --allow-async-commit to accept the risk"
-            );
-        }
-    }
-    Ok(())
 }
 
 #[async_trait]

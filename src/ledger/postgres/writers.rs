@@ -232,7 +232,7 @@ mod tests {
     use sqlx::postgres::PgPoolOptions;
 
     use super::*;
-    use crate::ledger::postgres::connect_options;
+    use crate::ledger::postgres::connect::connect_options;
 
     async fn plan_cache_mode(connection: &mut PgConnection) -> String {
         sqlx::query_scalar("SHOW plan_cache_mode")

@@ -95,6 +95,7 @@ impl TestDatabase {
             acquire_timeout: Duration::from_secs(5),
             allow_async_commit: false,
             batch_writers: onceward::ledger::postgres::DEFAULT_BATCH_WRITERS,
+            migrations: onceward::ledger::schema::Migrations::Apply,
         };
         let ledger = onceward::ledger::PostgresLedger::connect(&self.url, &options)
             .await

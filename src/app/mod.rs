@@ -14,17 +14,19 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::{HotTier, MemoryHotTier, MemoryOptions, NearCache, RedisHotTier, RedisOptions};
-use crate::config::{ServeArgs, StorageArgs};
+use crate::config::ServeArgs;
 use crate::engine::Engine;
 use crate::grpc::guard::{GuardLayer, GuardLimits};
 use crate::grpc::transport::{self, Incoming, TransportLimits};
 use crate::grpc::{OncewardService, transport_limit_as_resource_exhausted};
-use crate::ledger::postgres::PostgresOptions;
-use crate::ledger::sqlite::SqliteOptions;
-use crate::ledger::{Ledger, PostgresLedger, SqliteLedger};
+use crate::ledger::Ledger;
 use crate::proto;
 use crate::retention::Retention;
 use crate::tenants::{ConfigFile, Gatekeeper};
+
+mod storage;
+
+pub use self::storage::{connect_ledger, gc, migrate, redact};
 
 /// How often histogram buckets are folded for rendering.
 const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
@@ -265,65 +267,6 @@ fn edge_limits(
     Ok((transport, guard))
 }
 
-/// Connects the ledger named by the storage flags (and migrates it).
-pub async fn connect_ledger(storage: &StorageArgs) -> anyhow::Result<Arc<dyn Ledger>> {
-    let url = match storage.database_url.as_deref() {
-        Some(url) => url.to_owned(),
-        None => {
-            let path = storage.data_dir.join("onceward.db");
-            format!("sqlite://{}", path.display())
-        }
-    };
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        tracing::info!(url = %redact(&url), "ledger: Postgres");
-        let ledger = PostgresLedger::connect(
-            &url,
-            &PostgresOptions {
-                max_connections: storage.database_max_connections,
-                acquire_timeout: storage.ledger_timeout,
-                allow_async_commit: storage.allow_async_commit,
-                batch_writers: storage.ledger_batch_writers,
-            },
-        )
-        .await?;
-        Ok(Arc::new(ledger))
-    } else if let Some(path) = url.strip_prefix("sqlite://") {
-        tracing::info!(
-            path,
-            "ledger: embedded SQLite (single host only; use --database-url postgres://… \
-             to share one ledger between sidecars)"
-        );
-        let ledger = SqliteLedger::connect(
-            path,
-            &SqliteOptions {
-                acquire_timeout: storage.ledger_timeout,
-                ..SqliteOptions::default()
-            },
-        )
-        .await?;
-        Ok(Arc::new(ledger))
-    } else {
-        anyhow::bail!(
-            "unsupported --database-url {:?}: expected postgres://… or sqlite://…",
-            redact(&url)
-        )
-    }
-}
-
-/// A URL with its password replaced, for logs and errors.
-pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let Some((userinfo, host)) = rest.rsplit_once('@') else {
-        return url.to_owned();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
-    }
-}
-
 /// A deliberately tiny HTTP/1 responder for `GET /metrics`: Prometheus scrapes are
 /// one request per connection, and this keeps a web framework out of the sidecar.
 async fn serve_metrics(listener: TcpListener, handle: PrometheusHandle, stop: CancellationToken) {
@@ -374,22 +317,4 @@ async fn serve_metrics(listener: TcpListener, handle: PrometheusHandle, stop: Ca
         });
     }
     upkeep.abort();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn passwords_never_reach_logs() {
-        assert_eq!(
-            redact("postgres://app:s3cret@db:5432/ledger"),
-            "postgres://app:***@db:5432/ledger"
-        );
-        assert_eq!(
-            redact("redis://:s3cret@cache:6379"),
-            "redis://:***@cache:6379"
-        );
-        assert_eq!(redact("redis://cache:6379"), "redis://cache:6379");
-    }
 }
