@@ -60,6 +60,7 @@ pub fn install() -> PrometheusHandle {
                 .install_recorder()
                 .expect("the metrics recorder is installed once per process");
             describe();
+            export_at_zero();
             // Only now, with the recorder in place: handles taken before would be
             // no-ops for ever.
             let _ = HOT_PATH.set(HotPath::register());
@@ -67,6 +68,24 @@ pub fn install() -> PrometheusHandle {
         })
         .clone()
 }
+
+/// Every counter and gauge whose labels are known in advance, registered at zero, so
+/// a `rate()` or an alert on it sees 0 from the start instead of no data until the
+/// first event. (Claims and cache lookups are registered with the hot path's handles.)
+fn export_at_zero() {
+    counter!(TAKEOVERS).absolute(0);
+    counter!(CLEANUP_DELETED).absolute(0);
+    for rpc in ["complete", "release", "extend_lease"] {
+        counter!(FENCING_REJECTIONS, "rpc" => rpc).absolute(0);
+    }
+    for op in CACHE_OPS {
+        counter!(CACHE_ERRORS, "op" => op).absolute(0);
+    }
+    gauge!(CACHE_CIRCUIT_OPEN).set(0.0);
+}
+
+/// The hot tier's commands, as `cache_errors_total` labels them.
+pub const CACHE_OPS: [&str; 4] = ["claim", "put", "replace", "remove"];
 
 /// Powers of two up to the largest batch.
 const BATCH_SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];

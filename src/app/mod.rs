@@ -52,6 +52,7 @@ pub struct Application {
 impl Application {
     /// Connects both tiers, applies migrations and binds both listeners.
     pub async fn build(args: &ServeArgs) -> anyhow::Result<Self> {
+        tracing::info!(settings = %redact(&format!("{args:?}")), "starting");
         let metrics = crate::metrics::install();
         let limits = args.limits()?;
         let (transport, guard) = edge_limits(args, &limits)?;
@@ -61,15 +62,15 @@ impl Application {
         let hot: Arc<dyn HotTier> = match &args.redis_url {
             Some(url) => {
                 tracing::info!(url = %redact(url), "hot tier: Redis");
-                let redis: Arc<dyn HotTier> = Arc::new(
-                    RedisHotTier::new(&RedisOptions {
-                        url: url.clone(),
-                        key_prefix: args.redis_key_prefix.clone(),
-                        timeout: args.redis_timeout,
-                        breaker_cooldown: args.redis_breaker_cooldown,
-                    })
-                    .context("invalid Redis URL")?,
-                );
+                let redis = RedisHotTier::new(&RedisOptions {
+                    url: url.clone(),
+                    key_prefix: args.redis_key_prefix.clone(),
+                    timeout: args.redis_timeout,
+                    breaker_cooldown: args.redis_breaker_cooldown,
+                })
+                .context("invalid --redis-url")?;
+                probe_redis(&redis, url).await;
+                let redis: Arc<dyn HotTier> = Arc::new(redis);
                 match args.near_cache_max_bytes {
                     0 => redis,
                     max_bytes => Arc::new(NearCache::new(redis, max_bytes)),
@@ -94,10 +95,15 @@ impl Application {
 
         let listener = TcpListener::bind(args.listen)
             .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
+            .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
         let metrics_listener = TcpListener::bind(args.metrics_listen)
             .await
-            .with_context(|| format!("cannot listen on {} for metrics", args.metrics_listen))?;
+            .with_context(|| {
+                format!(
+                    "cannot listen on {} for metrics (--metrics-listen)",
+                    args.metrics_listen
+                )
+            })?;
         Ok(Self {
             listener,
             gatekeeper,
@@ -160,6 +166,7 @@ impl Application {
             tokio::spawn(retention.run(self.cleanup_interval, stop.clone()))
         });
         let addr = self.local_addr();
+        let metrics_addr = self.metrics_addr();
         let metrics_task = tokio::spawn(serve_metrics(
             self.metrics_listener,
             self.metrics.clone(),
@@ -171,6 +178,7 @@ impl Application {
             max_concurrent_streams = self.max_concurrent_streams,
             "serving gRPC"
         );
+        tracing::info!("serving Prometheus metrics on http://{metrics_addr}/metrics");
 
         let (keepalive_interval, keepalive_timeout) = self.http2_keepalive.unzip();
         let (incoming, accepting) = Incoming::start(self.listener, self.tls, self.transport);
@@ -199,6 +207,27 @@ impl Application {
         }
         tracing::info!("stopped");
         served.context("gRPC server failed")
+    }
+}
+
+/// Tries Redis once at start (and once more after a moment, for a Redis starting
+/// alongside), warning with its address and the error when it does not answer. The
+/// sidecar starts either way: Redis is only a cache, and claims go to the ledger until
+/// it answers.
+async fn probe_redis(redis: &RedisHotTier, url: &str) {
+    const ATTEMPTS: u32 = 2;
+    const PAUSE: Duration = Duration::from_millis(500);
+    for attempt in 1..=ATTEMPTS {
+        match redis.ping().await {
+            Ok(()) => return,
+            Err(error) if attempt == ATTEMPTS => tracing::warn!(
+                url = %redact(url),
+                error = %crate::errors::chain(&error),
+                "Redis does not answer; serving from the ledger alone until it does \
+                 (check --redis-url)"
+            ),
+            Err(_) => tokio::time::sleep(PAUSE).await,
+        }
     }
 }
 

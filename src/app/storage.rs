@@ -176,18 +176,32 @@ async fn open(storage: &StorageArgs, migrations: Migrations) -> anyhow::Result<O
     }
 }
 
-/// A URL with its password replaced, for logs and errors.
-pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let Some((userinfo, host)) = rest.rsplit_once('@') else {
-        return url.to_owned();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
+/// `text` with the password of every URL in it replaced, for logs and errors.
+pub fn redact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(scheme_end) = rest.find("://") {
+        let (before, after) = rest.split_at(scheme_end + 3);
+        out.push_str(before);
+        let authority_end = after
+            .find(|c: char| matches!(c, '/' | '"' | ' ' | ',' | ')' | '}' | '?' | '#'))
+            .unwrap_or(after.len());
+        let (authority, tail) = after.split_at(authority_end);
+        match authority.rsplit_once('@') {
+            Some((userinfo, host)) => {
+                match userinfo.split_once(':') {
+                    Some((user, _password)) => out.push_str(&format!("{user}:***")),
+                    None => out.push_str(userinfo),
+                }
+                out.push('@');
+                out.push_str(host);
+            }
+            None => out.push_str(authority),
+        }
+        rest = tail;
     }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -205,5 +219,9 @@ mod tests {
             "redis://:***@cache:6379"
         );
         assert_eq!(redact("redis://cache:6379"), "redis://cache:6379");
+        assert_eq!(
+            redact(r#"{ a: Some("postgres://u:p@db/x"), b: "redis://:q@r:1", c: 5s }"#),
+            r#"{ a: Some("postgres://u:***@db/x"), b: "redis://:***@r:1", c: 5s }"#
+        );
     }
 }

@@ -67,14 +67,18 @@ impl CircuitBreaker {
         }
     }
 
-    /// A command failed or timed out: open the circuit for the cooldown.
-    pub fn record_failure(&self) {
+    /// A command failed or timed out (`cause`): open the circuit for the cooldown.
+    pub fn record_failure(&self, cause: &dyn std::fmt::Display) {
         let until = self.now_ms() + self.cooldown.as_millis() as u64;
         let was = self.open_until_ms.swap(until.max(1), Ordering::AcqRel);
         self.probing.store(false, Ordering::Release);
         if was == 0 {
             metrics::cache_circuit_open(true);
-            tracing::warn!(cooldown = ?self.cooldown, "hot tier failing; circuit open, claims go to the ledger");
+            tracing::warn!(
+                cooldown = ?self.cooldown,
+                error = %cause,
+                "hot tier failing; circuit open, claims go to the ledger"
+            );
         }
     }
 
@@ -97,7 +101,7 @@ mod tests {
     fn a_failure_opens_the_circuit_until_one_probe_after_the_cooldown() {
         let breaker = CircuitBreaker::new(Duration::from_millis(30));
         assert!(breaker.admit());
-        breaker.record_failure();
+        breaker.record_failure(&"test failure");
         assert!(!breaker.admit(), "open right after a failure");
         std::thread::sleep(Duration::from_millis(40));
         assert!(
@@ -115,7 +119,7 @@ mod tests {
     #[test]
     fn a_late_success_from_before_the_failure_does_not_close_the_circuit() {
         let breaker = CircuitBreaker::new(Duration::from_secs(60));
-        breaker.record_failure();
+        breaker.record_failure(&"test failure");
         breaker.record_success();
         assert!(breaker.is_open());
         assert!(!breaker.admit());
@@ -124,10 +128,10 @@ mod tests {
     #[test]
     fn a_failed_probe_reopens_the_circuit() {
         let breaker = CircuitBreaker::new(Duration::from_millis(20));
-        breaker.record_failure();
+        breaker.record_failure(&"test failure");
         std::thread::sleep(Duration::from_millis(30));
         assert!(breaker.admit());
-        breaker.record_failure();
+        breaker.record_failure(&"test failure");
         assert!(!breaker.admit());
         assert!(breaker.is_open());
     }

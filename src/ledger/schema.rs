@@ -64,10 +64,9 @@ pub fn refuse_pending(ledger: &str, pending: &[Step]) -> anyhow::Result<()> {
 
 /// The versions a Postgres ledger has applied (none if it never ran a migration).
 pub async fn applied_postgres(connection: &mut PgConnection) -> sqlx::Result<Vec<i64>> {
-    let exists: bool =
-        sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
-            .fetch_one(&mut *connection)
-            .await?;
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(&mut *connection)
+        .await?;
     if !exists {
         return Ok(Vec::new());
     }

@@ -45,4 +45,5 @@ mod retention;
 mod secured;
 mod security;
 mod semantics;
+mod startup;
 mod transport;

@@ -85,6 +85,22 @@ impl RedisHotTier {
         })
     }
 
+    /// One `PING`, bounded by the timeout, outside the breaker and the metrics: a
+    /// check at start, not a request.
+    pub async fn ping(&self) -> Result<(), CacheError> {
+        let mut connection = self.connection.clone();
+        match tokio::time::timeout(
+            self.timeout,
+            redis::cmd("PING").query_async::<()>(&mut connection),
+        )
+        .await
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(CacheError::Command(Box::new(error))),
+            Err(_) => Err(CacheError::Timeout),
+        }
+    }
+
     fn key<'a>(&'a self, id: &'a RecordId) -> HotKey<'a> {
         HotKey {
             prefix: &self.key_prefix,
@@ -106,13 +122,13 @@ impl RedisHotTier {
                 Ok(value)
             }
             Ok(Err(error)) => {
-                self.breaker.record_failure();
+                self.breaker.record_failure(&error);
                 metrics::cache_error(op);
                 tracing::debug!(op, error = %error, "hot tier command failed");
                 Err(CacheError::Command(Box::new(error)))
             }
             Err(_) => {
-                self.breaker.record_failure();
+                self.breaker.record_failure(&CacheError::Timeout);
                 metrics::cache_error(op);
                 tracing::debug!(op, "hot tier command timed out");
                 Err(CacheError::Timeout)
