@@ -33,7 +33,7 @@ pub struct ConfigFile {
 pub struct TenantConfig {
     /// A name for logs.
     pub name: String,
-    /// Hex SHA-256 of the tenant's bearer token (`onceward token` prints one).
+    /// Hex SHA-256 of the tenant's bearer token (`onceward new-tenant-token` prints one).
     pub token_sha256: String,
     /// The namespaces the tenant may use; `"*"` grants all.
     pub namespaces: Vec<String>,
@@ -146,7 +146,7 @@ impl Gatekeeper {
                 .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
                 .with_context(|| {
                     format!(
-                        "tenant {:?}: token_sha256 must be 64 hex digits (run `onceward token`)",
+                        "tenant {:?}: token_sha256 must be 64 hex digits (run `onceward new-tenant-token`)",
                         tenant.name
                     )
                 })?;
@@ -226,7 +226,7 @@ impl Gatekeeper {
     }
 }
 
-/// A fresh random bearer token and its SHA-256, for `onceward token`.
+/// A fresh random bearer token and its SHA-256, for `onceward new-tenant-token`.
 pub fn new_token() -> (String, String) {
     let bytes: [u8; 32] = rand::random();
     let token = hex::encode(bytes);

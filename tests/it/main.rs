@@ -36,6 +36,7 @@ mod faults;
 mod fencing;
 mod harness;
 mod http;
+mod hygiene;
 mod ledger;
 mod properties;
 mod python;

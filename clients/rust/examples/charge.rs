@@ -86,13 +86,47 @@ async fn charge(State(processor): State<Arc<Processor>>, body: String) -> impl I
 
 #[allow(dead_code)] // the integration test includes this file for `app` alone
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> std::process::ExitCode {
     let mut args = std::env::args().skip(1);
     let sidecar = args.next().unwrap_or_else(|| "127.0.0.1:50051".to_owned());
     let listen = args.next().unwrap_or_else(|| "127.0.0.1:3000".to_owned());
-    let client = Client::connect(&sidecar).await?;
-    let listener = tokio::net::TcpListener::bind(&listen).await?;
+    match serve(&sidecar, &listen).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("charge: {}", onceward_client::chain(&*error));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+#[allow(dead_code)]
+async fn serve(sidecar: &str, listen: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let client = connect_when_up(sidecar).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|error| format!("cannot listen on {listen}: {error}"))?;
     println!("POST http://{}/charge", listener.local_addr()?);
     axum::serve(listener, app(client, Arc::default())).await?;
     Ok(())
+}
+
+/// Connects to the sidecar, waiting up to a minute for one still starting (`cargo
+/// run -- serve &` compiles first); any other error is returned at once.
+#[allow(dead_code)]
+async fn connect_when_up(sidecar: &str) -> Result<Client, onceward_client::ClientError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut said = false;
+    loop {
+        match Client::connect(sidecar).await {
+            Err(onceward_client::ClientError::Connect { .. })
+                if std::time::Instant::now() < deadline =>
+            {
+                if !std::mem::replace(&mut said, true) {
+                    eprintln!("waiting for the sidecar at {sidecar}…");
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            connected => return connected,
+        }
+    }
 }

@@ -16,6 +16,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser as _;
 use onceward::app::Application;
@@ -97,6 +98,9 @@ pub struct TestAppBuilder<'a> {
     key_prefix: String,
     args: Vec<String>,
     tls: bool,
+    /// The keys its sidecars write to the shared Redis, deleted when the builder and
+    /// every sidecar it spawned are gone.
+    shared_keys: Arc<SharedRedisKeys>,
 }
 
 impl<'a> TestAppBuilder<'a> {
@@ -182,7 +186,10 @@ impl<'a> TestAppBuilder<'a> {
             Ledger::PostgresThrough(db, proxy) => db.url_through(proxy.addr),
         };
         let redis_url = match &self.hot_tier {
-            HotTier::SharedRedis => Some(shared_redis_url()),
+            HotTier::SharedRedis => {
+                self.shared_keys.track(&self.key_prefix);
+                Some(shared_redis_url())
+            }
             HotTier::Redis(url) => Some(url.clone()),
             HotTier::InProcess => None,
         };
@@ -233,6 +240,7 @@ impl<'a> TestAppBuilder<'a> {
             stop: Some(stop),
             server: Some(server),
             _own_ledger: own,
+            _shared_keys: self.shared_keys.clone(),
         }
     }
 
@@ -266,6 +274,68 @@ pub struct TestApp {
     server: Option<JoinHandle<anyhow::Result<()>>>,
     // Last, so the ledger outlives the rest of the sidecar's fields.
     _own_ledger: OwnLedger,
+    _shared_keys: Arc<SharedRedisKeys>,
+}
+
+/// The key prefixes sidecars used on the shared Redis. When the last holder goes, their
+/// keys are deleted, so the suite leaves no records behind on a Redis it shares with
+/// other work (they would live for their retention, a day by default).
+#[derive(Default)]
+pub struct SharedRedisKeys {
+    prefixes: std::sync::Mutex<Vec<String>>,
+}
+
+impl SharedRedisKeys {
+    /// The most keys a Redis may hold for the cleanup to walk it: a `SCAN` visits every
+    /// key, and a Redis that holds millions is shared with something else entirely.
+    const MAX_KEYS_TO_SCAN: u64 = 1_000_000;
+
+    fn track(&self, prefix: &str) {
+        let mut prefixes = self.prefixes.lock().unwrap_or_else(|e| e.into_inner());
+        if !prefixes.iter().any(|known| known == prefix) {
+            prefixes.push(prefix.to_owned());
+        }
+    }
+
+    fn delete(prefix: &str) -> redis::RedisResult<()> {
+        let client = redis::Client::open(shared_redis_url())?;
+        let mut connection = client.get_connection_with_timeout(Duration::from_secs(2))?;
+        connection.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let keys: u64 = redis::cmd("DBSIZE").query(&mut connection)?;
+        if keys > Self::MAX_KEYS_TO_SCAN {
+            return Ok(());
+        }
+        let pattern = format!("{prefix}*");
+        let mut cursor = 0u64;
+        loop {
+            let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(10_000)
+                .query(&mut connection)?;
+            if !found.is_empty() {
+                redis::cmd("UNLINK").arg(&found).exec(&mut connection)?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+}
+
+impl Drop for SharedRedisKeys {
+    fn drop(&mut self) {
+        let prefixes = std::mem::take(self.prefixes.get_mut().unwrap_or_else(|e| e.into_inner()));
+        for prefix in prefixes
+            .iter()
+            .filter(|prefix| prefix.starts_with("onceward-test:"))
+        {
+            let _ = Self::delete(prefix);
+        }
+    }
 }
 
 impl TestApp {
@@ -278,6 +348,7 @@ impl TestApp {
             key_prefix: unique("onceward-test:") + ":",
             args: Vec::new(),
             tls: false,
+            shared_keys: Arc::default(),
         }
     }
 
