@@ -1,4 +1,4 @@
-//! The retention job (SPEC rule 8): deletes expired records in small batches.
+//! The retention job (rule 8 of docs/PROTOCOL.md): deletes expired records in small batches.
 //!
 //! Batches come back-to-back while they come back full (there is a backlog), and the
 //! loop sleeps for the interval only once a batch comes back short. Each batch is one

@@ -1,4 +1,4 @@
-//! The claimant: who made one logical attempt at a claim (SPEC section 10).
+//! The claimant: who made one logical attempt at a claim (docs/PROTOCOL.md).
 //!
 //! A caller sends the same claimant on every retry of one Claim. If the first try's
 //! reply was lost after the ledger committed it, the retry meets a live claim acquired

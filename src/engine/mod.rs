@@ -15,7 +15,7 @@
 //!    only replaces its *own* tentative entry, so it can never resurrect a claim that
 //!    a concurrent `Release` just deleted.
 //!
-//! **The claimant** (SPEC section 10) sits in steps 1 and 2. A Claim that names a
+//! **The claimant** (docs/PROTOCOL.md) sits in steps 1 and 2. A Claim that names a
 //! claimant may be the retry of one whose `ACQUIRED` was lost on the way back, so
 //! the hot tier, which never answers `ACQUIRED`, does not answer it `IN_PROGRESS`
 //! either: it defers to the ledger, which recognises its own claimant on the live

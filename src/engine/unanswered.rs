@@ -11,7 +11,7 @@ use crate::ledger::Ledger;
 /// An `ACQUIRED` the ledger committed that its caller has not been handed yet. If the
 /// claim's future is dropped in between (its RPC was cancelled), nobody holds the
 /// claim, so it is released, from a task of its own — as the ledgers do for a claim
-/// that commits after its caller gave up (SPEC rule 5: never a claim in limbo).
+/// that commits after its caller gave up (rule 5 of docs/PROTOCOL.md: never a claim in limbo).
 pub(super) struct Unanswered {
     ledger: Arc<dyn Ledger>,
     hot: Arc<dyn HotTier>,

@@ -152,7 +152,7 @@ impl Onceward for OncewardService {
 }
 
 /// Reports a message over the transport limit as `RESOURCE_EXHAUSTED`, as the gRPC
-/// spec and onceward's SPEC have it; tonic's decoder says `OUT_OF_RANGE`. No handler
+/// spec and docs/PROTOCOL.md have it; tonic's decoder says `OUT_OF_RANGE`. No handler
 /// of onceward answers `OUT_OF_RANGE`, so every such status is the transport limit's.
 pub fn transport_limit_as_resource_exhausted<B>(
     mut response: http::Response<B>,

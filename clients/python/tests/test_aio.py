@@ -72,7 +72,7 @@ async def test_a_long_effect_is_kept_alive_past_its_lease(sidecar, key):
     assert result == onceward.Once(b"done", replayed=False)
 
 
-# Claim retries (SPEC section 10): the claimant and the attempt number.
+# Claim retries (docs/PROTOCOL.md): the claimant and the attempt number.
 
 
 class LoseClaimReplies(grpc.aio.UnaryUnaryClientInterceptor):

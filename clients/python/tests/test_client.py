@@ -97,7 +97,7 @@ def test_an_unreachable_sidecar_exhausts_the_retry_budget_after_a_few_attempts(k
     assert ran == []
 
 
-# Claim retries (SPEC section 10): the claimant and the attempt number.
+# Claim retries (docs/PROTOCOL.md): the claimant and the attempt number.
 
 
 class ReplyLost(grpc.RpcError):

@@ -19,7 +19,7 @@ use crate::FencingToken;
 use crate::proto::{self, onceward_client::OncewardClient};
 use crate::proto::{code_label, duration as proto_duration};
 
-/// Random bytes in the claimant of each logical Claim (SPEC: 16).
+/// Random bytes in the claimant of each logical Claim (16, as docs/PROTOCOL.md says).
 const CLAIMANT_BYTES: usize = 16;
 
 /// A connection to an onceward sidecar. Cheap to clone: clones share the connection

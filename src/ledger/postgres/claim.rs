@@ -23,7 +23,7 @@ const CLAIM_ATTEMPTS: usize = 4;
 /// Releases a claim that committed after its caller gave up (its ledger timeout fired,
 /// or its RPC was cancelled, while the batch ran): the caller was told UNAVAILABLE or
 /// nothing, so nobody holds the claim, and without this its key would answer
-/// IN_PROGRESS until the lease ran out (SPEC rule 5: never a claim in limbo). Unless
+/// IN_PROGRESS until the lease ran out (rule 5 of docs/PROTOCOL.md: never a claim in limbo). Unless
 /// the caller's retry already had it back through its claimant: then it is held, and
 /// stays. If this fails too, the lease runs out as it would have.
 pub(super) async fn release_unheld_claim(pool: PgPool, id: RecordId, token: FencingToken) {

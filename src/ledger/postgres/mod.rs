@@ -15,7 +15,7 @@
 //! lost: a claim finds the row it wrote by its claimant and is answered `Acquired`
 //! with that row's token; a completion finds its own completion by its token; an
 //! extension sets the same lease again; reads and cleanup change nothing twice; and a
-//! release that already happened reports "not the holder", as SPEC rule 2 has it for
+//! release that already happened reports "not the holder", as rule 2 of docs/PROTOCOL.md has it for
 //! a retried Release.
 //!
 //! # Layout

@@ -285,7 +285,7 @@ impl Ledger for SqliteLedger {
     /// The claim's transaction runs in a task of its own, so a caller that goes away
     /// (a cancelled RPC, the engine's ledger timeout) cannot leave it committed but
     /// unanswered; an `Acquired` that nobody is left to receive is released at once,
-    /// as on Postgres (SPEC rule 5: never a claim in limbo).
+    /// as on Postgres (rule 5 of docs/PROTOCOL.md: never a claim in limbo).
     async fn claim(&self, claim: &NewClaim) -> Result<ClaimDecision, LedgerError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let (ledger, claim) = (self.clone(), claim.clone());

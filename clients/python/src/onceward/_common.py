@@ -21,7 +21,7 @@ from google.protobuf.message import Message
 
 from onceward.v1 import onceward_pb2 as pb
 
-# Random bytes in the claimant of each logical Claim (SPEC section 10: 16).
+# Random bytes in the claimant of each logical Claim (16, as docs/PROTOCOL.md says).
 CLAIMANT_BYTES = 16
 
 M = TypeVar("M", bound=Message)
