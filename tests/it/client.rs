@@ -484,3 +484,51 @@ async fn tls_that_cannot_work_is_a_config_error_and_only_an_absent_sidecar_a_con
         absent.err()
     );
 }
+
+#[path = "../../clients/rust/examples/secured.rs"]
+#[allow(dead_code)]
+mod secured_example;
+
+#[tokio::test]
+async fn the_readme_tls_example_connects_with_the_token_and_certificate_files() {
+    let sidecar = Secured::spawn_mutual().await;
+    let (ca, cert, key) = (
+        sidecar.path(file::CA),
+        sidecar.path(file::CLIENT_CERT),
+        sidecar.path(file::CLIENT_KEY),
+    );
+    let client = secured_example::connect_secured(
+        &sidecar.https_addr(),
+        TOKEN,
+        std::path::Path::new(&ca),
+        Some((std::path::Path::new(&cert), std::path::Path::new(&key))),
+    )
+    .await
+    .expect("a mutual-TLS connection with the token");
+    let runs = Arc::new(AtomicU32::new(0));
+    let once = client
+        .once(NAMESPACE, "readme-tls", b"fp", counted(&runs, b"receipt"))
+        .await
+        .unwrap();
+    assert_eq!(once, Once::Ran(b"receipt".to_vec()));
+
+    let wrong = secured_example::connect_secured(
+        &sidecar.https_addr(),
+        "not-a-tenant-token",
+        std::path::Path::new(&ca),
+        Some((std::path::Path::new(&cert), std::path::Path::new(&key))),
+    )
+    .await
+    .expect("the token is only checked per call");
+    let refused = wrong
+        .once(NAMESPACE, "readme-tls-2", b"fp", counted(&runs, b"x"))
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(OnceError::Client(ClientError::Unauthorized { .. }))
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
