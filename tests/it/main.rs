@@ -48,3 +48,4 @@ mod security;
 mod semantics;
 mod startup;
 mod transport;
+mod walkthrough;
