@@ -184,7 +184,7 @@ pub fn redact(text: &str) -> String {
         let (before, after) = rest.split_at(scheme_end + 3);
         out.push_str(before);
         let authority_end = after
-            .find(|c: char| matches!(c, '/' | '"' | ' ' | ',' | ')' | '}' | '?' | '#'))
+            .find(['/', '"', ' ', ',', ')', '}', '?', '#'])
             .unwrap_or(after.len());
         let (authority, tail) = after.split_at(authority_end);
         match authority.rsplit_once('@') {
