@@ -187,6 +187,10 @@ pub struct ServeArgs {
     #[arg(long, env = "ONCEWARD_CLEANUP_BATCH_SIZE", default_value_t = crate::retention::DEFAULT_BATCH_SIZE)]
     pub cleanup_batch_size: u32,
 
+    /// The most items one ClaimBatch or CompleteBatch may carry.
+    #[arg(long, env = "ONCEWARD_MAX_BATCH_ITEMS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_batch_items: u32,
+
     /// Largest response a Complete may store, in bytes.
     #[arg(long, env = "ONCEWARD_MAX_RESPONSE_BYTES", default_value_t = 256 * 1024, alias = "max-response-size")]
     pub max_response_bytes: usize,
@@ -221,6 +225,7 @@ impl ServeArgs {
                 max: self.max_retention,
             },
             max_response_bytes: self.max_response_bytes,
+            max_batch_items: self.max_batch_items as usize,
         })
     }
 }

@@ -36,6 +36,8 @@ pub const FENCING_REJECTIONS: &str = "onceward_fencing_rejections_total";
 pub const CLEANUP_DELETED: &str = "onceward_cleanup_deleted_total";
 /// gRPC call latency, by `method` and status `code`.
 pub const RPC_DURATION: &str = "onceward_rpc_duration_seconds";
+/// Histogram: items in one `ClaimBatch` or `CompleteBatch`, by `rpc`.
+pub const BATCH_ITEMS: &str = "onceward_batch_items";
 /// Histogram: requests carried by one batched ledger statement.
 pub const LEDGER_BATCH_SIZE: &str = "onceward_ledger_batch_size";
 /// Histogram: time from sending one batched ledger statement to its commit.
@@ -57,6 +59,8 @@ pub fn install() -> PrometheusHandle {
                 .expect("latency buckets are not empty")
                 .set_buckets_for_metric(Matcher::Full(LEDGER_BATCH_SIZE.into()), BATCH_SIZE_BUCKETS)
                 .expect("batch size buckets are not empty")
+                .set_buckets_for_metric(Matcher::Full(BATCH_ITEMS.into()), BATCH_ITEMS_BUCKETS)
+                .expect("batch item buckets are not empty")
                 .install_recorder()
                 .expect("the metrics recorder is installed once per process");
             describe();
@@ -86,6 +90,9 @@ fn export_at_zero() {
 
 /// The hot tier's commands, as `cache_errors_total` labels them.
 pub const CACHE_OPS: [&str; 4] = ["claim", "put", "replace", "remove"];
+
+/// Powers of four up to the default `--max-batch-items` and past it.
+const BATCH_ITEMS_BUCKETS: &[f64] = &[1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0];
 
 /// Powers of two up to the largest batch.
 const BATCH_SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
@@ -131,6 +138,10 @@ fn describe() {
     describe_histogram!(
         LEDGER_BATCH_SIZE,
         "Requests carried by one batched ledger statement, by op (claim, complete)."
+    );
+    describe_histogram!(
+        BATCH_ITEMS,
+        "Items in one ClaimBatch or CompleteBatch, by rpc (claims_total counts each claimed item)."
     );
     describe_histogram!(
         LEDGER_BATCH_DURATION,
@@ -262,6 +273,11 @@ pub fn ledger_call(op: &'static str, result: &'static str, elapsed: Duration) {
         hot.and_then(|hot| registered(&hot.ledger_ok, &LEDGER_OPS, op)),
         || histogram!(LEDGER_DURATION, "op" => op, "result" => result),
     );
+}
+
+/// A `ClaimBatch` or `CompleteBatch` (`rpc`) carried `items`.
+pub fn batch_items(rpc: &'static str, items: usize) {
+    histogram!(BATCH_ITEMS, "rpc" => rpc).record(items as f64);
 }
 
 /// A batched ledger statement of `size` requests ran for `elapsed`.

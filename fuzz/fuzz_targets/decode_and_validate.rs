@@ -22,6 +22,7 @@ const LIMITS: Limits = Limits {
         max: Duration::from_secs(30 * 86_400),
     },
     max_response_bytes: 256 * 1024,
+    max_batch_items: 1000,
 };
 
 fuzz_target!(|data: &[u8]| {

@@ -72,6 +72,30 @@ pub struct Cached {
     pub ttl: Duration,
 }
 
+/// One write of a batch: the key, its entry and the entry's TTL.
+#[derive(Debug, Clone, Copy)]
+pub struct Write<'a> {
+    /// The key.
+    pub id: &'a RecordId,
+    /// The entry to write.
+    pub entry: &'a Entry,
+    /// How long the tier keeps it.
+    pub ttl: Duration,
+}
+
+impl CacheError {
+    /// The same failure, for another key of the same batch.
+    pub fn for_another_key(&self) -> Self {
+        match self {
+            CacheError::CircuitOpen => CacheError::CircuitOpen,
+            CacheError::Timeout => CacheError::Timeout,
+            CacheError::Command(error) => CacheError::Command(error.to_string().into()),
+            CacheError::Corrupt(error) => CacheError::Corrupt(error.to_string().into()),
+            CacheError::UnknownKind => CacheError::UnknownKind,
+        }
+    }
+}
+
 /// A cache of ledger decisions, keyed by record.
 #[async_trait]
 pub trait HotTier: Send + Sync + 'static {
@@ -100,4 +124,26 @@ pub trait HotTier: Send + Sync + 'static {
 
     /// Deletes the key.
     async fn remove(&self, id: &RecordId) -> Result<(), CacheError>;
+
+    /// [`claim`](Self::claim) for several keys, each writing its tentative entry;
+    /// one result per write, in order. A tier over the network does it in one round
+    /// trip; the default, for a tier in memory, one key after another.
+    async fn claim_many(&self, writes: &[Write<'_>]) -> Vec<Result<Option<Cached>, CacheError>> {
+        let mut results = Vec::with_capacity(writes.len());
+        for write in writes {
+            results.push(self.claim(write.id, write.entry, write.ttl).await);
+        }
+        results
+    }
+
+    /// [`put`](Self::put) for several keys (one round trip over the network).
+    async fn put_many(&self, writes: &[Write<'_>]) -> Result<(), CacheError> {
+        let mut outcome = Ok(());
+        for write in writes {
+            if let Err(error) = self.put(write.id, write.entry, write.ttl).await {
+                outcome = Err(error);
+            }
+        }
+        outcome
+    }
 }

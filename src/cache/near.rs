@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::{CacheError, Cached, Entry, HotTier};
+use super::{CacheError, Cached, Entry, HotTier, Write};
 use crate::domain::RecordId;
 
 /// What every kept entry costs in memory besides its id, fingerprint and response:
@@ -147,6 +147,38 @@ impl HotTier for NearCache {
     async fn remove(&self, id: &RecordId) -> Result<(), CacheError> {
         self.near.remove(id);
         self.shared.remove(id).await
+    }
+
+    async fn claim_many(&self, writes: &[Write<'_>]) -> Vec<Result<Option<Cached>, CacheError>> {
+        let mut results: Vec<Option<Result<Option<Cached>, CacheError>>> = writes
+            .iter()
+            .map(|write| self.kept(write.id).map(|completed| Ok(Some(completed))))
+            .collect();
+        let asked: Vec<Write<'_>> = writes
+            .iter()
+            .zip(&results)
+            .filter(|(_, near)| near.is_none())
+            .map(|(write, _)| *write)
+            .collect();
+        let mut answers = self.shared.claim_many(&asked).await.into_iter();
+        for (write, result) in writes.iter().zip(results.iter_mut()) {
+            if result.is_some() {
+                continue;
+            }
+            let answer = answers.next().unwrap_or(Err(CacheError::UnknownKind));
+            if let Ok(Some(cached)) = &answer {
+                self.keep(write.id, &cached.entry, cached.ttl);
+            }
+            *result = Some(answer);
+        }
+        results.into_iter().flatten().collect()
+    }
+
+    async fn put_many(&self, writes: &[Write<'_>]) -> Result<(), CacheError> {
+        for write in writes {
+            self.keep(write.id, write.entry, write.ttl);
+        }
+        self.shared.put_many(writes).await
     }
 }
 

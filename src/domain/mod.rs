@@ -28,6 +28,8 @@ pub struct Limits {
     pub retention: DurationBounds,
     /// The largest `response` a `Complete` may store, in bytes.
     pub max_response_bytes: usize,
+    /// The most items one `ClaimBatch` or `CompleteBatch` may carry.
+    pub max_batch_items: usize,
 }
 
 /// The identity of a record: its namespace and key.

@@ -35,9 +35,12 @@
 //! - `mod.rs` (here): [`Engine`], its commands and errors, and the three steps.
 //! - `answers.rs`: the pure decisions: what a hot-tier [`Entry`] or a standing ledger
 //!   record answers, and what the hot tier may keep of a ledger decision, for how long.
+//! - `batch.rs`: `ClaimBatch` and `CompleteBatch`: the same steps for many keys, one
+//!   round trip to each tier for all of them.
 //! - `unanswered.rs`: the guard that releases an `ACQUIRED` whose caller went away.
 
 mod answers;
+mod batch;
 mod unanswered;
 
 use std::future::Future;
@@ -48,7 +51,7 @@ use chrono::{DateTime, Utc};
 
 use self::answers::{answer_from_cache, answer_from_record, confirmed_entry, time_left};
 use self::unanswered::Unanswered;
-use crate::cache::{CacheError, Entry, HotTier};
+use crate::cache::{CacheError, Cached, Entry, HotTier};
 use crate::domain::{
     ClaimAnswer, Claimant, Completion, FencingToken, Fingerprint, Limits, Outcome, Record,
     RecordId, Tier,
@@ -70,6 +73,32 @@ enum HotLookup {
     Deferred,
     /// The hot tier failed, timed out, or its circuit is open.
     Unreachable,
+}
+
+/// A claim on its way through the three steps.
+struct Pending {
+    /// What the ledger is asked to record.
+    claim: NewClaim,
+    /// The entry step 1 writes when the key is absent.
+    tentative: Entry,
+    /// Whether the caller named a claimant (its retry may be handed the claim back).
+    reentrant: bool,
+}
+
+impl Pending {
+    /// How long the tentative entry may live: never longer than the lease.
+    fn tentative_ttl(&self) -> Duration {
+        self.claim.lease.min(TENTATIVE_TTL)
+    }
+}
+
+/// Who releases an `ACQUIRED` whose caller goes away before it is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Guard {
+    /// The claim itself, while it writes the hot tier.
+    Own,
+    /// The batch it is part of, until the whole batch is answered.
+    Batch,
 }
 
 /// A validated `Claim`.
@@ -155,75 +184,114 @@ impl Engine {
 
     /// Claims a key: see the module docs for the three steps.
     pub async fn claim(&self, command: ClaimCommand) -> Result<ClaimAnswer, EngineError> {
-        metrics::claim_attempt(&command.id.namespace, command.attempt);
-        let reentrant = !command.claimant.is_empty();
-        let claim = NewClaim {
-            id: command.id,
-            fingerprint: command.fingerprint,
-            lease: command.lease,
-            abandon_after: self.limits.retention.default,
-            claimant: if reentrant {
-                command.claimant
-            } else {
-                Claimant::random()
-            },
+        let pending = self.pending(command);
+        let (id, tentative) = (&pending.claim.id, &pending.tentative);
+        let looked = self.hot.claim(id, tentative, pending.tentative_ttl()).await;
+        let hot = match self.read_hot(&pending, looked) {
+            Ok(answer) => return Ok(answer),
+            Err(hot) => hot,
         };
-        let NewClaim {
-            id,
-            fingerprint,
-            lease,
-            ..
-        } = &claim;
-
-        // Step 1: the hot tier.
-        let tentative = Entry::tentative(fingerprint.clone(), rand::random());
-        let hot = match self
-            .hot
-            .claim(id, &tentative, (*lease).min(TENTATIVE_TTL))
+        let asked_at = Instant::now();
+        match self
+            .ledger_call("claim", self.ledger.claim(&pending.claim))
             .await
         {
+            Ok(decision) => Ok(self
+                .settle(&pending, hot, asked_at, decision, Guard::Own)
+                .await),
+            Err(error) => {
+                self.abandon(&pending, hot).await;
+                Err(error)
+            }
+        }
+    }
+
+    /// A claim made ready for its three steps.
+    fn pending(&self, command: ClaimCommand) -> Pending {
+        metrics::claim_attempt(&command.id.namespace, command.attempt);
+        let reentrant = !command.claimant.is_empty();
+        let tentative = Entry::tentative(command.fingerprint.clone(), rand::random());
+        Pending {
+            claim: NewClaim {
+                id: command.id,
+                fingerprint: command.fingerprint,
+                lease: command.lease,
+                abandon_after: self.limits.retention.default,
+                claimant: if reentrant {
+                    command.claimant
+                } else {
+                    Claimant::random()
+                },
+            },
+            tentative,
+            reentrant,
+        }
+    }
+
+    /// Step 1's verdict on what the hot tier did: the answer, or how the ledger must
+    /// be asked.
+    fn read_hot(
+        &self,
+        pending: &Pending,
+        looked: Result<Option<Cached>, CacheError>,
+    ) -> Result<ClaimAnswer, HotLookup> {
+        match looked {
             Ok(None) => {
                 metrics::cache_lookup("miss");
-                HotLookup::WroteTentative
+                Err(HotLookup::WroteTentative)
             }
             Ok(Some(existing)) => {
-                if let Some(outcome) = answer_from_cache(existing, fingerprint, reentrant) {
+                let fingerprint = &pending.claim.fingerprint;
+                if let Some(outcome) = answer_from_cache(existing, fingerprint, pending.reentrant) {
                     metrics::cache_lookup("hit");
                     return Ok(answered(outcome, Tier::Cache));
                 }
                 metrics::cache_lookup("defer");
-                HotLookup::Deferred
+                Err(HotLookup::Deferred)
             }
             // An entry from a newer version stands: it answers nothing, but the key is
             // not ours either.
             Err(CacheError::UnknownKind) => {
                 metrics::cache_lookup("defer");
-                HotLookup::Deferred
+                Err(HotLookup::Deferred)
             }
             Err(CacheError::CircuitOpen) => {
                 metrics::cache_lookup("bypass");
-                HotLookup::Unreachable
+                Err(HotLookup::Unreachable)
             }
             Err(error) => {
                 metrics::cache_lookup("error");
-                tracing::debug!(%id, error = %error, "hot tier lookup failed; asking the ledger");
-                HotLookup::Unreachable
+                tracing::debug!(id = %pending.claim.id, error = %error, "hot tier lookup failed; asking the ledger");
+                Err(HotLookup::Unreachable)
             }
-        };
+        }
+    }
 
-        // Step 2: the ledger decides.
-        let asked_at = Instant::now();
-        let decision = match self.ledger_call("claim", self.ledger.claim(&claim)).await {
-            Ok(decision) => decision,
-            Err(error) => {
-                if hot == HotLookup::WroteTentative {
-                    let _ = self.hot.replace(id, &tentative, None).await;
-                }
-                return Err(error);
-            }
-        };
+    /// The ledger failed a claim: it fails closed, and its own tentative entry goes.
+    async fn abandon(&self, pending: &Pending, hot: HotLookup) {
+        if hot == HotLookup::WroteTentative {
+            let _ = self
+                .hot
+                .replace(&pending.claim.id, &pending.tentative, None)
+                .await;
+        }
+    }
 
-        // Step 3: answer, and cache what the ledger confirmed.
+    /// Step 3: the answer to the ledger's `decision`, with what the ledger confirmed
+    /// cached. `guard` says who releases an `ACQUIRED` whose caller goes away before
+    /// it is answered.
+    async fn settle(
+        &self,
+        pending: &Pending,
+        hot: HotLookup,
+        asked_at: Instant,
+        decision: ClaimDecision,
+        guard: Guard,
+    ) -> ClaimAnswer {
+        let Pending {
+            claim, tentative, ..
+        } = pending;
+        let (id, fingerprint) = (&claim.id, &claim.fingerprint);
         match decision {
             ClaimDecision::Acquired {
                 token,
@@ -250,7 +318,8 @@ impl Engine {
                     // only our own tentative entry means a late write can never undo
                     // the holder's Complete or Release that overtook it.
                     HotLookup::WroteTentative => {
-                        let (hot, id) = (self.hot.clone(), id.clone());
+                        let (hot, id, tentative) =
+                            (self.hot.clone(), id.clone(), tentative.clone());
                         tokio::spawn(async move {
                             let _ = hot
                                 .replace(&id, &tentative, Some((&confirmed, lease)))
@@ -259,19 +328,22 @@ impl Engine {
                     }
                     HotLookup::Deferred | HotLookup::Unreachable => {
                         if !lease.is_zero() {
-                            let held = Unanswered::new(self, id, token);
+                            let held =
+                                (guard == Guard::Own).then(|| Unanswered::new(self, id, token));
                             let _ = self.hot.put(id, &confirmed, lease).await;
-                            held.answered();
+                            if let Some(held) = held {
+                                held.answered();
+                            }
                         }
                     }
                 }
-                Ok(answered(
+                answered(
                     Outcome::Acquired {
                         token,
                         lease_expires_at,
                     },
                     Tier::Ledger,
-                ))
+                )
             }
             ClaimDecision::Existing { record, now } => {
                 let outcome = answer_from_record(&record, fingerprint, now);
@@ -279,7 +351,7 @@ impl Engine {
                 let confirmed = confirmed.as_ref().map(|(entry, ttl)| (entry, *ttl));
                 match (hot, confirmed) {
                     (HotLookup::WroteTentative, replacement) => {
-                        let _ = self.hot.replace(id, &tentative, replacement).await;
+                        let _ = self.hot.replace(id, tentative, replacement).await;
                     }
                     // Someone else's entry stands: only a completed record may be
                     // written over it — it is immutable, so writing it cannot undo
@@ -289,7 +361,7 @@ impl Engine {
                     }
                     _ => {}
                 }
-                Ok(answered(outcome, Tier::Ledger))
+                answered(outcome, Tier::Ledger)
             }
         }
     }

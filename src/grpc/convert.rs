@@ -129,3 +129,137 @@ pub fn record(record: Record) -> proto::Record {
         expires_at: Some(timestamp(record.expires_at)),
     }
 }
+
+/// Why a batch was refused: a field of the request, or a field of one item.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    /// A field of the request itself (the namespace, the item count, the duration).
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// A field of the item at `index`.
+    #[error("items[{index}].{error}")]
+    Item {
+        /// The item's position in the request, from 0.
+        index: usize,
+        /// What is wrong with it.
+        error: ValidationError,
+    },
+}
+
+/// Checks the item count and that no key appears twice; gives each item's id.
+fn batch_ids(
+    namespace: String,
+    keys: impl ExactSizeIterator<Item = String>,
+    limits: &Limits,
+) -> Result<Vec<RecordId>, BatchError> {
+    let namespace = Namespace::try_from(namespace)?;
+    let count = keys.len();
+    if !(1..=limits.max_batch_items).contains(&count) {
+        return Err(ValidationError::new(
+            "items",
+            format!(
+                "must hold 1 to {} items (--max-batch-items), got {count}",
+                limits.max_batch_items
+            ),
+        )
+        .into());
+    }
+    let mut first_seen = std::collections::HashMap::with_capacity(count);
+    keys.enumerate()
+        .map(|(index, key)| {
+            let key =
+                IdempotencyKey::try_from(key).map_err(|error| BatchError::Item { index, error })?;
+            if let Some(first) = first_seen.insert(key.clone(), index) {
+                return Err(BatchError::Item {
+                    index,
+                    error: ValidationError::new(
+                        "key",
+                        format!(
+                            "{:?} appears twice in the batch (also items[{first}])",
+                            key.as_str()
+                        ),
+                    ),
+                });
+            }
+            Ok(RecordId {
+                namespace: namespace.clone(),
+                key,
+            })
+        })
+        .collect()
+}
+
+/// Parses a `ClaimBatchRequest` into one validated command per item, in order.
+pub fn claim_batch_commands(
+    request: proto::ClaimBatchRequest,
+    limits: &Limits,
+) -> Result<Vec<ClaimCommand>, BatchError> {
+    let keys: Vec<String> = request.items.iter().map(|item| item.key.clone()).collect();
+    let ids = batch_ids(request.namespace, keys.into_iter(), limits)?;
+    let lease = lease(request.lease, limits)?;
+    request
+        .items
+        .into_iter()
+        .zip(ids)
+        .enumerate()
+        .map(|(index, (item, id))| {
+            let at = |error| BatchError::Item { index, error };
+            if !item.subject.is_empty() {
+                return Err(at(ValidationError::new(
+                    "subject",
+                    "must be empty: this version has no spend policies",
+                )));
+            }
+            if item.cost != 0 {
+                return Err(at(ValidationError::new(
+                    "cost",
+                    "must be 0: this version has no spend policies",
+                )));
+            }
+            Ok(ClaimCommand {
+                id,
+                fingerprint: Fingerprint::try_from(item.fingerprint).map_err(at)?,
+                lease,
+                claimant: Claimant::try_from(item.claimant).map_err(at)?,
+                attempt: item.attempt,
+            })
+        })
+        .collect()
+}
+
+/// Parses a `CompleteBatchRequest` into one validated command per item, in order.
+pub fn complete_batch_commands(
+    request: proto::CompleteBatchRequest,
+    limits: &Limits,
+) -> Result<Vec<CompleteCommand>, BatchError> {
+    let keys: Vec<String> = request.items.iter().map(|item| item.key.clone()).collect();
+    let ids = batch_ids(request.namespace, keys.into_iter(), limits)?;
+    let retention = bounded("retention", request.retention, limits.retention)?;
+    request
+        .items
+        .into_iter()
+        .zip(ids)
+        .enumerate()
+        .map(|(index, (item, id))| {
+            if item.response.len() > limits.max_response_bytes {
+                return Err(BatchError::Item {
+                    index,
+                    error: ValidationError::new(
+                        "response",
+                        format!(
+                            "must be at most {} bytes, got {}",
+                            limits.max_response_bytes,
+                            item.response.len()
+                        ),
+                    ),
+                });
+            }
+            Ok(CompleteCommand {
+                id,
+                token: token(item.fencing_token),
+                response: item.response,
+                retention,
+            })
+        })
+        .collect()
+}

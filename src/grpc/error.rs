@@ -10,12 +10,19 @@ use crate::domain::ValidationError;
 use crate::engine::EngineError;
 use crate::tenants::Refusal;
 
+/// What a caller whose fencing token is refused is told.
+pub const NOT_HOLDER: &str =
+    "fencing_token is not the current holder's (lease lost, released, completed, or unknown key)";
+
 /// Everything a handler can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// A request field is out of bounds.
     #[error(transparent)]
     Invalid(#[from] ValidationError),
+    /// A batch or one of its items is out of bounds.
+    #[error(transparent)]
+    InvalidBatch(#[from] crate::grpc::convert::BatchError),
     /// The engine refused or failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
@@ -28,6 +35,7 @@ impl From<ApiError> for Status {
     fn from(error: ApiError) -> Self {
         match error {
             ApiError::Invalid(invalid) => Status::invalid_argument(invalid.to_string()),
+            ApiError::InvalidBatch(invalid) => Status::invalid_argument(invalid.to_string()),
             ApiError::Refused(refusal @ Refusal::Unauthenticated) => {
                 Status::unauthenticated(refusal.to_string())
             }
@@ -37,9 +45,7 @@ impl From<ApiError> for Status {
             ApiError::Refused(refusal @ Refusal::RateLimited { .. }) => {
                 Status::resource_exhausted(refusal.to_string())
             }
-            ApiError::Engine(EngineError::NotHolder) => Status::failed_precondition(
-                "fencing_token is not the current holder's (lease lost, released, completed, or unknown key)",
-            ),
+            ApiError::Engine(EngineError::NotHolder) => Status::failed_precondition(NOT_HOLDER),
             ApiError::Engine(error @ EngineError::Unavailable(_)) => {
                 tracing::warn!(error = %crate::errors::chain(&error), "failing closed");
                 Status::unavailable("the ledger is unavailable; safe to retry")

@@ -29,7 +29,8 @@ use crate::engine::Engine;
 use crate::metrics;
 use crate::proto::onceward_server::{Onceward, OncewardServer};
 use crate::proto::{
-    ClaimRequest, ClaimResponse, CompleteRequest, CompleteResponse, ExtendLeaseRequest,
+    ClaimBatchRequest, ClaimBatchResponse, ClaimRequest, ClaimResponse, CompleteBatchRequest,
+    CompleteBatchResponse, CompleteRequest, CompleteResponse, CompleteResult, ExtendLeaseRequest,
     ExtendLeaseResponse, LookupRequest, LookupResponse, ReleaseRequest, ReleaseResponse,
 };
 use crate::tenants::{Caller, Gatekeeper};
@@ -127,6 +128,60 @@ impl Onceward for OncewardService {
             let lease_expires_at = self.engine.extend_lease(&id, token, lease).await?;
             Ok(ExtendLeaseResponse {
                 lease_expires_at: Some(crate::proto::timestamp(lease_expires_at)),
+            })
+        })
+        .await
+    }
+
+    async fn claim_batch(
+        &self,
+        request: Request<ClaimBatchRequest>,
+    ) -> Result<Response<ClaimBatchResponse>, Status> {
+        observe("ClaimBatch", async {
+            let caller = self.admit(&request)?;
+            let commands =
+                convert::claim_batch_commands(request.into_inner(), self.engine.limits())?;
+            if let Some(first) = commands.first() {
+                caller.authorize(&first.id.namespace)?;
+            }
+            metrics::batch_items("ClaimBatch", commands.len());
+            let answers = self.engine.claim_batch(commands).await?;
+            Ok(ClaimBatchResponse {
+                results: answers.into_iter().map(convert::claim_response).collect(),
+            })
+        })
+        .await
+    }
+
+    async fn complete_batch(
+        &self,
+        request: Request<CompleteBatchRequest>,
+    ) -> Result<Response<CompleteBatchResponse>, Status> {
+        observe("CompleteBatch", async {
+            let caller = self.admit(&request)?;
+            let commands =
+                convert::complete_batch_commands(request.into_inner(), self.engine.limits())?;
+            if let Some(first) = commands.first() {
+                caller.authorize(&first.id.namespace)?;
+            }
+            metrics::batch_items("CompleteBatch", commands.len());
+            let results = self.engine.complete_batch(commands).await?;
+            Ok(CompleteBatchResponse {
+                results: results
+                    .into_iter()
+                    .map(|result| match result {
+                        Ok(completion) => CompleteResult {
+                            code: tonic::Code::Ok as u32,
+                            message: String::new(),
+                            expires_at: Some(crate::proto::timestamp(completion.expires_at)),
+                        },
+                        Err(_) => CompleteResult {
+                            code: tonic::Code::FailedPrecondition as u32,
+                            message: error::NOT_HOLDER.to_owned(),
+                            expires_at: None,
+                        },
+                    })
+                    .collect(),
             })
         })
         .await

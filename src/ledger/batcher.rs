@@ -63,6 +63,31 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
         Self { queue }
     }
 
+    /// Queues several requests back to back, so a writer that is free takes them into
+    /// one batch (with whatever else queued), and waits for all their results, in
+    /// order.
+    pub async fn submit_many(&self, requests: Vec<Req>) -> Vec<Result<Resp, LedgerError>> {
+        let mut waiting = Vec::with_capacity(requests.len());
+        for request in requests {
+            let (reply, result) = oneshot::channel();
+            let queued = self.queue.send((request, reply)).is_ok();
+            waiting.push((queued, result));
+        }
+        let mut results = Vec::with_capacity(waiting.len());
+        for (queued, result) in waiting {
+            results.push(if !queued {
+                Err(LedgerError::Internal("the ledger writers stopped".into()))
+            } else {
+                result.await.unwrap_or_else(|_| {
+                    Err(LedgerError::Internal(
+                        "a ledger writer dropped a request".into(),
+                    ))
+                })
+            });
+        }
+        results
+    }
+
     /// Queues one request and waits for its result.
     pub async fn submit(&self, request: Req) -> Result<Resp, LedgerError> {
         let (reply, result) = oneshot::channel();

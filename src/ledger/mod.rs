@@ -57,6 +57,19 @@ pub struct NewClaim {
     pub claimant: Claimant,
 }
 
+/// One completion of a batch: what [`Ledger::complete`] takes.
+#[derive(Debug, Clone)]
+pub struct BatchCompletion {
+    /// The claimed key.
+    pub id: RecordId,
+    /// The holder's token.
+    pub token: FencingToken,
+    /// The side effect's result.
+    pub response: Vec<u8>,
+    /// How long to keep the completed record.
+    pub retention: Duration,
+}
+
 /// What the ledger decided for a claim.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClaimDecision {
@@ -177,6 +190,32 @@ pub trait Ledger: Send + Sync + 'static {
 
     /// Reads a record.
     async fn lookup(&self, id: &RecordId) -> Result<Option<Record>, LedgerError>;
+
+    /// [`claim`](Self::claim) for several claims of distinct keys, decided as if one
+    /// after another; one result per claim, in order. The default asks for them all
+    /// at once, so a ledger that groups concurrent writes (both do) commits them
+    /// together.
+    async fn claim_many(&self, claims: &[NewClaim]) -> Vec<Result<ClaimDecision, LedgerError>> {
+        futures_util::future::join_all(claims.iter().map(|claim| self.claim(claim))).await
+    }
+
+    /// [`complete`](Self::complete) for several completions of distinct keys; one
+    /// result per completion, in order (asked all at once, as for `claim_many`).
+    async fn complete_many(
+        &self,
+        completions: Vec<BatchCompletion>,
+    ) -> Vec<Result<CompleteDecision, LedgerError>> {
+        futures_util::future::join_all(completions.into_iter().map(|completion| async move {
+            self.complete(
+                &completion.id,
+                completion.token,
+                completion.response,
+                completion.retention,
+            )
+            .await
+        }))
+        .await
+    }
 
     /// Deletes up to `limit` expired records: completed records past `expires_at`, and
     /// abandoned claims past `expires_at` whose lease has also run out. Never a live

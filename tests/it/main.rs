@@ -22,6 +22,7 @@ macro_rules! on_every_pairing {
     };
 }
 
+mod batches;
 mod batching;
 mod bench;
 mod chaos;

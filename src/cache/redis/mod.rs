@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{CacheError, Cached, CircuitBreaker, Entry, HotTier};
+use super::{CacheError, Cached, CircuitBreaker, Entry, HotTier, Write};
 use crate::domain::RecordId;
 use crate::metrics;
 
@@ -137,6 +137,26 @@ impl RedisHotTier {
     }
 }
 
+impl RedisHotTier {
+    /// The standing entry a claim's `SET … GET` returned, with its `PTTL`.
+    fn standing(
+        previous: Option<Vec<u8>>,
+        left_ms: i64,
+        sent_at: Instant,
+    ) -> Result<Option<Cached>, CacheError> {
+        let Some(bytes) = previous else {
+            return Ok(None);
+        };
+        let entry = codec::decode(&bytes)
+            .map_err(|error| CacheError::Corrupt(Box::new(error)))?
+            .ok_or(CacheError::UnknownKind)?;
+        Ok(Some(Cached {
+            entry,
+            ttl: time_left(left_ms, sent_at),
+        }))
+    }
+}
+
 #[async_trait]
 impl HotTier for RedisHotTier {
     async fn claim(
@@ -164,16 +184,71 @@ impl HotTier for RedisHotTier {
         let (previous, left_ms): (Option<Vec<u8>>, i64) = self
             .run("claim", pipeline.query_async(&mut connection))
             .await?;
-        let Some(bytes) = previous else {
-            return Ok(None);
-        };
-        let entry = codec::decode(&bytes)
-            .map_err(|error| CacheError::Corrupt(Box::new(error)))?
-            .ok_or(CacheError::UnknownKind)?;
-        Ok(Some(Cached {
-            entry,
-            ttl: time_left(left_ms, sent_at),
-        }))
+        Self::standing(previous, left_ms, sent_at)
+    }
+
+    /// One pipeline of `SET NX PX GET` and `PTTL` per key: one round trip.
+    async fn claim_many(&self, writes: &[Write<'_>]) -> Vec<Result<Option<Cached>, CacheError>> {
+        let mut connection = self.connection.clone();
+        let mut pipeline = redis::pipe();
+        for write in writes {
+            pipeline
+                .cmd("SET")
+                .arg(self.key(write.id))
+                .arg(codec::encode(write.entry))
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl_millis(write.ttl))
+                .arg("GET")
+                .cmd("PTTL")
+                .arg(self.key(write.id));
+        }
+        let sent_at = Instant::now();
+        let replies: Result<Vec<(Option<Vec<u8>>, i64)>, CacheError> = self
+            .run("claim", async {
+                let flat: Vec<redis::Value> = pipeline.query_async(&mut connection).await?;
+                flat.chunks(2)
+                    .map(|pair| {
+                        redis::from_redis_value(redis::Value::Array(pair.to_vec()))
+                            .map_err(redis::RedisError::from)
+                    })
+                    .collect()
+            })
+            .await;
+        match replies {
+            Ok(replies) if replies.len() == writes.len() => replies
+                .into_iter()
+                .map(|(previous, left_ms)| Self::standing(previous, left_ms, sent_at))
+                .collect(),
+            Ok(replies) => {
+                let error = format!("{} replies for {} keys", replies.len(), writes.len());
+                writes
+                    .iter()
+                    .map(|_| Err(CacheError::Corrupt(error.clone().into())))
+                    .collect()
+            }
+            Err(error) => writes
+                .iter()
+                .map(|_| Err(error.for_another_key()))
+                .collect(),
+        }
+    }
+
+    /// One pipeline of `SET PX` per key: one round trip.
+    async fn put_many(&self, writes: &[Write<'_>]) -> Result<(), CacheError> {
+        let mut connection = self.connection.clone();
+        let mut pipeline = redis::pipe();
+        for write in writes {
+            pipeline
+                .cmd("SET")
+                .arg(self.key(write.id))
+                .arg(codec::encode(write.entry))
+                .arg("PX")
+                .arg(ttl_millis(write.ttl))
+                .ignore();
+        }
+        self.run("put", pipeline.query_async::<()>(&mut connection))
+            .await
     }
 
     async fn put(&self, id: &RecordId, entry: &Entry, ttl: Duration) -> Result<(), CacheError> {

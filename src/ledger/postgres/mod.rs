@@ -49,8 +49,8 @@ use self::sql::{EXTEND_LEASE, PURGE_EXPIRED, RELEASE, RELEASE_UNHELD, SELECT_REC
 use super::batcher::Batcher;
 use super::rows::{self, LedgerRow};
 use super::{
-    ClaimDecision, CompleteDecision, ExtendedLease, Ledger, LedgerError, NewClaim, db_token,
-    internal, micros,
+    BatchCompletion, ClaimDecision, CompleteDecision, ExtendedLease, Ledger, LedgerError, NewClaim,
+    db_token, internal, micros,
 };
 use crate::domain::{FencingToken, Record, RecordId};
 
@@ -108,6 +108,47 @@ impl Ledger for PostgresLedger {
                 retention,
             })
             .await
+    }
+
+    /// Queued together, so a free writer puts the whole batch (and any single claims
+    /// queued meanwhile) into one statement.
+    async fn claim_many(&self, claims: &[NewClaim]) -> Vec<Result<ClaimDecision, LedgerError>> {
+        self.claims.submit_many(claims.to_vec()).await
+    }
+
+    async fn complete_many(
+        &self,
+        completions: Vec<BatchCompletion>,
+    ) -> Vec<Result<CompleteDecision, LedgerError>> {
+        // A token no claim can hold is answered here; the rest go to the writer together.
+        let mut answers: Vec<Option<Result<CompleteDecision, LedgerError>>> =
+            Vec::with_capacity(completions.len());
+        let mut pending = Vec::with_capacity(completions.len());
+        for completion in completions {
+            match db_token(completion.token) {
+                Some(token) => {
+                    answers.push(None);
+                    pending.push(PendingCompletion {
+                        id: completion.id,
+                        token,
+                        response: completion.response,
+                        retention: completion.retention,
+                    });
+                }
+                None => answers.push(Some(Ok(CompleteDecision::NotHolder))),
+            }
+        }
+        let mut written = self.completions.submit_many(pending).await.into_iter();
+        answers
+            .into_iter()
+            .map(|answer| {
+                answer.unwrap_or_else(|| {
+                    written.next().unwrap_or_else(|| {
+                        Err(LedgerError::Internal("a completion went unanswered".into()))
+                    })
+                })
+            })
+            .collect()
     }
 
     async fn release(&self, id: &RecordId, token: FencingToken) -> Result<bool, LedgerError> {
