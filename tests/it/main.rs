@@ -38,6 +38,7 @@ mod fencing;
 mod harness;
 mod http;
 mod hygiene;
+mod inbox;
 mod ledger;
 mod properties;
 mod python;

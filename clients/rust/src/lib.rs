@@ -33,6 +33,8 @@
 //!   jitter, an attempt cap, the retry budget); gRPC statuses become errors there.
 //! - `guard`: [`Client::once`], claim → effect → complete or release.
 //! - `lease`: [`Lease`], a held claim kept alive while the effect runs.
+//! - [`inbox`]: [`Inbox`], for consumers: a batch of broker messages deduplicated with
+//!   one `ClaimBatch` and stored with one `CompleteBatch`, and a verdict per message.
 //! - `budget`, `backoff`: the retry budget's token bucket and the jittered backoff.
 //! - `config`: [`ClientConfig`] and its builder.
 //! - `connection`: the address, TLS and the bearer token: how every connection is
@@ -56,6 +58,7 @@ mod guard;
 #[cfg(feature = "http")]
 pub mod http;
 mod identifiers;
+pub mod inbox;
 mod lease;
 pub mod proto;
 mod rpc;
@@ -65,5 +68,6 @@ pub use connection::{Authorization, AuthorizedChannel, tls_failure};
 pub use error::{ClientError, OnceError, chain};
 pub use guard::Once;
 pub use identifiers::{FencingToken, Fingerprint, IdempotencyKey, Namespace, ValidationError};
+pub use inbox::{Inbox, Message, Verdict};
 pub use lease::Lease;
 pub use rpc::{Claim, Client};

@@ -20,7 +20,7 @@ use crate::proto::{self, onceward_client::OncewardClient};
 use crate::proto::{code_label, duration as proto_duration};
 
 /// Random bytes in the claimant of each logical Claim (16, as docs/PROTOCOL.md says).
-const CLAIMANT_BYTES: usize = 16;
+pub(crate) const CLAIMANT_BYTES: usize = 16;
 
 /// A connection to an onceward sidecar. Cheap to clone: clones share the connection
 /// and the retry budget.
@@ -231,7 +231,11 @@ impl Client {
 
     /// Runs `attempt` until it succeeds, fails for good, or `retries` says stop; it is
     /// given the attempt's number, 1 for the first.
-    async fn call<T, F, Fut>(&self, retries: Retries, mut attempt: F) -> Result<T, ClientError>
+    pub(crate) async fn call<T, F, Fut>(
+        &self,
+        retries: Retries,
+        mut attempt: F,
+    ) -> Result<T, ClientError>
     where
         F: FnMut(Rpc, u32) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
@@ -328,6 +332,6 @@ fn describe(status: &Status) -> String {
     format!("{}: {}", code_label(status.code()), status.message())
 }
 
-fn std_duration(duration: prost_types::Duration) -> Duration {
+pub(crate) fn std_duration(duration: prost_types::Duration) -> Duration {
     Duration::try_from(duration).unwrap_or_default()
 }
