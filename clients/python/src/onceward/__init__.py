@@ -6,7 +6,8 @@ the lease, stores the result, and hands every duplicate the stored result instea
 ``onceward.aio.Client`` is the same for asyncio. Both take ``auth_token=`` for a
 sidecar with tenants and ``root_certificates=`` (plus ``certificate_chain=`` and
 ``private_key=`` for mutual TLS) for one serving TLS. The generated stubs are
-``onceward.v1``.
+``onceward.v1``. ``onceward.inbox.Inbox`` deduplicates a consumer's batches of
+broker messages with ClaimBatch and CompleteBatch.
 """
 
 from onceward._common import (

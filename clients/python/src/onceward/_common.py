@@ -13,7 +13,7 @@ import random
 import secrets
 import threading
 import time
-from typing import Callable, Optional, Tuple, TypeVar
+from typing import Callable, Optional, Sequence, Tuple, TypeVar
 
 import grpc
 from google.protobuf import duration_pb2
@@ -242,6 +242,43 @@ def claim_requests(
         return request
 
     return for_attempt
+
+
+def claim_batch_requests(
+    namespace: str, items: Sequence[Tuple[str, bytes]], config: ClientConfig
+) -> Callable[[int], pb.ClaimBatchRequest]:
+    """The request of each attempt of one logical ClaimBatch of ``(key, fingerprint)``
+    items: a fresh claimant per item, sent again on every retry, as for a Claim."""
+    base = pb.ClaimBatchRequest(
+        namespace=namespace,
+        items=[
+            pb.ClaimItem(key=key, fingerprint=fingerprint, claimant=secrets.token_bytes(CLAIMANT_BYTES))
+            for key, fingerprint in items
+        ],
+        lease=duration(config.lease),
+    )
+
+    def for_attempt(attempt: int) -> pb.ClaimBatchRequest:
+        request = pb.ClaimBatchRequest()
+        request.CopyFrom(base)
+        for item in request.items:
+            item.attempt = attempt
+        return request
+
+    return for_attempt
+
+
+def complete_batch_request(
+    namespace: str, items: Sequence[Tuple[str, int, bytes]], config: ClientConfig
+) -> pb.CompleteBatchRequest:
+    """A CompleteBatch of ``(key, fencing_token, response)`` items."""
+    request = pb.CompleteBatchRequest(
+        namespace=namespace,
+        items=[pb.CompleteItem(key=key, fencing_token=token, response=response) for key, token, response in items],
+    )
+    if config.retention is not None:
+        request.retention.CopyFrom(duration(config.retention))
+    return request
 
 
 def complete_request(namespace: str, key: str, token: int, response: bytes, config: ClientConfig) -> pb.CompleteRequest:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import grpc
 
@@ -96,6 +96,26 @@ class Client:
         number, so a retry after a lost reply is ACQUIRED again with the same token.
         """
         return self._call(self._stub.Claim, c.claim_requests(namespace, key, fingerprint, self.config))
+
+    def claim_batch(self, namespace: str, items: Sequence[Tuple[str, bytes]]) -> List[pb.ClaimResponse]:
+        """One ClaimBatch of ``(key, fingerprint)`` items (failed calls retried, each item
+        with its own claimant): one answer per item, in order, each what a Claim of it
+        would have answered."""
+        return list(self._call(self._stub.ClaimBatch, c.claim_batch_requests(namespace, items, self.config)).results)
+
+    def complete_batch(
+        self, namespace: str, items: Sequence[Tuple[str, int, bytes]], deadline: Optional[float] = None
+    ) -> List[pb.CompleteResult]:
+        """One CompleteBatch of ``(key, fencing_token, response)`` items: one result per
+        item, in order (``code`` 0, or 9 for a token that is not the holder's).
+        ``deadline`` (``time.monotonic()``) retries past the budget until then."""
+        request = c.complete_batch_request(namespace, items, self.config)
+        return list(self._call(self._stub.CompleteBatch, c.every_attempt(request), deadline=deadline).results)
+
+    def release(self, namespace: str, key: str, token: int) -> None:
+        """Gives up the claim held by ``token`` (best effort: a claim not released runs
+        out its lease)."""
+        self._release(namespace, key, token)
 
     def once(self, namespace: str, key: str, fingerprint: bytes, effect: Callable[[int], bytes]) -> c.Once:
         """Runs ``effect(fencing_token)`` at most once for (namespace, key).

@@ -2,10 +2,11 @@ import datetime
 
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -162,3 +163,71 @@ class Record(_message.Message):
     lease_expires_at: _timestamp_pb2.Timestamp
     expires_at: _timestamp_pb2.Timestamp
     def __init__(self, namespace: _Optional[str] = ..., key: _Optional[str] = ..., state: _Optional[_Union[RecordState, str]] = ..., fingerprint: _Optional[bytes] = ..., response: _Optional[bytes] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., lease_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ClaimBatchRequest(_message.Message):
+    __slots__ = ("namespace", "items", "lease")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    LEASE_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    items: _containers.RepeatedCompositeFieldContainer[ClaimItem]
+    lease: _duration_pb2.Duration
+    def __init__(self, namespace: _Optional[str] = ..., items: _Optional[_Iterable[_Union[ClaimItem, _Mapping]]] = ..., lease: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class ClaimItem(_message.Message):
+    __slots__ = ("key", "fingerprint", "subject", "cost", "claimant", "attempt")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
+    CLAIMANT_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    fingerprint: bytes
+    subject: str
+    cost: int
+    claimant: bytes
+    attempt: int
+    def __init__(self, key: _Optional[str] = ..., fingerprint: _Optional[bytes] = ..., subject: _Optional[str] = ..., cost: _Optional[int] = ..., claimant: _Optional[bytes] = ..., attempt: _Optional[int] = ...) -> None: ...
+
+class ClaimBatchResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[ClaimResponse]
+    def __init__(self, results: _Optional[_Iterable[_Union[ClaimResponse, _Mapping]]] = ...) -> None: ...
+
+class CompleteBatchRequest(_message.Message):
+    __slots__ = ("namespace", "items", "retention")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    RETENTION_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    items: _containers.RepeatedCompositeFieldContainer[CompleteItem]
+    retention: _duration_pb2.Duration
+    def __init__(self, namespace: _Optional[str] = ..., items: _Optional[_Iterable[_Union[CompleteItem, _Mapping]]] = ..., retention: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class CompleteItem(_message.Message):
+    __slots__ = ("key", "fencing_token", "response")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    FENCING_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    fencing_token: int
+    response: bytes
+    def __init__(self, key: _Optional[str] = ..., fencing_token: _Optional[int] = ..., response: _Optional[bytes] = ...) -> None: ...
+
+class CompleteBatchResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[CompleteResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[CompleteResult, _Mapping]]] = ...) -> None: ...
+
+class CompleteResult(_message.Message):
+    __slots__ = ("code", "message", "expires_at")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -60,6 +60,16 @@ class OncewardStub:
                 request_serializer=onceward_dot_v1_dot_onceward__pb2.LookupRequest.SerializeToString,
                 response_deserializer=onceward_dot_v1_dot_onceward__pb2.LookupResponse.FromString,
                 _registered_method=True)
+        self.ClaimBatch = channel.unary_unary(
+                '/onceward.v1.Onceward/ClaimBatch',
+                request_serializer=onceward_dot_v1_dot_onceward__pb2.ClaimBatchRequest.SerializeToString,
+                response_deserializer=onceward_dot_v1_dot_onceward__pb2.ClaimBatchResponse.FromString,
+                _registered_method=True)
+        self.CompleteBatch = channel.unary_unary(
+                '/onceward.v1.Onceward/CompleteBatch',
+                request_serializer=onceward_dot_v1_dot_onceward__pb2.CompleteBatchRequest.SerializeToString,
+                response_deserializer=onceward_dot_v1_dot_onceward__pb2.CompleteBatchResponse.FromString,
+                _registered_method=True)
 
 
 class OncewardServicer:
@@ -102,6 +112,24 @@ class OncewardServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ClaimBatch(self, request, context):
+        """Claims up to --max-batch-items keys of one namespace in one call: each item is
+        answered exactly as a Claim of it would be, in request order, with one round trip
+        to each tier for the whole batch. An empty batch, a key twice, or any invalid item
+        refuses the whole call (INVALID_ARGUMENT naming the item's index) and does nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompleteBatch(self, request, context):
+        """Completes up to --max-batch-items claims of one namespace in one call. An item whose
+        token is not the holder's gets FAILED_PRECONDITION as its own code; the call succeeds.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OncewardServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -129,6 +157,16 @@ def add_OncewardServicer_to_server(servicer, server):
                     servicer.Lookup,
                     request_deserializer=onceward_dot_v1_dot_onceward__pb2.LookupRequest.FromString,
                     response_serializer=onceward_dot_v1_dot_onceward__pb2.LookupResponse.SerializeToString,
+            ),
+            'ClaimBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClaimBatch,
+                    request_deserializer=onceward_dot_v1_dot_onceward__pb2.ClaimBatchRequest.FromString,
+                    response_serializer=onceward_dot_v1_dot_onceward__pb2.ClaimBatchResponse.SerializeToString,
+            ),
+            'CompleteBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteBatch,
+                    request_deserializer=onceward_dot_v1_dot_onceward__pb2.CompleteBatchRequest.FromString,
+                    response_serializer=onceward_dot_v1_dot_onceward__pb2.CompleteBatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -267,6 +305,60 @@ class Onceward:
             '/onceward.v1.Onceward/Lookup',
             onceward_dot_v1_dot_onceward__pb2.LookupRequest.SerializeToString,
             onceward_dot_v1_dot_onceward__pb2.LookupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClaimBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/onceward.v1.Onceward/ClaimBatch',
+            onceward_dot_v1_dot_onceward__pb2.ClaimBatchRequest.SerializeToString,
+            onceward_dot_v1_dot_onceward__pb2.ClaimBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/onceward.v1.Onceward/CompleteBatch',
+            onceward_dot_v1_dot_onceward__pb2.CompleteBatchRequest.SerializeToString,
+            onceward_dot_v1_dot_onceward__pb2.CompleteBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
