@@ -1,4 +1,4 @@
-//! SPEC section 10, the claimant: a Claim retried with its own claimant after its
+//! The claimant (docs/PROTOCOL.md): a Claim retried with its own claimant after its
 //! reply was lost is acquired again with the same token, on every pairing of hot tier
 //! and ledger; nobody else's claimant, and no claimant at all, gets that far.
 

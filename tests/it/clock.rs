@@ -1,4 +1,4 @@
-//! No cache outlives the ledger, whatever a sidecar's clock says (SPEC rules 6 and 8,
+//! No cache outlives the ledger, whatever a sidecar's clock says (rules 6 and 8 of docs/PROTOCOL.md,
 //! and "caches never outlive the ledger"): real sidecar processes run under
 //! libfaketime with their wall clock an hour off, sharing one Postgres and one Redis
 //! with a sidecar whose clock is right.

@@ -1,4 +1,4 @@
-//! SPEC rule 1: any number of concurrent claims, from any number of sidecars, yield
+//! Rule 1 of docs/PROTOCOL.md: any number of concurrent claims, from any number of sidecars, yield
 //! exactly one ACQUIRED per lease.
 
 use onceward::proto::Outcome;

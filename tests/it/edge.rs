@@ -1,4 +1,4 @@
-//! The edges: input validation (SPEC "Errors"), metrics, health, reflection, startup
+//! The edges: input validation (docs/PROTOCOL.md, "Errors"), metrics, health, reflection, startup
 //! checks and graceful shutdown.
 
 use std::time::Duration;

@@ -1,5 +1,5 @@
 //! Faults injected for real: Redis flushed, killed, restarted or never there; the
-//! Postgres connection cut by a proxy. Correctness must not change (SPEC rules 6, 7).
+//! Postgres connection cut by a proxy. Correctness must not change (rules 6 and 7 of docs/PROTOCOL.md).
 
 use std::time::Duration;
 

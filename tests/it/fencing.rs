@@ -1,4 +1,4 @@
-//! SPEC rule 2 seen from the outside: a holder paused past its lease (a GC pause, a
+//! Rule 2 of docs/PROTOCOL.md seen from the outside: a holder paused past its lease (a GC pause, a
 //! stalled VM) wakes up after a second holder took the key over. onceward refuses the
 //! stale holder's Complete; a sink that checks fencing tokens refuses its write, even
 //! when that write arrives after the new holder's.

@@ -1,4 +1,4 @@
-//! SPEC rule 8: the retention job deletes expired records — never a live claim or an
+//! Rule 8 of docs/PROTOCOL.md: the retention job deletes expired records — never a live claim or an
 //! unexpired record — in small batches, without blocking claims, and several cleaners
 //! at once do no double work.
 

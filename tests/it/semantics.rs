@@ -1,4 +1,4 @@
-//! SPEC "Semantics that must hold", one rule at a time, on the happy paths and the
+//! The rules of docs/PROTOCOL.md, one at a time, on the happy paths and the
 //! fencing paths.
 
 use std::time::Duration;

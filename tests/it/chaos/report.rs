@@ -23,7 +23,7 @@ pub struct Tally {
     pub claims_refused_while_dead: u64,
     /// Everything else, by a readable name.
     pub events: BTreeMap<&'static str, u64>,
-    /// ACQUIRED answers dropped on purpose, and what became of each (SPEC section 10).
+    /// ACQUIRED answers dropped on purpose, and what became of each (the claimant, docs/PROTOCOL.md).
     pub lost_acquired: LostAcquired,
 }
 

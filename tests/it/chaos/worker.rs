@@ -119,7 +119,7 @@ async fn worker(
     let mut drop_complete_reply = op.plan.drops_complete_reply;
     let mut drop_release_reply = op.plan.drops_release_reply;
     // One claimant for every retry of this worker's claim, as every onceward client
-    // sends (SPEC section 10); a new one once a claim it held was refused.
+    // sends (the claimant, docs/PROTOCOL.md); a new one once a claim it held was refused.
     let mut claimant = rng.random::<[u8; 16]>().to_vec();
     // A dropped ACQUIRED: its token, and when it was dropped.
     let mut lost: Option<(u64, tokio::time::Instant)> = None;
