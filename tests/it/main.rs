@@ -30,6 +30,7 @@ mod cli;
 mod client;
 mod clock;
 mod concurrency;
+mod crash;
 mod edge;
 mod embedded;
 mod faults;
