@@ -127,6 +127,18 @@ pub struct BenchArgs {
     #[arg(long)]
     pub spawn_sidecar: bool,
 
+    /// A second sidecar to measure, as target `embedded`: the embedded default (SQLite
+    /// ledger, in-process hot tier). With --compare it takes its turn in the same
+    /// rounds as the sidecar at --addr, and is compared with it.
+    #[arg(long)]
+    pub embedded_addr: Option<String>,
+
+    /// Start the embedded sidecar at --embedded-addr (`onceward serve` with a fresh
+    /// temporary --data-dir and no --database-url or --redis-url), measure it, report
+    /// its peak RSS, then stop it and remove its directory.
+    #[arg(long, requires = "embedded_addr")]
+    pub spawn_embedded: bool,
+
     /// Arguments for `onceward serve` when --spawn-sidecar is given.
     #[arg(last = true, requires = "spawn_sidecar")]
     pub serve_args: Vec<String>,
@@ -181,6 +193,8 @@ impl BenchArgs {
 pub enum Target {
     /// The sidecar at --addr.
     Onceward,
+    /// The embedded sidecar at --embedded-addr.
+    Embedded,
     /// What a team would hand-roll: INSERT … ON CONFLICT DO NOTHING, then UPDATE, each
     /// its own autocommit statement.
     DirectPostgres,
@@ -191,9 +205,10 @@ pub enum Target {
 }
 
 impl Target {
-    /// Every target, in report order.
-    pub const ALL: [Target; 4] = [
+    /// Every target, in report order (`embedded` only runs with --embedded-addr).
+    pub const ALL: [Target; 5] = [
         Target::Onceward,
+        Target::Embedded,
         Target::DirectPostgres,
         Target::DirectRedis,
         Target::GrpcFloor,
@@ -203,6 +218,7 @@ impl Target {
     pub fn name(self) -> &'static str {
         match self {
             Target::Onceward => "onceward",
+            Target::Embedded => "embedded",
             Target::DirectPostgres => "direct-postgres",
             Target::DirectRedis => "direct-redis",
             Target::GrpcFloor => "grpc-floor",
@@ -314,8 +330,17 @@ mod tests {
     #[test]
     fn serve_arguments_follow_a_double_dash() {
         let args = parse(&["--spawn-sidecar", "--", "--listen", "127.0.0.1:1"]);
+        assert!(!args.spawn_embedded);
         assert_eq!(args.serve_args, ["--listen", "127.0.0.1:1"]);
         assert_eq!(args.pacing(), Pacing::Closed);
+    }
+
+    #[test]
+    fn an_embedded_sidecar_is_only_spawned_at_an_address_given() {
+        let args = parse(&["--spawn-embedded", "--embedded-addr", "http://127.0.0.1:2"]);
+        assert_eq!(args.embedded_addr.as_deref(), Some("http://127.0.0.1:2"));
+        let no_addr = Wrapper::try_parse_from(["bench", "--spawn-embedded"]);
+        assert!(no_addr.is_err());
     }
 
     #[test]

@@ -43,17 +43,26 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         true => Some(Sidecar::spawn(&args.serve_args, &args.addr).await?),
         false => None,
     };
+    let embedded = match (args.spawn_embedded, &args.embedded_addr) {
+        (true, Some(addr)) => Some(Sidecar::spawn_embedded(addr).await?),
+        _ => None,
+    };
     let pid = spawned.as_ref().map(Sidecar::pid).or(args.sidecar_pid);
     let measured = bench.run().await;
-    // Read before stopping it: the numbers vanish with the process.
+    // Read before stopping them: the numbers vanish with the processes.
     let memory = pid.map(sidecar::memory).transpose();
-    if let Some(sidecar) = spawned
-        && let Err(error) = sidecar.stop().await
-    {
-        tracing::warn!(error = %error, "the sidecar did not stop cleanly");
+    let embedded_memory = embedded
+        .as_ref()
+        .map(|e| sidecar::memory(e.pid()))
+        .transpose();
+    for sidecar in [spawned, embedded].into_iter().flatten() {
+        if let Err(error) = sidecar.stop().await {
+            tracing::warn!(error = %error, "a sidecar did not stop cleanly");
+        }
     }
     let mut report = measured?;
     report.sidecar = memory?;
+    report.embedded_sidecar = embedded_memory?;
 
     if let Some(path) = &args.plot {
         let title = format!(
@@ -91,8 +100,10 @@ struct Bench<'a> {
 
 /// The connections of one concurrency level, shared by every run at that level.
 struct Connections {
-    /// One HTTP/2 connection per client connection.
+    /// One HTTP/2 connection per client connection, to --addr.
     channels: Vec<Channel>,
+    /// The same, to --embedded-addr.
+    embedded: Vec<Channel>,
     /// One Postgres connection per worker.
     postgres: Option<PgPool>,
     /// One multiplexed connection for every worker.
@@ -125,7 +136,11 @@ impl<'a> Bench<'a> {
             if args.workload == Workload::Mixed {
                 workloads.push(Workload::Mixed);
             }
-            (Target::ALL.to_vec(), workloads)
+            let targets = Target::ALL
+                .into_iter()
+                .filter(|&t| t != Target::Embedded || args.embedded_addr.is_some())
+                .collect();
+            (targets, workloads)
         } else {
             (vec![args.target], vec![args.workload])
         };
@@ -155,9 +170,12 @@ impl<'a> Bench<'a> {
             }
         }
 
-        let half_peak = match args.compare {
-            true => self.half_peak().await?,
-            false => None,
+        let (half_peak, half_peak_embedded) = match args.compare {
+            true => (
+                self.half_peak(Target::Onceward).await?,
+                self.half_peak(Target::Embedded).await?,
+            ),
+            false => (None, None),
         };
         let mut report = Report {
             addr: args.addr.clone(),
@@ -168,7 +186,9 @@ impl<'a> Bench<'a> {
             ratios: Vec::new(),
             peak_new_vs_direct_postgres: None,
             half_peak,
+            half_peak_embedded,
             sidecar: None,
+            embedded_sidecar: None,
         };
         report.compute_ratios();
         Ok(report)
@@ -179,6 +199,7 @@ impl<'a> Bench<'a> {
         let args = self.args;
         let mut connections = Connections {
             channels: Vec::new(),
+            embedded: Vec::new(),
             postgres: None,
             redis: None,
         };
@@ -186,16 +207,14 @@ impl<'a> Bench<'a> {
             .iter()
             .any(|t| matches!(t, Target::Onceward | Target::GrpcFloor))
         {
-            let endpoint = Endpoint::from_shared(args.addr.clone())
-                .with_context(|| format!("invalid --addr {:?}", args.addr))?;
-            for _ in 0..level.connections {
-                // Each connect() opens a connection of its own.
-                let channel = endpoint
-                    .connect()
-                    .await
-                    .with_context(|| format!("cannot connect to the sidecar at {}", args.addr))?;
-                connections.channels.push(channel);
-            }
+            connections.channels = open_channels("--addr", &args.addr, level).await?;
+        }
+        if targets.contains(&Target::Embedded) {
+            let addr = args
+                .embedded_addr
+                .as_deref()
+                .context("the embedded target needs --embedded-addr")?;
+            connections.embedded = open_channels("--embedded-addr", addr, level).await?;
         }
         if targets.contains(&Target::DirectPostgres) {
             let url = args
@@ -344,11 +363,12 @@ impl<'a> Bench<'a> {
                 .context("cannot complete the keys for the duplicate workload")
         };
         match target {
-            Target::Onceward => {
+            Target::Onceward | Target::Embedded => {
+                let channels = connections.grpc(target);
                 let workers = (0..level.total() as usize)
                     .map(|i| {
                         Box::new(OncewardWorker::populating(
-                            connections.channels[i % connections.channels.len()].clone(),
+                            channels[i % channels.len()].clone(),
                             plan.clone(),
                         )) as Box<dyn Worker>
                     })
@@ -377,13 +397,13 @@ impl<'a> Bench<'a> {
         Ok(plan.completed_prefix.clone())
     }
 
-    /// An open-loop run at half of onceward's best closed-loop new-op throughput, at
-    /// the concurrency that reached it.
-    async fn half_peak(&mut self) -> anyhow::Result<Option<HalfPeak>> {
+    /// An open-loop run at half of `target`'s best closed-loop new-op throughput, at
+    /// the concurrency that reached it (none if it was not measured).
+    async fn half_peak(&mut self, target: Target) -> anyhow::Result<Option<HalfPeak>> {
         let Some(peak) = self
             .runs
             .iter()
-            .filter(|r| r.target == Target::Onceward && r.workload == Workload::New)
+            .filter(|r| r.target == target && r.workload == Workload::New)
             .max_by(|a, b| a.throughput.total_cmp(&b.throughput))
             .cloned()
         else {
@@ -394,11 +414,11 @@ impl<'a> Bench<'a> {
             in_flight: peak.in_flight,
         };
         let rate = (peak.throughput / 2.0).max(1.0);
-        let connections = self.connect(level, &[Target::Onceward]).await?;
+        let connections = self.connect(level, &[target]).await?;
         let pacing = Pacing::Open { rate };
-        tracing::info!(%level, ?pacing, "measuring onceward new at half of its peak");
+        tracing::info!(target = target.name(), %level, ?pacing, "measuring new at half of its peak");
         let slice = Slice {
-            target: Target::Onceward,
+            target,
             workload: Workload::New,
             completed_prefix: "",
             level,
@@ -407,7 +427,7 @@ impl<'a> Bench<'a> {
         let (warmup, duration) = (self.args.warmup, self.args.duration);
         let tally = self.drive(&slice, &connections, warmup, duration).await?;
         let run = Measurement::new(
-            Target::Onceward,
+            target,
             Workload::New,
             level,
             pacing,
@@ -419,6 +439,33 @@ impl<'a> Bench<'a> {
             run,
         }))
     }
+}
+
+impl Connections {
+    /// The gRPC connections of `target`: to --embedded-addr for the embedded sidecar,
+    /// to --addr for the rest.
+    fn grpc(&self, target: Target) -> &[Channel] {
+        match target {
+            Target::Embedded => &self.embedded,
+            _ => &self.channels,
+        }
+    }
+}
+
+/// One HTTP/2 connection to `addr` (given as `flag`) per client connection of `level`.
+async fn open_channels(flag: &str, addr: &str, level: Level) -> anyhow::Result<Vec<Channel>> {
+    let endpoint = Endpoint::from_shared(addr.to_owned())
+        .with_context(|| format!("invalid {flag} {addr:?}"))?;
+    let mut channels = Vec::with_capacity(level.connections as usize);
+    for _ in 0..level.connections {
+        // Each connect() opens a connection of its own.
+        let channel = endpoint
+            .connect()
+            .await
+            .with_context(|| format!("cannot connect to the sidecar at {addr}"))?;
+        channels.push(channel);
+    }
+    Ok(channels)
 }
 
 /// What one slice of a round runs.
@@ -448,9 +495,10 @@ fn workers(
     connections: &Connections,
 ) -> anyhow::Result<Vec<Box<dyn Worker>>> {
     let count = level.total() as usize;
-    let channel = |i: usize| connections.channels[i % connections.channels.len()].clone();
+    let channels = connections.grpc(target);
+    let channel = |i: usize| channels[i % channels.len()].clone();
     let workers = match target {
-        Target::Onceward => (0..count)
+        Target::Onceward | Target::Embedded => (0..count)
             .map(|i| Box::new(OncewardWorker::new(channel(i), plan.clone())) as Box<dyn Worker>)
             .collect(),
         Target::GrpcFloor => (0..count)

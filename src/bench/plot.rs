@@ -174,6 +174,7 @@ fn draw_frame(out: &mut String, left: f64, label: &str, x_axis: &Axis, y_axis: &
 fn style(target: Target, workload: Workload) -> (&'static str, &'static str) {
     let colour = match target {
         Target::Onceward => "#d62728",
+        Target::Embedded => "#ff7f0e",
         Target::DirectPostgres => "#1f77b4",
         Target::DirectRedis => "#2ca02c",
         Target::GrpcFloor => "#7f7f7f",

@@ -14,6 +14,9 @@ use super::driver::Tally;
 pub const NEW_VS_POSTGRES_BAR: f64 = 1.5;
 /// duplicate throughput, onceward ÷ grpc-floor: the hot tier must cost little.
 pub const DUPLICATE_VS_FLOOR_BAR: f64 = 0.6;
+/// new-op throughput, embedded ÷ onceward on --addr (Postgres and Redis): the embedded
+/// default must be no slower on one host.
+pub const EMBEDDED_NEW_VS_ONCEWARD_BAR: f64 = 1.0;
 
 /// One measured run.
 #[derive(Debug, Clone, Serialize)]
@@ -133,6 +136,17 @@ pub struct Ratios {
     pub new_vs_direct_postgres_by_round: Vec<f64>,
     /// `duplicate_vs_grpc_floor` of each round alone.
     pub duplicate_vs_grpc_floor_by_round: Vec<f64>,
+    /// new-op throughput, embedded ÷ onceward at --addr (bar: ≥ 1.0).
+    pub embedded_new_vs_onceward: Option<f64>,
+    /// duplicate throughput, embedded ÷ grpc-floor (bar: ≥ 0.6).
+    pub embedded_duplicate_vs_grpc_floor: Option<f64>,
+    /// new-op throughput, embedded ÷ direct-postgres (no bar: not the same durability
+    /// domain, a figure for scale).
+    pub embedded_new_vs_direct_postgres: Option<f64>,
+    /// `embedded_new_vs_onceward` of each round alone.
+    pub embedded_new_vs_onceward_by_round: Vec<f64>,
+    /// `embedded_duplicate_vs_grpc_floor` of each round alone.
+    pub embedded_duplicate_vs_grpc_floor_by_round: Vec<f64>,
 }
 
 /// The p99 of an open-loop run at half of onceward's peak new-op throughput.
@@ -175,8 +189,13 @@ pub struct Report {
     pub peak_new_vs_direct_postgres: Option<PeakRatio>,
     /// The p99 at half of peak (with --compare).
     pub half_peak: Option<HalfPeak>,
+    /// The embedded sidecar's p99 at half of its peak (with --compare and
+    /// --embedded-addr).
+    pub half_peak_embedded: Option<HalfPeak>,
     /// The sidecar's memory (with --sidecar-pid or --spawn-sidecar).
     pub sidecar: Option<SidecarMemory>,
+    /// The embedded sidecar's memory (with --spawn-embedded).
+    pub embedded_sidecar: Option<SidecarMemory>,
 }
 
 /// Two targets' best closed-loop throughput for one workload, whatever the level.
@@ -238,6 +257,8 @@ impl Report {
                 let duplicate = run(Target::Onceward, Some(Workload::Duplicate));
                 let direct_postgres = run(Target::DirectPostgres, Some(Workload::New));
                 let floor = run(Target::GrpcFloor, None);
+                let embedded_new = run(Target::Embedded, Some(Workload::New));
+                let embedded_duplicate = run(Target::Embedded, Some(Workload::Duplicate));
                 Ratios {
                     concurrency,
                     new_vs_direct_postgres: ratio(new, direct_postgres),
@@ -249,6 +270,11 @@ impl Report {
                     ),
                     new_vs_direct_postgres_by_round: by_round(new, direct_postgres),
                     duplicate_vs_grpc_floor_by_round: by_round(duplicate, floor),
+                    embedded_new_vs_onceward: ratio(embedded_new, new),
+                    embedded_duplicate_vs_grpc_floor: ratio(embedded_duplicate, floor),
+                    embedded_new_vs_direct_postgres: ratio(embedded_new, direct_postgres),
+                    embedded_new_vs_onceward_by_round: by_round(embedded_new, new),
+                    embedded_duplicate_vs_grpc_floor_by_round: by_round(embedded_duplicate, floor),
                 }
             })
             .filter(|r| {
@@ -256,6 +282,8 @@ impl Report {
                     || r.duplicate_vs_grpc_floor.is_some()
                     || r.new_vs_direct_redis.is_some()
                     || r.duplicate_vs_direct_redis.is_some()
+                    || r.embedded_new_vs_onceward.is_some()
+                    || r.embedded_duplicate_vs_grpc_floor.is_some()
             })
             .collect();
     }
@@ -333,6 +361,7 @@ impl Report {
             }
             out.push_str(&table(&rows));
         }
+        self.embedded_ratios_text(&mut out);
         if let Some(peak) = &self.peak_new_vs_direct_postgres {
             let _ = writeln!(
                 out,
@@ -344,11 +373,16 @@ impl Report {
                 against_bar(Some(peak.ratio), NEW_VS_POSTGRES_BAR),
             );
         }
-        if let Some(half) = &self.half_peak {
+        let half_peaks = [
+            ("onceward", &self.half_peak),
+            ("embedded", &self.half_peak_embedded),
+        ];
+        for (name, half) in half_peaks {
+            let Some(half) = half else { continue };
             let _ = writeln!(
                 out,
-                "\np99 at 50 % of peak: peak {:.0} new ops/s (closed loop); open loop at {:.0}/s \
-                 achieved {:.0}/s with p50 {} ms, p99 {} ms, p99.9 {} ms",
+                "\n{name} p99 at 50 % of peak: peak {:.0} new ops/s (closed loop); open loop at \
+                 {:.0}/s achieved {:.0}/s with p50 {} ms, p99 {} ms, p99.9 {} ms",
                 half.peak_throughput,
                 half.run.target_rate.unwrap_or_default(),
                 half.run.throughput,
@@ -357,16 +391,53 @@ impl Report {
                 millis(half.run.latency_us.p999),
             );
         }
-        if let Some(memory) = &self.sidecar {
+        let sidecars = [
+            ("sidecar", &self.sidecar),
+            ("embedded sidecar", &self.embedded_sidecar),
+        ];
+        for (name, memory) in sidecars {
+            let Some(memory) = memory else { continue };
             let _ = writeln!(
                 out,
-                "\nsidecar pid {}: peak RSS (VmHWM) {:.1} MiB, RSS at the end {:.1} MiB",
+                "\n{name} pid {}: peak RSS (VmHWM) {:.1} MiB, RSS at the end {:.1} MiB",
                 memory.pid,
                 memory.peak_rss_kib as f64 / 1024.0,
                 memory.rss_kib as f64 / 1024.0
             );
         }
         out
+    }
+
+    /// The embedded sidecar's ratios, per level, if it was measured.
+    fn embedded_ratios_text(&self, out: &mut String) {
+        let measured = |r: &&Ratios| {
+            r.embedded_new_vs_onceward.is_some() || r.embedded_duplicate_vs_grpc_floor.is_some()
+        };
+        if !self.ratios.iter().any(|r| measured(&r)) {
+            return;
+        }
+        let _ = writeln!(out);
+        let mut rows = vec![
+            [
+                "conc",
+                "new: embedded/onceward (bar ≥ 1.0)",
+                "duplicate: embedded/grpc-floor (bar ≥ 0.6)",
+                "new: embedded/direct-postgres",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        ];
+        for r in self.ratios.iter().filter(measured) {
+            rows.push(vec![
+                r.concurrency.to_string(),
+                against_bar(r.embedded_new_vs_onceward, EMBEDDED_NEW_VS_ONCEWARD_BAR)
+                    + &spread(&r.embedded_new_vs_onceward_by_round),
+                against_bar(r.embedded_duplicate_vs_grpc_floor, DUPLICATE_VS_FLOOR_BAR)
+                    + &spread(&r.embedded_duplicate_vs_grpc_floor_by_round),
+                ratio_text(r.embedded_new_vs_direct_postgres),
+            ]);
+        }
+        out.push_str(&table(&rows));
     }
 }
 

@@ -3,6 +3,7 @@
 //! It runs as a separate process (this same binary, `serve`), never inside the bench,
 //! so its RSS is its own and it does not share a runtime with the load generator.
 
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -23,31 +24,69 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Sidecar {
     child: Child,
     pid: u32,
+    /// The embedded sidecar's data directory, removed when it stops.
+    data_dir: Option<PathBuf>,
 }
 
 impl Sidecar {
     /// Starts `onceward serve <serve_args>` and waits until `addr` answers a health
     /// check. Its logs go to the bench's stderr.
     pub async fn spawn(serve_args: &[String], addr: &str) -> anyhow::Result<Self> {
-        let exe = std::env::current_exe().context("cannot find the onceward binary")?;
-        let mut child = Command::new(exe)
-            .arg("serve")
-            .args(serve_args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .context("cannot start the sidecar")?;
+        let mut command = serve_command()?;
+        command.args(serve_args);
+        Self::start(command, addr, None).await
+    }
+
+    /// Starts the embedded default at `addr` (`http://host:port`): `onceward serve`
+    /// with a fresh data directory under the system's temporary directory, a metrics
+    /// port of its own, and no ledger or hot tier named, in the flags or in the
+    /// environment.
+    pub async fn spawn_embedded(addr: &str) -> anyhow::Result<Self> {
+        let listen = addr
+            .split_once("://")
+            .map_or(addr, |(_, rest)| rest)
+            .trim_end_matches('/');
+        let data_dir = std::env::temp_dir().join(format!(
+            "onceward-bench-embedded-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        let metrics = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        let mut command = serve_command()?;
+        command
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--listen", listen])
+            .args(["--metrics-listen", &metrics.to_string()])
+            .env_remove("ONCEWARD_DATABASE_URL")
+            .env_remove("ONCEWARD_REDIS_URL")
+            .env_remove("ONCEWARD_REDIS_CLUSTER");
+        Self::start(command, addr, Some(data_dir)).await
+    }
+
+    /// Runs `command` and waits until `addr` answers a health check.
+    async fn start(
+        mut command: Command,
+        addr: &str,
+        data_dir: Option<PathBuf>,
+    ) -> anyhow::Result<Self> {
+        let child = command.spawn().context("cannot start the sidecar")?;
         let pid = child.id().context("the sidecar exited at once")?;
+        // From here on, dropping it stops the process and removes its directory.
+        let mut sidecar = Self {
+            child,
+            pid,
+            data_dir,
+        };
         let deadline = tokio::time::Instant::now() + START_TIMEOUT;
         loop {
-            if let Some(status) = child.try_wait()? {
+            if let Some(status) = sidecar.child.try_wait()? {
                 anyhow::bail!(
                     "the sidecar exited with {status} before serving (see its log above)"
                 );
             }
             if serving(addr).await {
-                return Ok(Self { child, pid });
+                return Ok(sidecar);
             }
             if tokio::time::Instant::now() >= deadline {
                 anyhow::bail!("the sidecar did not answer on {addr} within {START_TIMEOUT:?}");
@@ -61,7 +100,8 @@ impl Sidecar {
         self.pid
     }
 
-    /// Sends SIGTERM and waits for the graceful stop; kills it if it hangs.
+    /// Sends SIGTERM and waits for the graceful stop; kills it if it hangs. Dropping
+    /// it afterwards removes its data directory, if it has one.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         // std has no way to send SIGTERM without unsafe code; kill(1) has.
         let _ = Command::new("kill")
@@ -80,6 +120,31 @@ impl Sidecar {
             }
         }
     }
+}
+
+impl Drop for Sidecar {
+    /// Removes the embedded sidecar's data directory (the process itself is killed on
+    /// drop if it still runs).
+    fn drop(&mut self) {
+        if let Some(dir) = &self.data_dir
+            && let Err(error) = std::fs::remove_dir_all(dir)
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(dir = %dir.display(), %error, "cannot remove the embedded sidecar's data");
+        }
+    }
+}
+
+/// `onceward serve`, as this same binary, with its output where the bench wants it.
+fn serve_command() -> anyhow::Result<Command> {
+    let exe = std::env::current_exe().context("cannot find the onceward binary")?;
+    let mut command = Command::new(exe);
+    command
+        .arg("serve")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .kill_on_drop(true);
+    Ok(command)
 }
 
 /// Whether `addr` answers a health check.

@@ -10,9 +10,15 @@ use crate::harness::*;
 
 /// Runs `onceward bench <args> --json` for one short run and returns its report.
 async fn bench(args: &[&str]) -> Value {
+    bench_in(&std::env::temp_dir(), args).await
+}
+
+/// [`bench`], with `tmp` as its temporary directory.
+async fn bench_in(tmp: &std::path::Path, args: &[&str]) -> Value {
     let output = tokio::time::timeout(
         Duration::from_secs(60),
         tokio::process::Command::new(env!("CARGO_BIN_EXE_onceward"))
+            .env("TMPDIR", tmp)
             .arg("bench")
             .args(["--duration", "1s", "--warmup", "200ms"])
             .args(["--connections", "2", "--in-flight", "2", "--keys", "50"])
@@ -55,6 +61,27 @@ async fn bench_claims_and_completes_new_keys_without_errors() {
     assert_eq!(run["target"], "onceward");
     assert_eq!(run["workload"], "new");
     assert_eq!(run["concurrency"], 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_spawns_an_embedded_sidecar_measures_it_and_removes_its_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let addr = format!("http://127.0.0.1:{}", free_port());
+    let args = [
+        "--target",
+        "embedded",
+        "--embedded-addr",
+        &addr,
+        "--spawn-embedded",
+    ];
+    let report = bench_in(tmp.path(), &args).await;
+    assert_eq!(only_run(&report)["target"], "embedded");
+    assert!(report["embedded_sidecar"]["peak_rss_kib"].as_u64().unwrap() > 0);
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(
+        left.is_empty(),
+        "the embedded sidecar's data was left: {left:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,19 @@ use crate::harness::*;
 
 #[tokio::test]
 async fn a_sidecar_on_the_shared_redis_leaves_no_keys_behind() {
+    let size: u64 = {
+        let client = redis::Client::open(shared_redis_url()).unwrap();
+        redis::cmd("DBSIZE")
+            .query(&mut client.get_connection().unwrap())
+            .unwrap()
+    };
+    if size > SharedRedisKeys::MAX_KEYS_TO_SCAN {
+        eprintln!(
+            "skipped: this Redis holds {size} keys, more than the harness walks to clean up \
+             (a Redis shared with something else, e.g. a benchmark's records)"
+        );
+        return;
+    }
     let app = TestApp::builder().spawn().await;
     let mut client = app.client.clone();
     let held = claim(&mut client, "hygiene", "done").await;

@@ -31,6 +31,7 @@ mod cli;
 mod client;
 mod clock;
 mod concurrency;
+mod crash;
 mod edge;
 mod embedded;
 mod faults;

@@ -3,29 +3,46 @@
 //! The same contract as the Postgres ledger, on one host. SQLite allows one writer at
 //! a time, so instead of letting writers race for the file lock (and surface
 //! `database is locked`), every write goes through a pool of exactly one connection
-//! and runs in one `BEGIN IMMEDIATE` transaction: callers queue for that connection
-//! and only see an error if the queue outlasts `acquire_timeout`. `BEGIN IMMEDIATE`
-//! takes the write lock up front, so another process on the same file (a `gc` run)
-//! makes it wait out `busy_timeout` instead of failing a read-then-write upgrade.
-//! Reads use a separate pool: in WAL mode they see the last commit without waiting.
+//! and runs in a `BEGIN IMMEDIATE` transaction. `BEGIN IMMEDIATE` takes the write lock
+//! up front, so another process on the same file (a `gc` run) makes it wait out
+//! `busy_timeout` instead of failing a read-then-write upgrade.
+//!
+//! **Group commit.** Claims and completions queue for the writer (`batch`): whatever
+//! queued while the last transaction ran goes into the next one, so many writes share
+//! one commit and one sync of the write-ahead log (`synchronous = FULL`: an
+//! acknowledged write survives a power cut). An idle ledger adds no latency: a write
+//! that finds the writer free runs at once. The rarer writes (release, extension,
+//! cleanup) take the writer's connection between batches, each in a transaction of
+//! its own.
+//!
+//! **Reads never wait for the writer.** In WAL mode a reader sees the last commit
+//! while a write transaction is open, so `Lookup` and a claim that the standing record
+//! decides (a duplicate, a live claim of someone else's, a fingerprint mismatch) are
+//! answered from a pool of reader connections; only a claim that must write (a new
+//! key, an expired lease, a claimant's own claim back) queues, and is decided again
+//! under the write lock.
 //!
 //! Because each write transaction holds the only write lock, a claim can read the
 //! standing row, decide in Rust, and write, without the retry loop Postgres needs.
 //! The "database clock" is this process's clock, read inside the write transaction
-//! ([`clock_now`]), so all lease arithmetic is ordered by the write lock.
+//! ([`clock_now`]), so all lease arithmetic that writes is ordered by the write lock.
 //!
 //! # Layout
-//! - here: opening the file, the write queue, each operation's transaction, the clock,
+//! - here: opening the file, the reads, the writes outside batches, the clock,
 //!   sorting errors, and how a SQLite row stores time and state;
+//! - `batch`: the group commit of claims and completions;
 //! - `sql`: every statement;
-//! - `tests`: what only this ledger has (its file, its write-ahead log); the rules
-//!   every ledger keeps are the contract suite's, in `tests/it/ledger.rs`.
+//! - `tests`: what only this ledger has (its file, its write-ahead log, its readers,
+//!   its batches); the rules every ledger keeps are the contract suite's, in
+//!   `tests/it/ledger.rs`.
 
+mod batch;
 mod sql;
 #[cfg(test)]
 mod tests;
 
 use std::str::FromStr as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -34,16 +51,15 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Sqlite, Transaction};
 
-use self::sql::{
-    COMPLETE, COMPLETED_BY_TOKEN, EXTEND_LEASE, INSERT_CLAIM, MARK_REENTERED, NEXT_TOKEN,
-    PURGE_EXPIRED, RELEASE, RELEASE_UNHELD, SELECT_RECORD, TAKE_OVER,
-};
-use super::rows::{self, LedgerRow, stored_token};
+use self::batch::{Write, Written, spawn_writer};
+use self::sql::{EXTEND_LEASE, PURGE_EXPIRED, RELEASE, RELEASE_UNHELD, SELECT_RECORD};
+use super::batcher::Batcher;
+use super::rows::{self, LedgerRow};
 use super::{
-    ClaimDecision, CompleteDecision, ExtendedLease, Ledger, LedgerError, NewClaim,
-    completed_earlier, db_token, internal, micros, reentry,
+    ClaimDecision, CompleteDecision, ExtendedLease, Ledger, LedgerError, NewClaim, db_token,
+    internal, micros, reentry,
 };
 use crate::domain::{FencingToken, Record, RecordId};
 
@@ -70,11 +86,24 @@ impl Default for SqliteOptions {
 }
 
 /// The SQLite ledger.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SqliteLedger {
-    /// Exactly one connection: the queue every write waits in.
+    /// Exactly one connection, for the write transactions: the batches of claims and
+    /// completions, and the other writes between them.
     writer: SqlitePool,
+    /// Readers, which in WAL mode never wait for the writer.
     reader: SqlitePool,
+    /// Claims and completions, queued for the next write transaction.
+    writes: Arc<Batcher<Write, Written>>,
+}
+
+impl std::fmt::Debug for SqliteLedger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteLedger")
+            .field("writer", &self.writer)
+            .field("reader", &self.reader)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SqliteLedger {
@@ -117,6 +146,9 @@ impl SqliteLedger {
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
+            // A local file: pinging it before every batch would cost a round trip to
+            // the connection's thread and prove nothing.
+            .test_before_acquire(false)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect_options.clone())
             .await
@@ -136,7 +168,12 @@ impl SqliteLedger {
             .connect_with(connect_options)
             .await
             .context("cannot open SQLite ledger for reading")?;
-        Ok(Self { writer, reader })
+        let writes = Arc::new(spawn_writer(writer.clone()));
+        Ok(Self {
+            writer,
+            reader,
+            writes,
+        })
     }
 
     /// The single-connection write pool, for tests that inspect the file directly.
@@ -145,169 +182,88 @@ impl SqliteLedger {
         &self.writer
     }
 
-    /// Claims in one write transaction; see [`Ledger::claim`] for why it is run apart
-    /// from its caller.
-    async fn claim_now(&self, claim: &NewClaim) -> Result<ClaimDecision, LedgerError> {
-        let namespace = claim.id.namespace.as_str();
-
-        let key = claim.id.key.as_str();
-        let mut tx = self.begin_write().await?;
-        let now = clock_now();
-        let now_at = timestamp(now)?;
-
-        let standing = sqlx::query(SELECT_RECORD)
-            .bind(namespace)
-            .bind(key)
-            .fetch_optional(&mut *tx)
+    /// The answer to `claim` if the record that stands decides it without a write (a
+    /// completed record, a live claim of someone else's, a fingerprint mismatch), read
+    /// on a reader connection: in WAL mode it sees the last commit without waiting for
+    /// the writer. `None`: the writer decides (a new key, an expired lease, the
+    /// claimant's own claim), and decides again under the write lock.
+    async fn standing_answer(
+        &self,
+        claim: &NewClaim,
+    ) -> Result<Option<ClaimDecision>, LedgerError> {
+        let Some(row) = sqlx::query(SELECT_RECORD)
+            .bind(claim.id.namespace.as_str())
+            .bind(claim.id.key.as_str())
+            .fetch_optional(&self.reader)
             .await
-            .map_err(classify)?;
-        let taken_over = match standing {
-            None => None,
-            Some(row) => {
-                let record = rows::record(&row)?;
-                let holder = rows::holder(&row)?;
-                // The statements below name the holder's token as it is stored.
-                let old_token: i64 = row.try_get("fencing_token").map_err(internal)?;
-                if let Some(own) = reentry(&record, holder.token, holder.claimant, claim, now_at) {
-                    sqlx::query(MARK_REENTERED)
-                        .bind(namespace)
-                        .bind(key)
-                        .bind(old_token)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(classify)?;
-                    tx.commit().await.map_err(classify)?;
-                    return Ok(own);
-                }
-                if !record.takeable_by(&claim.fingerprint, now_at) {
-                    // Nothing was written; dropping the transaction rolls it back.
-                    return Ok(ClaimDecision::Existing {
-                        record,
-                        now: now_at,
-                    });
-                }
-                Some((
-                    old_token,
-                    record.into_takeover_fingerprint(&claim.fingerprint),
-                ))
-            }
+            .map_err(classify)?
+        else {
+            return Ok(None);
         };
-
-        let token: i64 = sqlx::query_scalar(NEXT_TOKEN)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(classify)?;
-        let lease_expires_at = now.saturating_add(micros(claim.lease));
-        let expires_at = lease_expires_at.saturating_add(micros(claim.abandon_after));
-        match &taken_over {
-            None => {
-                sqlx::query(INSERT_CLAIM)
-                    .bind(namespace)
-                    .bind(key)
-                    .bind(claim.fingerprint.as_bytes())
-                    .bind(token)
-                    .bind(now)
-                    .bind(lease_expires_at)
-                    .bind(expires_at)
-                    .bind(claim.claimant.as_bytes())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(classify)?;
-            }
-            Some((old_token, fingerprint)) => {
-                let done = sqlx::query(TAKE_OVER)
-                    .bind(namespace)
-                    .bind(key)
-                    .bind(old_token)
-                    .bind(token)
-                    .bind(fingerprint.as_bytes())
-                    .bind(lease_expires_at)
-                    .bind(expires_at)
-                    .bind(now)
-                    .bind(claim.claimant.as_bytes())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(classify)?;
-                if done.rows_affected() != 1 {
-                    return Err(internal("takeover lost a row held under the write lock"));
-                }
-            }
+        let record = rows::record(&row)?;
+        let holder = rows::holder(&row)?;
+        // Read after the row, so a lease the row shows as live is live at `now`.
+        let now = timestamp(clock_now())?;
+        let own = reentry(&record, holder.token, holder.claimant, claim, now).is_some();
+        if own || record.takeable_by(&claim.fingerprint, now) {
+            return Ok(None);
         }
-        tx.commit().await.map_err(classify)?;
-        let takeover = taken_over.is_some();
-        let fingerprint = match taken_over {
-            Some((_, fingerprint)) => fingerprint,
-            None => claim.fingerprint.clone(),
-        };
-        Ok(ClaimDecision::Acquired {
-            token: stored_token(token)?,
-            lease_expires_at: timestamp(lease_expires_at)?,
-            takeover,
-            fingerprint,
-            now: now_at,
-        })
+        Ok(Some(ClaimDecision::Existing { record, now }))
     }
 
-    /// Deletes the in-progress claim held by `token` with `statement` (`RELEASE` or
-    /// `RELEASE_UNHELD`); `false`: nothing deleted.
-    async fn delete_claim(
-        &self,
-        statement: &'static str,
-        id: &RecordId,
-        token: FencingToken,
-    ) -> Result<bool, LedgerError> {
-        let Some(token) = db_token(token) else {
-            return Ok(false);
-        };
-        let mut tx = self.begin_write().await?;
-        let done = sqlx::query(statement)
-            .bind(id.namespace.as_str())
-            .bind(id.key.as_str())
-            .bind(token)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-        tx.commit().await.map_err(classify)?;
-        Ok(done.rows_affected() == 1)
+    /// Queues `write` for the next write transaction.
+    async fn write(&self, write: Write) -> Result<Written, LedgerError> {
+        self.writes.submit(write).await
     }
 
     /// Starts a write transaction holding SQLite's write lock.
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, LedgerError> {
-        self.writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(classify)
+        begin_write(&self.writer).await
     }
+}
+
+/// Starts a write transaction on `pool` (the writer) holding SQLite's write lock.
+async fn begin_write(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>, LedgerError> {
+    pool.begin_with("BEGIN IMMEDIATE").await.map_err(classify)
+}
+
+/// Deletes the in-progress claim held by `token` with `statement` (`RELEASE` or
+/// `RELEASE_UNHELD`) in a write transaction of its own; `false`: nothing deleted.
+async fn delete_claim(
+    pool: &SqlitePool,
+    statement: &'static str,
+    id: &RecordId,
+    token: FencingToken,
+) -> Result<bool, LedgerError> {
+    let Some(token) = db_token(token) else {
+        return Ok(false);
+    };
+    let mut tx = begin_write(pool).await?;
+    let done = sqlx::query(statement)
+        .bind(id.namespace.as_str())
+        .bind(id.key.as_str())
+        .bind(token)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+    tx.commit().await.map_err(classify)?;
+    Ok(done.rows_affected() == 1)
 }
 
 #[async_trait]
 impl Ledger for SqliteLedger {
-    /// The claim's transaction runs in a task of its own, so a caller that goes away
-    /// (a cancelled RPC, the engine's ledger timeout) cannot leave it committed but
-    /// unanswered; an `Acquired` that nobody is left to receive is released at once,
-    /// as on Postgres (rule 5 of docs/PROTOCOL.md: never a claim in limbo).
+    /// A claim the standing record decides is answered by a reader; the rest queue
+    /// for the next write transaction. One that commits after its caller gave up (a
+    /// cancelled RPC, the engine's ledger timeout) is released at once, as on Postgres
+    /// (rule 5 of docs/PROTOCOL.md: never a claim in limbo).
     async fn claim(&self, claim: &NewClaim) -> Result<ClaimDecision, LedgerError> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let (ledger, claim) = (self.clone(), claim.clone());
-        tokio::spawn(async move {
-            let decided = ledger.claim_now(&claim).await;
-            if let Err(Ok(ClaimDecision::Acquired { token, .. })) = reply.send(decided) {
-                match ledger.release_unheld(&claim.id, token).await {
-                    Ok(released) => tracing::info!(
-                        id = %claim.id, token = token.get(), released,
-                        "a claim committed after its caller gave up; released it"
-                    ),
-                    Err(error) => tracing::warn!(
-                        id = %claim.id, token = token.get(), error = %crate::errors::chain(&error),
-                        "a claim committed after its caller gave up and could not be released; \
-                         its lease will run out"
-                    ),
-                }
-            }
-        });
-        answer
-            .await
-            .map_err(|_| internal("the claim's transaction task stopped"))?
+        if let Some(existing) = self.standing_answer(claim).await? {
+            return Ok(existing);
+        }
+        match self.write(Write::Claim(claim.clone())).await? {
+            Written::Claim(decision) => Ok(decision),
+            Written::Complete(_) => Err(internal("a claim was answered as a completion")),
+        }
     }
 
     async fn complete(
@@ -320,36 +276,16 @@ impl Ledger for SqliteLedger {
         let Some(token) = db_token(token) else {
             return Ok(CompleteDecision::NotHolder);
         };
-        let mut tx = self.begin_write().await?;
-        let now = clock_now();
-        let completed = sqlx::query(COMPLETE)
-            .bind(id.namespace.as_str())
-            .bind(id.key.as_str())
-            .bind(token)
-            .bind(&response)
-            .bind(now)
-            .bind(now.saturating_add(micros(retention)))
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(classify)?;
-        let Some(row) = completed else {
-            // Not in progress under this token: what the key holds decides. Nothing was
-            // written; dropping the transaction rolls it back.
-            let stored = sqlx::query(COMPLETED_BY_TOKEN)
-                .bind(id.namespace.as_str())
-                .bind(id.key.as_str())
-                .bind(token)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(classify)?
-                .map(|row| rows::stored_completion(&row, timestamp(now)?))
-                .transpose()?;
-            return Ok(completed_earlier(stored, token));
+        let write = Write::Complete {
+            id: id.clone(),
+            token,
+            response,
+            retention,
         };
-        let decision = rows::completed(&row, response, timestamp(now)?)?;
-        // Only now: the answer must not claim a completion that did not commit.
-        tx.commit().await.map_err(classify)?;
-        Ok(decision)
+        match self.write(write).await? {
+            Written::Complete(decision) => Ok(decision),
+            Written::Claim(_) => Err(internal("a completion was answered as a claim")),
+        }
     }
 
     async fn purge_expired(&self, limit: u32) -> Result<u64, LedgerError> {
@@ -365,7 +301,7 @@ impl Ledger for SqliteLedger {
     }
 
     async fn release(&self, id: &RecordId, token: FencingToken) -> Result<bool, LedgerError> {
-        self.delete_claim(RELEASE, id, token).await
+        delete_claim(&self.writer, RELEASE, id, token).await
     }
 
     async fn release_unheld(
@@ -373,7 +309,7 @@ impl Ledger for SqliteLedger {
         id: &RecordId,
         token: FencingToken,
     ) -> Result<bool, LedgerError> {
-        self.delete_claim(RELEASE_UNHELD, id, token).await
+        delete_claim(&self.writer, RELEASE_UNHELD, id, token).await
     }
 
     async fn extend_lease(

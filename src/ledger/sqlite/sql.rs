@@ -8,17 +8,21 @@ FROM onceward_records
 WHERE namespace = ?1 AND key = ?2
 "#;
 
-/// SQLite has no sequences; this row is one, bumped inside the claim's transaction.
-pub(super) const NEXT_TOKEN: &str = r#"
-UPDATE onceward_fencing_tokens SET last_value = last_value + 1 WHERE id = 1
+/// SQLite has no sequences; this row is one. A batch reserves one token per claim in
+/// it (`?1`), inside its transaction, and gets the last one back.
+pub(super) const RESERVE_TOKENS: &str = r#"
+UPDATE onceward_fencing_tokens SET last_value = last_value + ?1 WHERE id = 1
 RETURNING last_value
 "#;
 
+/// A key's first claim. A key that stands is left alone, and the claim reads it back
+/// to decide (re-entry, takeover, or the standing record).
 pub(super) const INSERT_CLAIM: &str = r#"
 INSERT INTO onceward_records
     (namespace, key, state, fingerprint, fencing_token, created_at, lease_expires_at,
      expires_at, claimant)
 VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?7, ?8)
+ON CONFLICT (namespace, key) DO NOTHING
 "#;
 
 /// The compare-and-set on the old token: the write lock already makes the read and

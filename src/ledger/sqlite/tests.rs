@@ -2,6 +2,7 @@
 //! every ledger keeps are the contract suite's (`tests/it/ledger.rs`), run on this ledger
 //! too. Each test gives its ledger a file in a temporary directory of its own.
 
+use super::batch::{self, Write, Written};
 use super::*;
 use crate::domain::{Claimant, Fingerprint, IdempotencyKey, Namespace};
 
@@ -98,4 +99,258 @@ async fn an_in_memory_database_is_refused() {
         .await
         .unwrap_err();
     assert!(error.to_string().contains("in-memory"), "{error}");
+}
+
+/// A ledger with `options` in its own directory, and its file's path.
+async fn ledger_with(
+    options: SqliteOptions,
+) -> (SqliteLedger, std::path::PathBuf, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let ledger = SqliteLedger::connect(path.to_str().unwrap(), &options)
+        .await
+        .unwrap();
+    (ledger, path, dir)
+}
+
+/// Another process's connection to the same file, holding SQLite's write lock (with a
+/// write of its own in flight) until it is dropped or committed.
+async fn hold_the_write_lock(path: &std::path::Path) -> sqlx::SqliteConnection {
+    use sqlx::Connection as _;
+
+    let options = SqliteConnectOptions::new().filename(path);
+    let mut other = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "BEGIN IMMEDIATE; \
+         UPDATE onceward_fencing_tokens SET last_value = last_value + 1 WHERE id = 1",
+    )
+    .execute(&mut other)
+    .await
+    .unwrap();
+    other
+}
+
+/// Frames in the write-ahead log: each commit appends at least one per page it changed.
+fn wal_frames(path: &std::path::Path) -> u64 {
+    const HEADER: u64 = 32;
+    const FRAME: u64 = 24 + 4096;
+    let wal = path.with_extension("db-wal");
+    let bytes = std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0);
+    bytes.saturating_sub(HEADER) / FRAME
+}
+
+#[tokio::test]
+async fn a_lookup_and_a_duplicate_claim_answer_while_another_connection_holds_the_write_lock() {
+    let (ledger, path, _dir) = ledger_with(SqliteOptions::default()).await;
+    let done = new_claim("done", b"fp", LEASE);
+    let (token, _) = acquire(&ledger, &done).await;
+    ledger
+        .complete(&done.id, token, b"charged".to_vec(), ABANDON)
+        .await
+        .unwrap();
+    let held = new_claim("held", b"fp", LEASE);
+    acquire(&ledger, &held).await;
+
+    let other = hold_the_write_lock(&path).await;
+    let quickly = Duration::from_secs(1);
+    let record = tokio::time::timeout(quickly, ledger.lookup(&done.id))
+        .await
+        .expect("a lookup does not wait for the writer")
+        .unwrap()
+        .expect("found");
+    assert_eq!(record.response.as_deref(), Some(&b"charged"[..]));
+    let duplicate = new_claim("done", b"fp", LEASE);
+    let replayed = tokio::time::timeout(quickly, ledger.claim(&duplicate))
+        .await
+        .expect("a duplicate does not wait for the writer")
+        .unwrap();
+    assert!(
+        matches!(replayed, ClaimDecision::Existing { record, .. } if record.response.as_deref() == Some(&b"charged"[..]))
+    );
+    let in_progress = tokio::time::timeout(quickly, ledger.claim(&new_claim("held", b"fp", LEASE)))
+        .await
+        .expect("a claim on a live lease does not wait for the writer")
+        .unwrap();
+    assert!(matches!(in_progress, ClaimDecision::Existing { .. }));
+    // A new key must write, so it does wait: the lock really is held.
+    let fresh = new_claim("new", b"", LEASE);
+    let waited = tokio::time::timeout(Duration::from_millis(300), ledger.claim(&fresh));
+    assert!(
+        waited.await.is_err(),
+        "a new key was acquired without the write lock"
+    );
+    drop(other);
+    acquire(&ledger, &new_claim("after", b"", LEASE)).await;
+}
+
+#[tokio::test]
+async fn claims_that_queue_while_a_transaction_waits_share_the_next_commit() {
+    let (ledger, path, _dir) = ledger_with(SqliteOptions::default()).await;
+    acquire(&ledger, &new_claim("warm", b"", LEASE)).await;
+    let frames_before = wal_frames(&path);
+
+    // The first claim takes the writer and waits for the lock; the rest queue behind.
+    let other = hold_the_write_lock(&path).await;
+    let mut claims = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let ledger = ledger.clone();
+        claims
+            .spawn(async move { acquire(&ledger, &new_claim(&format!("k{i}"), b"", LEASE)).await });
+        tokio::task::yield_now().await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut { other })
+        .await
+        .unwrap();
+    let mut tokens: Vec<FencingToken> = claims
+        .join_all()
+        .await
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
+    tokens.sort();
+    tokens.dedup();
+    assert_eq!(tokens.len(), 40, "every claim has a token of its own");
+
+    // One commit per claim would append at least 40 frames.
+    let frames = wal_frames(&path) - frames_before;
+    assert!(frames < 20, "40 claims appended {frames} WAL frames");
+}
+
+#[tokio::test]
+async fn writes_of_one_key_in_one_batch_are_decided_in_queue_order() {
+    let (ledger, _dir) = ledger().await;
+    let first = new_claim("k", b"fp", LEASE);
+    let retry = NewClaim {
+        claimant: first.claimant.clone(),
+        ..first.clone()
+    };
+    let other = new_claim("k", b"fp", LEASE);
+    let mismatch = new_claim("k", b"other", LEASE);
+    let mut batch = vec![
+        Write::Claim(first),
+        Write::Claim(retry),
+        Write::Claim(other),
+        Write::Claim(mismatch),
+    ];
+    let results = batch::write_batch(&ledger.writer, &mut batch)
+        .await
+        .unwrap();
+    let decisions: Vec<ClaimDecision> = results
+        .into_iter()
+        .map(|r| match r.unwrap() {
+            Written::Claim(decision) => decision,
+            Written::Complete(_) => panic!("a claim answered as a completion"),
+        })
+        .collect();
+    let ClaimDecision::Acquired { token, .. } = &decisions[0] else {
+        panic!("the first claim acquires: {:?}", decisions[0]);
+    };
+    assert!(
+        matches!(&decisions[1], ClaimDecision::Acquired { token: again, takeover: false, .. } if again == token),
+        "the claimant's retry gets the same token: {:?}",
+        decisions[1]
+    );
+    for later in &decisions[2..] {
+        assert!(matches!(later, ClaimDecision::Existing { .. }), "{later:?}");
+    }
+
+    // A completion, then a claim of the same key, in one batch.
+    let token = *token;
+    let mut batch = vec![
+        Write::Complete {
+            id: id("k"),
+            token: db_token(token).unwrap(),
+            response: b"done".to_vec(),
+            retention: ABANDON,
+        },
+        Write::Claim(new_claim("k", b"fp", LEASE)),
+    ];
+    let mut results = batch::write_batch(&ledger.writer, &mut batch)
+        .await
+        .unwrap()
+        .into_iter();
+    assert!(matches!(
+        results.next(),
+        Some(Ok(Written::Complete(CompleteDecision::Completed { .. })))
+    ));
+    match results.next() {
+        Some(Ok(Written::Claim(ClaimDecision::Existing { record, .. }))) => {
+            assert_eq!(
+                record.response.as_deref(),
+                Some(&b"done"[..]),
+                "the claim saw the completion before it"
+            );
+        }
+        _ => panic!("the claim after the completion replays it"),
+    }
+}
+
+#[tokio::test]
+async fn an_item_that_fails_alone_fails_alone() {
+    let (ledger, _dir) = ledger().await;
+    // A row no claim could have written: its fingerprint is longer than a request may send.
+    sqlx::query(
+        "INSERT INTO onceward_records (namespace, key, state, fingerprint, fencing_token, \
+         created_at, lease_expires_at, expires_at) VALUES ('test', 'bad', 1, ?1, 1, 0, 1, 1)",
+    )
+    .bind(vec![7u8; 100])
+    .execute(ledger.pool())
+    .await
+    .unwrap();
+    let mut batch = vec![
+        Write::Claim(new_claim("before", b"", LEASE)),
+        Write::Claim(new_claim("bad", b"", LEASE)),
+        Write::Claim(new_claim("after", b"", LEASE)),
+    ];
+    let results = batch::write_batch(&ledger.writer, &mut batch)
+        .await
+        .unwrap();
+    assert!(matches!(
+        results[0],
+        Ok(Written::Claim(ClaimDecision::Acquired { .. }))
+    ));
+    assert!(matches!(results[1], Err(LedgerError::Internal(_))));
+    assert!(matches!(
+        results[2],
+        Ok(Written::Claim(ClaimDecision::Acquired { .. }))
+    ));
+    for key in ["before", "after"] {
+        assert!(
+            ledger.lookup(&id(key)).await.unwrap().is_some(),
+            "{key} committed"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_transaction_that_fails_fails_every_caller_in_it_and_acquires_nothing() {
+    let options = SqliteOptions {
+        busy_timeout: Duration::from_millis(200),
+        ..SqliteOptions::default()
+    };
+    let (ledger, path, _dir) = ledger_with(options).await;
+    let other = hold_the_write_lock(&path).await;
+    let mut claims = tokio::task::JoinSet::new();
+    for key in ["a", "b", "c"] {
+        let ledger = ledger.clone();
+        claims.spawn(async move { ledger.claim(&new_claim(key, b"", LEASE)).await });
+    }
+    for result in claims.join_all().await {
+        assert!(
+            matches!(result, Err(LedgerError::Unavailable(_))),
+            "{result:?}"
+        );
+    }
+    drop(other);
+    for key in ["a", "b", "c"] {
+        assert!(
+            ledger.lookup(&id(key)).await.unwrap().is_none(),
+            "{key} was written"
+        );
+    }
+    acquire(&ledger, &new_claim("a", b"", LEASE)).await;
 }

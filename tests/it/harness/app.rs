@@ -288,7 +288,7 @@ pub struct SharedRedisKeys {
 impl SharedRedisKeys {
     /// The most keys a Redis may hold for the cleanup to walk it: a `SCAN` visits every
     /// key, and a Redis that holds millions is shared with something else entirely.
-    const MAX_KEYS_TO_SCAN: u64 = 1_000_000;
+    pub const MAX_KEYS_TO_SCAN: u64 = 1_000_000;
 
     fn track(&self, prefix: &str) {
         let mut prefixes = self.prefixes.lock().unwrap_or_else(|e| e.into_inner());

@@ -1,0 +1,347 @@
+//! Group commit on SQLite: the claims and completions that queued while the writer was
+//! busy run in one `BEGIN IMMEDIATE` transaction with one commit, so one WAL sync.
+//!
+//! The queue is the shared [`Batcher`] with one writer, as SQLite allows one at a time.
+//! Inside the transaction the items run one after another in queue order, each decided
+//! by the same rules as a transaction of its own would be, so the second item of a key
+//! sees what the first did. Each item writes with one statement at most, which SQLite
+//! applies whole or not at all: an item that fails on its own (a stored row that does
+//! not decode, a constraint) leaves nothing behind and gets its own error, and the
+//! others commit. (A completion's answer is read from the row it has just written; if
+//! that fails, the transaction fails rather than commit a completion its caller was
+//! not told of.) An error that may have cost the transaction itself (busy, I/O, a
+//! full disk, no memory: SQLite may roll a transaction back on its own after those)
+//! rolls everything back, and every caller is told UNAVAILABLE: nothing is `Acquired`
+//! without a commit.
+
+use std::time::Duration;
+
+use sqlx::Row;
+use sqlx::sqlite::{SqliteConnection, SqlitePool};
+
+use super::sql::{
+    COMPLETE, COMPLETED_BY_TOKEN, INSERT_CLAIM, MARK_REENTERED, RELEASE_UNHELD, RESERVE_TOKENS,
+    SELECT_RECORD, TAKE_OVER,
+};
+use super::{classify, clock_now, delete_claim, timestamp};
+use crate::domain::RecordId;
+use crate::ledger::batcher::{BatchOutcome, Batcher};
+use crate::ledger::rows::{self, stored_token};
+use crate::ledger::{
+    ClaimDecision, CompleteDecision, LedgerError, NewClaim, completed_earlier, internal, micros,
+    reentry,
+};
+
+/// The most claims and completions one transaction carries: bounds how long a batch
+/// holds the write lock, and so how long the next one queues.
+pub(super) const MAX_BATCH: usize = 256;
+
+/// A write waiting for its batch.
+pub(super) enum Write {
+    /// A claim the reader could not answer (a new key, an expired lease, a re-entry).
+    Claim(NewClaim),
+    /// A completion, with the token as stored.
+    Complete {
+        id: RecordId,
+        token: i64,
+        response: Vec<u8>,
+        retention: Duration,
+    },
+}
+
+/// What a write decided.
+pub(super) enum Written {
+    Claim(ClaimDecision),
+    Complete(CompleteDecision),
+}
+
+/// The write queue: one writer, taking what queued while the last batch ran. A claim
+/// whose caller gave up while its batch ran is released (`RELEASE_UNHELD`): nobody was
+/// told of it, and it must not hold its key until the lease runs out (rule 5 of docs/PROTOCOL.md).
+pub(super) fn spawn_writer(pool: SqlitePool) -> Batcher<Write, Written> {
+    let release_pool = pool.clone();
+    let undelivered = move |write: Write, written: Written| {
+        if let (Write::Claim(claim), Written::Claim(ClaimDecision::Acquired { token, .. })) =
+            (write, written)
+        {
+            tokio::spawn(release_unheld(release_pool.clone(), claim.id, token));
+        }
+    };
+    let run = move |mut batch: Vec<Write>| {
+        let pool = pool.clone();
+        async move {
+            let outcome = write_batch(&pool, &mut batch).await;
+            (batch, outcome)
+        }
+    };
+    Batcher::spawn("write", 1, MAX_BATCH, run, undelivered)
+}
+
+/// Releases a claim that committed after its caller gave up, unless its claimant has
+/// had it back since. If this fails too, the lease runs out as it would have.
+async fn release_unheld(pool: SqlitePool, id: RecordId, token: crate::domain::FencingToken) {
+    match delete_claim(&pool, RELEASE_UNHELD, &id, token).await {
+        Ok(released) => tracing::info!(
+            %id, token = token.get(), released,
+            "a claim committed after its caller gave up; released it"
+        ),
+        Err(error) => tracing::warn!(
+            %id, token = token.get(), error = %crate::errors::chain(&error),
+            "a claim committed after its caller gave up and could not be released; \
+             its lease will run out"
+        ),
+    }
+}
+
+/// How one item failed.
+enum Failure {
+    /// This item alone: nothing of it was written, the others go on.
+    Item(LedgerError),
+    /// The transaction: nothing commits.
+    Transaction(LedgerError),
+}
+
+impl From<LedgerError> for Failure {
+    fn from(error: LedgerError) -> Self {
+        Failure::Item(error)
+    }
+}
+
+impl From<sqlx::Error> for Failure {
+    /// A constraint or a value that does not decode is the item's; anything else
+    /// SQLite or the connection reports may have ended the transaction.
+    fn from(error: sqlx::Error) -> Self {
+        // SQLITE_CONSTRAINT, as the low byte of an extended result code.
+        const CONSTRAINT: i32 = 19;
+        let item_only = match &error {
+            sqlx::Error::Database(db) => db
+                .code()
+                .and_then(|code| code.parse::<i32>().ok())
+                .is_some_and(|code| code & 0xff == CONSTRAINT),
+            sqlx::Error::ColumnDecode { .. }
+            | sqlx::Error::ColumnNotFound(_)
+            | sqlx::Error::Decode(_)
+            | sqlx::Error::TypeNotFound { .. } => true,
+            _ => false,
+        };
+        match item_only {
+            true => Failure::Item(classify(error)),
+            false => Failure::Transaction(transaction_failed(error)),
+        }
+    }
+}
+
+/// A transaction that did not commit: nothing of it was written, so every caller in
+/// it may retry.
+fn transaction_failed(error: sqlx::Error) -> LedgerError {
+    LedgerError::Unavailable(Box::new(error))
+}
+
+/// Runs `batch` in one write transaction: one result per item, in order, or the
+/// failure of the whole transaction.
+pub(super) async fn write_batch(pool: &SqlitePool, batch: &mut [Write]) -> BatchOutcome<Written> {
+    let mut tx = pool
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(transaction_failed)?;
+    let claims = batch
+        .iter()
+        .filter(|write| matches!(write, Write::Claim(_)))
+        .count();
+    let mut tokens = TokenRange::reserve(&mut tx, claims).await?;
+    let mut results = Vec::with_capacity(batch.len());
+    for write in batch.iter_mut() {
+        let written = match write {
+            Write::Claim(claim) => claim_one(&mut tx, claim, &mut tokens)
+                .await
+                .map(Written::Claim),
+            Write::Complete {
+                id,
+                token,
+                response,
+                retention,
+            } => complete_one(&mut tx, id, *token, std::mem::take(response), *retention)
+                .await
+                .map(Written::Complete),
+        };
+        match written {
+            Ok(written) => results.push(Ok(written)),
+            Err(Failure::Item(error)) => results.push(Err(error)),
+            // Dropping the transaction rolls it back.
+            Err(Failure::Transaction(error)) => return Err(error),
+        }
+    }
+    tx.commit().await.map_err(transaction_failed)?;
+    Ok(results)
+}
+
+/// The fencing tokens a batch may hand out, reserved with one statement in its
+/// transaction: one per claim, in queue order. A claim that acquires nothing leaves
+/// its token unused, a gap in the sequence; tokens only need to increase.
+struct TokenRange {
+    next: i64,
+    end: i64,
+}
+
+impl TokenRange {
+    async fn reserve(
+        connection: &mut SqliteConnection,
+        claims: usize,
+    ) -> Result<Self, LedgerError> {
+        if claims == 0 {
+            return Ok(Self { next: 0, end: 0 });
+        }
+        let count = i64::try_from(claims).map_err(internal)?;
+        let last: i64 = sqlx::query_scalar(RESERVE_TOKENS)
+            .bind(count)
+            .fetch_one(&mut *connection)
+            .await
+            .map_err(transaction_failed)?;
+        Ok(Self {
+            next: last - count + 1,
+            end: last + 1,
+        })
+    }
+
+    /// The next unused token; it stays unused until [`Self::used`].
+    fn peek(&self) -> Result<i64, LedgerError> {
+        match self.next < self.end {
+            true => Ok(self.next),
+            false => Err(internal("a batch ran out of reserved fencing tokens")),
+        }
+    }
+
+    fn used(&mut self) {
+        self.next += 1;
+    }
+}
+
+/// One claim, in the batch's transaction: the key's first claim is inserted; a key
+/// that stands is re-entered by its own claimant, taken over if its lease ran out, or
+/// reported.
+async fn claim_one(
+    connection: &mut SqliteConnection,
+    claim: &NewClaim,
+    tokens: &mut TokenRange,
+) -> Result<ClaimDecision, Failure> {
+    let (namespace, key) = (claim.id.namespace.as_str(), claim.id.key.as_str());
+    let now = clock_now();
+    let now_at = timestamp(now)?;
+    let lease_expires_at = now.saturating_add(micros(claim.lease));
+    let expires_at = lease_expires_at.saturating_add(micros(claim.abandon_after));
+    // Checked before anything is written, so no answer fails after its write.
+    let lease_expires = timestamp(lease_expires_at)?;
+    let token = tokens.peek()?;
+
+    let inserted = sqlx::query(INSERT_CLAIM)
+        .bind(namespace)
+        .bind(key)
+        .bind(claim.fingerprint.as_bytes())
+        .bind(token)
+        .bind(now)
+        .bind(lease_expires_at)
+        .bind(expires_at)
+        .bind(claim.claimant.as_bytes())
+        .execute(&mut *connection)
+        .await?;
+    if inserted.rows_affected() == 1 {
+        tokens.used();
+        return Ok(ClaimDecision::Acquired {
+            token: stored_token(token)?,
+            lease_expires_at: lease_expires,
+            takeover: false,
+            fingerprint: claim.fingerprint.clone(),
+            now: now_at,
+        });
+    }
+
+    let row = sqlx::query(SELECT_RECORD)
+        .bind(namespace)
+        .bind(key)
+        .fetch_optional(&mut *connection)
+        .await?
+        .ok_or_else(|| internal("a conflicting row vanished under the write lock"))?;
+    let record = rows::record(&row)?;
+    let holder = rows::holder(&row)?;
+    // The statements below name the holder's token as it is stored.
+    let old_token: i64 = row.try_get("fencing_token").map_err(internal)?;
+    if let Some(own) = reentry(&record, holder.token, holder.claimant, claim, now_at) {
+        sqlx::query(MARK_REENTERED)
+            .bind(namespace)
+            .bind(key)
+            .bind(old_token)
+            .execute(&mut *connection)
+            .await?;
+        return Ok(own);
+    }
+    if !record.takeable_by(&claim.fingerprint, now_at) {
+        return Ok(ClaimDecision::Existing {
+            record,
+            now: now_at,
+        });
+    }
+    let fingerprint = record.into_takeover_fingerprint(&claim.fingerprint);
+    let taken = sqlx::query(TAKE_OVER)
+        .bind(namespace)
+        .bind(key)
+        .bind(old_token)
+        .bind(token)
+        .bind(fingerprint.as_bytes())
+        .bind(lease_expires_at)
+        .bind(expires_at)
+        .bind(now)
+        .bind(claim.claimant.as_bytes())
+        .execute(&mut *connection)
+        .await?;
+    if taken.rows_affected() != 1 {
+        return Err(internal("takeover lost a row held under the write lock").into());
+    }
+    tokens.used();
+    Ok(ClaimDecision::Acquired {
+        token: stored_token(token)?,
+        lease_expires_at: lease_expires,
+        takeover: true,
+        fingerprint,
+        now: now_at,
+    })
+}
+
+/// One completion, in the batch's transaction: the claim held by `token` is completed,
+/// or what the key holds decides (a retry of a completion that happened, or not the
+/// holder's).
+async fn complete_one(
+    connection: &mut SqliteConnection,
+    id: &RecordId,
+    token: i64,
+    response: Vec<u8>,
+    retention: Duration,
+) -> Result<CompleteDecision, Failure> {
+    let now = clock_now();
+    let now_at = timestamp(now)?;
+    let expires_at = now.saturating_add(micros(retention));
+    // Checked before anything is written, so no answer fails after its write.
+    timestamp(expires_at)?;
+    let completed = sqlx::query(COMPLETE)
+        .bind(id.namespace.as_str())
+        .bind(id.key.as_str())
+        .bind(token)
+        .bind(&response)
+        .bind(now)
+        .bind(expires_at)
+        .fetch_optional(&mut *connection)
+        .await?;
+    if let Some(row) = completed {
+        // The row is written: an answer that cannot be read from it (a stored
+        // fingerprint no claim could have written) must not commit untold.
+        return rows::completed(&row, response, now_at).map_err(Failure::Transaction);
+    }
+    let stored = sqlx::query(COMPLETED_BY_TOKEN)
+        .bind(id.namespace.as_str())
+        .bind(id.key.as_str())
+        .bind(token)
+        .fetch_optional(&mut *connection)
+        .await?
+        .map(|row| rows::stored_completion(&row, now_at))
+        .transpose()?;
+    Ok(completed_earlier(stored, token))
+}
