@@ -30,6 +30,10 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value_t = Workload::New)]
     pub workload: Workload,
 
+    /// In the batch workload, the fresh keys of one ClaimBatch (and its CompleteBatch).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub batch_items: u32,
+
     /// In the mixed workload, the share of operations that repeat a completed key.
     #[arg(long, default_value_t = 0.9, value_parser = parse_ratio)]
     pub duplicate_ratio: f64,
@@ -236,6 +240,10 @@ pub enum Workload {
     Duplicate,
     /// `--duplicate-ratio` duplicates, the rest new.
     Mixed,
+    /// `ClaimBatch` of `--batch-items` fresh keys, then `CompleteBatch` of them: one
+    /// operation is both RPCs. Measured in the same rounds as `new`, so the report
+    /// compares items/s with single Claim+Complete pairs/s.
+    Batch,
 }
 
 impl Workload {
@@ -245,6 +253,7 @@ impl Workload {
             Workload::New => "new",
             Workload::Duplicate => "duplicate",
             Workload::Mixed => "mixed",
+            Workload::Batch => "batch",
         }
     }
 }

@@ -141,6 +141,13 @@ impl<'a> Bench<'a> {
                 .filter(|&t| t != Target::Embedded || args.embedded_addr.is_some())
                 .collect();
             (targets, workloads)
+        } else if args.workload == Workload::Batch {
+            anyhow::ensure!(
+                args.target == Target::Onceward,
+                "--workload batch measures the sidecar's batch RPCs: use --target onceward"
+            );
+            // Single pairs in the same rounds: the ratio the batch workload is for.
+            (vec![Target::Onceward], vec![Workload::New, Workload::Batch])
         } else {
             (vec![args.target], vec![args.workload])
         };
@@ -189,6 +196,7 @@ impl<'a> Bench<'a> {
             half_peak_embedded,
             sidecar: None,
             embedded_sidecar: None,
+            batch_items: (args.workload == Workload::Batch).then_some(args.batch_items),
         };
         report.compute_ratios();
         Ok(report)
@@ -307,6 +315,7 @@ impl<'a> Bench<'a> {
                 completed_prefix: slice.completed_prefix.to_owned(),
                 completed_keys: self.args.keys,
                 response: self.response.clone(),
+                batch_items: self.args.batch_items,
             })
         };
         if !warmup.is_zero() {
@@ -350,6 +359,7 @@ impl<'a> Bench<'a> {
             completed_prefix: unique_prefix("completed"),
             completed_keys: self.args.keys,
             response: self.response.clone(),
+            batch_items: self.args.batch_items,
         });
         tracing::info!(
             target = target.name(),

@@ -184,6 +184,7 @@ fn style(target: Target, workload: Workload) -> (&'static str, &'static str) {
         (_, Workload::New) => "none",
         (_, Workload::Duplicate) => "8,4",
         (_, Workload::Mixed) => "2,2,8,2",
+        (_, Workload::Batch) => "12,3,2,3",
     };
     (colour, dash)
 }

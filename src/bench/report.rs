@@ -17,6 +17,9 @@ pub const DUPLICATE_VS_FLOOR_BAR: f64 = 0.6;
 /// new-op throughput, embedded ÷ onceward on --addr (Postgres and Redis): the embedded
 /// default must be no slower on one host.
 pub const EMBEDDED_NEW_VS_ONCEWARD_BAR: f64 = 1.0;
+/// Items per second of `ClaimBatch`+`CompleteBatch` over single Claim+Complete pairs
+/// per second, at the same RPCs in flight.
+pub const BATCH_VS_NEW_BAR: f64 = 4.0;
 
 /// One measured run.
 #[derive(Debug, Clone, Serialize)]
@@ -196,6 +199,8 @@ pub struct Report {
     pub sidecar: Option<SidecarMemory>,
     /// The embedded sidecar's memory (with --spawn-embedded).
     pub embedded_sidecar: Option<SidecarMemory>,
+    /// Fresh keys per batch (with --workload batch).
+    pub batch_items: Option<u32>,
 }
 
 /// Two targets' best closed-loop throughput for one workload, whatever the level.
@@ -362,6 +367,7 @@ impl Report {
             out.push_str(&table(&rows));
         }
         self.embedded_ratios_text(&mut out);
+        self.batch_text(&mut out);
         if let Some(peak) = &self.peak_new_vs_direct_postgres {
             let _ = writeln!(
                 out,
@@ -409,6 +415,54 @@ impl Report {
     }
 
     /// The embedded sidecar's ratios, per level, if it was measured.
+    /// Batch items/s against single Claim+Complete pairs/s, level by level.
+    fn batch_text(&self, out: &mut String) {
+        let Some(items) = self.batch_items else {
+            return;
+        };
+        let closed = |workload: Workload, concurrency: u32| {
+            self.runs.iter().find(|run| {
+                run.target == Target::Onceward
+                    && run.workload == workload
+                    && run.concurrency == concurrency
+                    && run.mode == "closed"
+            })
+        };
+        let mut rows = vec![
+            [
+                "conc",
+                "new pairs/s",
+                "batch items/s",
+                "items/s ÷ pairs/s (bar ≥ 4.0)",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        ];
+        for batch in self
+            .runs
+            .iter()
+            .filter(|run| run.workload == Workload::Batch && run.mode == "closed")
+        {
+            let Some(new) = closed(Workload::New, batch.concurrency) else {
+                continue;
+            };
+            let items_per_s = batch.throughput * f64::from(items);
+            let ratio = (new.throughput > 0.0).then(|| items_per_s / new.throughput);
+            rows.push(vec![
+                batch.concurrency.to_string(),
+                format!("{:.0}", new.throughput),
+                format!("{items_per_s:.0}"),
+                against_bar(ratio, BATCH_VS_NEW_BAR),
+            ]);
+        }
+        let _ = writeln!(
+            out,
+            "
+batches of {items} fresh keys (ClaimBatch + CompleteBatch):"
+        );
+        out.push_str(&table(&rows));
+    }
+
     fn embedded_ratios_text(&self, out: &mut String) {
         let measured = |r: &&Ratios| {
             r.embedded_new_vs_onceward.is_some() || r.embedded_duplicate_vs_grpc_floor.is_some()

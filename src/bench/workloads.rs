@@ -13,7 +13,10 @@ use tonic::transport::Channel;
 use super::args::Workload;
 use super::driver::Worker;
 use crate::proto::onceward_client::OncewardClient;
-use crate::proto::{ClaimRequest, CompleteRequest, Outcome};
+use crate::proto::{
+    ClaimBatchRequest, ClaimItem, ClaimRequest, CompleteBatchRequest, CompleteItem,
+    CompleteRequest, Outcome,
+};
 
 /// The namespace every bench key lives in.
 pub const NAMESPACE: &str = "bench";
@@ -36,6 +39,8 @@ pub struct KeyPlan {
     pub completed_keys: u64,
     /// The response each completion stores.
     pub response: Arc<[u8]>,
+    /// Fresh keys per batch (the batch workload).
+    pub batch_items: u32,
 }
 
 /// One operation's key and whether it repeats a completed one.
@@ -51,7 +56,7 @@ impl KeyPlan {
     /// The key of operation `seq`.
     pub fn key(&self, seq: u64) -> Key {
         let duplicate = match self.workload {
-            Workload::New => false,
+            Workload::New | Workload::Batch => false,
             Workload::Duplicate => true,
             Workload::Mixed => unit_interval(seq) < self.duplicate_ratio,
         };
@@ -169,12 +174,67 @@ impl OncewardWorker {
     }
 }
 
+impl OncewardWorker {
+    /// One `ClaimBatch` of the batch's fresh keys (every one must be `ACQUIRED`), then
+    /// one `CompleteBatch` of them (every one must be stored).
+    async fn batch(&mut self, seq: u64) -> Result<(), String> {
+        let keys: Vec<String> = (0..self.plan.batch_items)
+            .map(|i| format!("{}-{seq}-{i}", self.plan.fresh_prefix))
+            .collect();
+        let claimed = self
+            .client
+            .claim_batch(ClaimBatchRequest {
+                namespace: NAMESPACE.to_owned(),
+                items: keys
+                    .iter()
+                    .map(|key| ClaimItem {
+                        key: key.clone(),
+                        fingerprint: FINGERPRINT.to_vec(),
+                        claimant: rand::random::<[u8; 16]>().to_vec(),
+                        attempt: 1,
+                        ..Default::default()
+                    })
+                    .collect(),
+                lease: None,
+            })
+            .await
+            .map_err(|status| code_name(&status))?
+            .into_inner();
+        let mut items = Vec::with_capacity(keys.len());
+        for (key, answer) in keys.into_iter().zip(&claimed.results) {
+            expect_outcome(answer.outcome, Outcome::Acquired)?;
+            items.push(CompleteItem {
+                key,
+                fencing_token: answer.fencing_token,
+                response: self.plan.response.to_vec(),
+            });
+        }
+        let completed = self
+            .client
+            .complete_batch(CompleteBatchRequest {
+                namespace: NAMESPACE.to_owned(),
+                items,
+                retention: None,
+            })
+            .await
+            .map_err(|status| code_name(&status))?
+            .into_inner();
+        match completed.results.iter().find(|result| result.code != 0) {
+            Some(refused) => Err(format!("CompleteBatch item code {}", refused.code)),
+            None => Ok(()),
+        }
+    }
+}
+
 #[async_trait]
 impl Worker for OncewardWorker {
     async fn call(&mut self, seq: u64) -> Result<(), String> {
         if self.populate {
             let key = self.plan.completed_key(seq);
             return self.claim_and_complete(key).await;
+        }
+        if self.plan.workload == Workload::Batch {
+            return self.batch(seq).await;
         }
         match self.plan.key(seq) {
             Key::Fresh(key) => self.claim_and_complete(key).await,
@@ -208,6 +268,7 @@ mod tests {
             completed_prefix: "c".into(),
             completed_keys: 100,
             response: Arc::from(&b"r"[..]),
+            batch_items: 100,
         }
     }
 

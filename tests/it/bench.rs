@@ -85,6 +85,41 @@ async fn bench_spawns_an_embedded_sidecar_measures_it_and_removes_its_data() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_batch_workload_runs_batches_and_single_pairs_in_the_same_rounds() {
+    let app = TestApp::builder().spawn().await;
+    let addr = format!("http://{}", app.addr);
+    let report = bench(&[
+        "--addr",
+        &addr,
+        "--workload",
+        "batch",
+        "--batch-items",
+        "20",
+    ])
+    .await;
+    let runs = report["runs"].as_array().expect("runs");
+    let workloads: Vec<&str> = runs
+        .iter()
+        .map(|run| run["workload"].as_str().unwrap())
+        .collect();
+    assert_eq!(workloads, ["new", "batch"], "{report:#}");
+    for run in runs {
+        assert!(run["ok"].as_u64().unwrap() > 0, "{run:#}");
+        assert_eq!(run["errors_total"].as_u64(), Some(0), "{run:#}");
+    }
+    assert_eq!(report["batch_items"].as_u64(), Some(20));
+    // Every item of every batch was claimed and completed.
+    let batches = runs[1]["ok"].as_u64().unwrap() as f64;
+    let claimed = app
+        .metric("onceward_batch_items_count", &[("rpc", "ClaimBatch")])
+        .await;
+    assert!(
+        claimed >= batches,
+        "{claimed} ClaimBatch calls for {batches} batches"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_replays_completed_keys_without_errors() {
     let app = TestApp::builder().spawn().await;
     let addr = format!("http://{}", app.addr);
