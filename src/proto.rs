@@ -10,7 +10,7 @@ mod service {
     tonic::include_proto!("onceward.v1");
 }
 
-pub use service::onceward_server;
+pub use service::{admin_server, onceward_server};
 
 /// The encoded descriptor set, for the reflection service.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -41,6 +41,9 @@ pub struct TenantConfig {
     pub rate_limit_per_second: Option<f64>,
     /// How many requests may arrive at once above the rate; default: one second's worth.
     pub rate_limit_burst: Option<f64>,
+    /// Whether the tenant may call the Admin service (for its own namespaces).
+    #[serde(default)]
+    pub admin: bool,
 }
 
 impl ConfigFile {
@@ -58,6 +61,7 @@ pub struct Tenant {
     name: String,
     token_sha256: [u8; 32],
     namespaces: Namespaces,
+    admin: bool,
     rate: Option<TokenBucket>,
 }
 
@@ -94,6 +98,9 @@ pub enum Refusal {
         /// The namespace asked for.
         namespace: String,
     },
+    /// The Admin service needs a tenant marked `admin = true`.
+    #[error("the Admin service needs a tenant with admin = true")]
+    NotAdmin,
     /// The tenant is over its request rate.
     #[error("rate limit exceeded; retry in {}ms", .retry_after.as_millis().max(1))]
     RateLimited {
@@ -118,6 +125,15 @@ pub enum Caller<'a> {
 }
 
 impl Caller<'_> {
+    /// Checks that the caller may use the Admin service on `namespace`: any caller
+    /// when authentication is off, else an admin tenant granted the namespace.
+    pub fn authorize_admin(&self, namespace: &Namespace) -> Result<(), Refusal> {
+        match self {
+            Caller::Tenant(tenant) if !tenant.admin => Err(Refusal::NotAdmin),
+            _ => self.authorize(namespace),
+        }
+    }
+
     /// Checks that the caller may use `namespace`.
     pub fn authorize(&self, namespace: &Namespace) -> Result<(), Refusal> {
         match self {
@@ -177,6 +193,7 @@ impl Gatekeeper {
                 name: tenant.name,
                 token_sha256: hash,
                 namespaces,
+                admin: tenant.admin,
                 rate,
             });
         }

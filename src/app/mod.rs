@@ -18,7 +18,7 @@ use crate::config::ServeArgs;
 use crate::engine::Engine;
 use crate::grpc::guard::{GuardLayer, GuardLimits};
 use crate::grpc::transport::{self, Incoming, TransportLimits};
-use crate::grpc::{OncewardService, transport_limit_as_resource_exhausted};
+use crate::grpc::{AdminService, OncewardService, transport_limit_as_resource_exhausted};
 use crate::ledger::Ledger;
 use crate::proto;
 use crate::retention::Retention;
@@ -47,6 +47,8 @@ pub struct Application {
     metrics: PrometheusHandle,
     cleanup_interval: Duration,
     cleanup_batch_size: u32,
+    /// Hears of records other sidecars forgot; stopped with the sidecar.
+    forget_watch: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -92,6 +94,8 @@ impl Application {
             limits,
             args.storage.ledger_timeout,
         ));
+        let forget_watch =
+            ledger.watch_forgotten(evict_forgotten(hot.clone(), args.storage.ledger_timeout));
 
         let listener = TcpListener::bind(args.listen)
             .await
@@ -120,6 +124,7 @@ impl Application {
             metrics,
             cleanup_interval: args.cleanup_interval,
             cleanup_batch_size: args.cleanup_batch_size,
+            forget_watch,
         })
     }
 
@@ -193,6 +198,10 @@ impl Application {
             ))
             .add_service(health)
             .add_service(reflection)
+            .add_service(AdminService::server(
+                self.engine.clone(),
+                self.gatekeeper.clone(),
+            ))
             .add_service(OncewardService::server(self.engine, self.gatekeeper))
             .serve_with_incoming_shutdown(incoming.into_stream(), shutdown)
             .await;
@@ -201,6 +210,9 @@ impl Application {
         // stopping; wait for it so the port is closed when this returns.
         let _ = accepting.await;
         stop.cancel();
+        if let Some(watch) = self.forget_watch {
+            watch.abort();
+        }
         let _ = metrics_task.await;
         if let Some(retention_task) = retention_task {
             let _ = retention_task.await;
@@ -208,6 +220,23 @@ impl Application {
         tracing::info!("stopped");
         served.context("gRPC server failed")
     }
+}
+
+/// What this sidecar does when another one forgot a record: drop its own copy now, and
+/// once more when every claim that read the record before it went has cached what it
+/// read (each within the ledger timeout). `None`: drop every copy.
+fn evict_forgotten(hot: Arc<dyn HotTier>, settle: Duration) -> crate::ledger::ForgetHook {
+    Arc::new(move |id| match id {
+        Some(id) => {
+            hot.evict_local(&id);
+            let hot = hot.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(settle).await;
+                hot.evict_local(&id);
+            });
+        }
+        None => hot.evict_all_local(),
+    })
 }
 
 /// Tries Redis once at start (and once more after a moment, for a Redis starting

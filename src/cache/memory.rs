@@ -165,6 +165,14 @@ impl HotTier for MemoryHotTier {
         self.cache.entry_by_ref(id).and_compute_with(|_| Op::Remove);
         Ok(())
     }
+
+    fn evict_local(&self, id: &RecordId) {
+        self.cache.invalidate(id);
+    }
+
+    fn evict_all_local(&self) {
+        self.cache.invalidate_all();
+    }
 }
 
 #[cfg(test)]

@@ -125,6 +125,15 @@ pub trait HotTier: Send + Sync + 'static {
     /// Deletes the key.
     async fn remove(&self, id: &RecordId) -> Result<(), CacheError>;
 
+    /// Drops this sidecar's own copy of the key (another sidecar forgot the record);
+    /// a tier shared between sidecars keeps nothing of its own.
+    fn evict_local(&self, id: &RecordId) {
+        let _ = id;
+    }
+
+    /// Drops every copy this sidecar keeps of its own (it may have missed a forget).
+    fn evict_all_local(&self) {}
+
     /// [`claim`](Self::claim) for several keys, each writing its tentative entry;
     /// one result per write, in order. A tier over the network does it in one round
     /// trip; the default, for a tier in memory, one key after another.

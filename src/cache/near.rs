@@ -149,6 +149,14 @@ impl HotTier for NearCache {
         self.shared.remove(id).await
     }
 
+    fn evict_local(&self, id: &RecordId) {
+        self.near.remove(id);
+    }
+
+    fn evict_all_local(&self) {
+        self.near.clear();
+    }
+
     async fn claim_many(&self, writes: &[Write<'_>]) -> Vec<Result<Option<Cached>, CacheError>> {
         let mut results: Vec<Option<Result<Option<Cached>, CacheError>>> = writes
             .iter()

@@ -56,7 +56,7 @@ use crate::domain::{
     ClaimAnswer, Claimant, Completion, FencingToken, Fingerprint, Limits, Outcome, Record,
     RecordId, Tier,
 };
-use crate::ledger::{ClaimDecision, CompleteDecision, Ledger, LedgerError, NewClaim};
+use crate::ledger::{ClaimDecision, CompleteDecision, Forgotten, Ledger, LedgerError, NewClaim};
 use crate::metrics;
 
 /// How long a tentative entry lives at most (never longer than the lease). It covers
@@ -135,6 +135,9 @@ pub enum EngineError {
     /// The token is not the current holder's (stale, released, completed, unknown).
     #[error("the fencing token is not the current holder's")]
     NotHolder,
+    /// A live claim holds the key, and only a forced forget deletes it.
+    #[error("the key holds a live claim")]
+    Held,
     /// The ledger could not be reached in time: fail closed, the caller may retry.
     #[error("the ledger is unavailable")]
     Unavailable(#[source] LedgerError),
@@ -449,6 +452,35 @@ impl Engine {
             let _ = self.hot.put(id, &entry, left).await;
         }
         Ok(extended.lease_expires_at)
+    }
+
+    /// Deletes the record of `id` (a live claim only with `force`) from the ledger and
+    /// then from the hot tier; other sidecars drop their copies on the ledger's word.
+    /// `false`: there was no record.
+    pub async fn forget(&self, id: &RecordId, force: bool) -> Result<bool, EngineError> {
+        let forgotten = self
+            .ledger_call("forget", self.ledger.forget(id, force))
+            .await?;
+        match forgotten {
+            Forgotten::Held => Err(EngineError::Held),
+            Forgotten::Absent | Forgotten::Deleted => {
+                // After the ledger, and once more when every claim that read the record
+                // before it went has written what it read (each within the ledger
+                // timeout), so no cached copy outlives the record.
+                let _ = self.hot.remove(id).await;
+                self.hot.evict_local(id);
+                let (hot, id_again, settle) = (self.hot.clone(), id.clone(), self.ledger_timeout);
+                tokio::spawn(async move {
+                    tokio::time::sleep(settle).await;
+                    let _ = hot.remove(&id_again).await;
+                    hot.evict_local(&id_again);
+                });
+                if forgotten == Forgotten::Deleted {
+                    tracing::info!(%id, force, "forgot a record");
+                }
+                Ok(forgotten == Forgotten::Deleted)
+            }
+        }
     }
 
     /// Reads the ledger's record for a key.

@@ -39,9 +39,12 @@ impl From<ApiError> for Status {
             ApiError::Refused(refusal @ Refusal::Unauthenticated) => {
                 Status::unauthenticated(refusal.to_string())
             }
-            ApiError::Refused(refusal @ Refusal::NotGranted { .. }) => {
+            ApiError::Refused(refusal @ (Refusal::NotGranted { .. } | Refusal::NotAdmin)) => {
                 Status::permission_denied(refusal.to_string())
             }
+            ApiError::Engine(EngineError::Held) => Status::failed_precondition(
+                "the key holds a live claim: forget it with force (its holder's token is then refused)",
+            ),
             ApiError::Refused(refusal @ Refusal::RateLimited { .. }) => {
                 Status::resource_exhausted(refusal.to_string())
             }

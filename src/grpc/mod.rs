@@ -9,6 +9,7 @@
 //! the headers and read its body within a time limit; `codec` answers a body that is
 //! no protobuf `INVALID_ARGUMENT`.
 
+mod admin;
 pub(crate) mod codec;
 pub mod convert;
 mod error;
@@ -16,6 +17,7 @@ pub(crate) mod guard;
 pub(crate) mod tls;
 pub mod transport;
 
+pub use admin::AdminService;
 pub use error::ApiError;
 
 use std::future::Future;

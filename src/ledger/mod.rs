@@ -126,6 +126,21 @@ pub struct ExtendedLease {
     pub now: DateTime<Utc>,
 }
 
+/// What [`Ledger::forget`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forgotten {
+    /// The record was deleted.
+    Deleted,
+    /// There was no record.
+    Absent,
+    /// A live claim holds the key and `force` was not given: nothing deleted.
+    Held,
+}
+
+/// Called for each record another sidecar forgot (`Some`), or with `None` when
+/// notifications may have been missed, so every in-memory copy must go.
+pub type ForgetHook = std::sync::Arc<dyn Fn(Option<RecordId>) + Send + Sync>;
+
 /// Why a ledger operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -215,6 +230,18 @@ pub trait Ledger: Send + Sync + 'static {
             .await
         }))
         .await
+    }
+
+    /// Deletes the record of `id` — a live claim only with `force` — and tells every
+    /// sidecar watching this ledger ([`watch_forgotten`](Self::watch_forgotten)).
+    async fn forget(&self, id: &RecordId, force: bool) -> Result<Forgotten, LedgerError>;
+
+    /// Calls `hook` for every record forgotten through another sidecar sharing this
+    /// ledger, until the returned task is aborted. `None`: this ledger is never shared
+    /// (one host, one sidecar), so there is nothing to watch.
+    fn watch_forgotten(&self, hook: ForgetHook) -> Option<tokio::task::JoinHandle<()>> {
+        let _ = hook;
+        None
     }
 
     /// Deletes up to `limit` expired records: completed records past `expires_at`, and

@@ -36,6 +36,7 @@ mod edge;
 mod embedded;
 mod faults;
 mod fencing;
+mod forget;
 mod harness;
 mod http;
 mod hygiene;

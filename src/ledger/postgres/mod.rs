@@ -19,6 +19,8 @@
 //! a retried Release.
 //!
 //! # Layout
+//! - `forget`: deleting a record on request, and hearing of those other sidecars
+//!   forgot (`LISTEN onceward_forget`);
 //! - `connect`: connecting, with the cause of a failure a person can act on, and the
 //!   checks before serving (durable commits, the schema);
 //! - here: the one-key statements, running a statement once more when its
@@ -30,6 +32,7 @@
 mod claim;
 mod complete;
 mod connect;
+mod forget;
 mod sql;
 mod writers;
 
@@ -49,8 +52,8 @@ use self::sql::{EXTEND_LEASE, PURGE_EXPIRED, RELEASE, RELEASE_UNHELD, SELECT_REC
 use super::batcher::Batcher;
 use super::rows::{self, LedgerRow};
 use super::{
-    BatchCompletion, ClaimDecision, CompleteDecision, ExtendedLease, Ledger, LedgerError, NewClaim,
-    db_token, internal, micros,
+    BatchCompletion, ClaimDecision, CompleteDecision, ExtendedLease, ForgetHook, Forgotten, Ledger,
+    LedgerError, NewClaim, db_token, internal, micros,
 };
 use crate::domain::{FencingToken, Record, RecordId};
 
@@ -195,6 +198,14 @@ impl Ledger for PostgresLedger {
 
     async fn lookup(&self, id: &RecordId) -> Result<Option<Record>, LedgerError> {
         Ok(self.read(id).await?.map(|(record, _)| record))
+    }
+
+    async fn forget(&self, id: &RecordId, force: bool) -> Result<Forgotten, LedgerError> {
+        self.forget_record(id, force).await
+    }
+
+    fn watch_forgotten(&self, hook: ForgetHook) -> Option<tokio::task::JoinHandle<()>> {
+        Some(self.watch(hook))
     }
 
     async fn purge_expired(&self, limit: u32) -> Result<u64, LedgerError> {

@@ -116,3 +116,20 @@ DELETE FROM onceward_records r
 USING doomed d
 WHERE r.namespace = d.namespace AND r.key = d.key
 "#;
+
+/// Deletes a record (a live claim only when `$3`, force, is true) and, on commit, tells
+/// every sidecar listening on the ledger which one. The namespace never holds `:`.
+pub(super) const FORGET: &str = r#"
+WITH gone AS (
+    DELETE FROM onceward_records
+    WHERE namespace = $1 AND key = $2
+      AND ($3 OR state = 2 OR lease_expires_at <= now())
+    RETURNING namespace, key
+)
+SELECT pg_notify('onceward_forget', namespace || ':' || key) FROM gone
+"#;
+
+/// Whether a record exists (after a forget deleted nothing).
+pub(super) const RECORD_EXISTS: &str = r#"
+SELECT EXISTS (SELECT 1 FROM onceward_records WHERE namespace = $1 AND key = $2)
+"#;

@@ -37,6 +37,7 @@
 //!   `tests/it/ledger.rs`.
 
 mod batch;
+mod forget;
 mod sql;
 #[cfg(test)]
 mod tests;
@@ -58,8 +59,8 @@ use self::sql::{EXTEND_LEASE, PURGE_EXPIRED, RELEASE, RELEASE_UNHELD, SELECT_REC
 use super::batcher::Batcher;
 use super::rows::{self, LedgerRow};
 use super::{
-    ClaimDecision, CompleteDecision, ExtendedLease, Ledger, LedgerError, NewClaim, db_token,
-    internal, micros, reentry,
+    ClaimDecision, CompleteDecision, ExtendedLease, Forgotten, Ledger, LedgerError, NewClaim,
+    db_token, internal, micros, reentry,
 };
 use crate::domain::{FencingToken, Record, RecordId};
 
@@ -339,6 +340,10 @@ impl Ledger for SqliteLedger {
             .transpose()?;
         tx.commit().await.map_err(classify)?;
         Ok(extended)
+    }
+
+    async fn forget(&self, id: &RecordId, force: bool) -> Result<Forgotten, LedgerError> {
+        self.forget_record(id, force).await
     }
 
     async fn lookup(&self, id: &RecordId) -> Result<Option<Record>, LedgerError> {

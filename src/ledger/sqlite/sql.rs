@@ -86,3 +86,15 @@ WHERE (namespace, key) IN (
     LIMIT ?2
 )
 "#;
+
+/// Deletes a record (a live claim only when `?3`, force, is 1; `?4` is now).
+pub(super) const FORGET: &str = r#"
+DELETE FROM onceward_records
+WHERE namespace = ?1 AND key = ?2
+  AND (?3 OR state = 2 OR lease_expires_at <= ?4)
+"#;
+
+/// Whether a record exists (after a forget deleted nothing).
+pub(super) const RECORD_EXISTS: &str = r#"
+SELECT EXISTS (SELECT 1 FROM onceward_records WHERE namespace = ?1 AND key = ?2)
+"#;
