@@ -198,6 +198,10 @@ impl Shared {
                     limits.max_message_bytes
                 )));
             }
+            // A body translated from another protocol that is no request (`connect`).
+            Ok(Err(error)) if let Some(status) = translation_error(&*error) => {
+                return Err(status);
+            }
             // The client reset the stream or the connection broke: nobody will read
             // the answer, which only needs to be no INTERNAL.
             Ok(Err(_)) => return Err(Status::cancelled("the request body was cut off")),
@@ -230,6 +234,17 @@ impl Shared {
         }
         status.into_http()
     }
+}
+
+/// The status of a request body that failed to translate from Connect or gRPC-Web:
+/// the caller's mistake, `INVALID_ARGUMENT` or `RESOURCE_EXHAUSTED`.
+fn translation_error(error: &(dyn std::error::Error + 'static)) -> Option<Status> {
+    let status = error.downcast_ref::<Status>()?;
+    matches!(
+        status.code(),
+        tonic::Code::InvalidArgument | tonic::Code::ResourceExhausted
+    )
+    .then(|| Status::new(status.code(), status.message()))
 }
 
 /// The token of an `authorization: Bearer …` header, if there is one.
