@@ -30,6 +30,7 @@ mod cli;
 mod client;
 mod clock;
 mod concurrency;
+mod connect;
 mod edge;
 mod embedded;
 mod faults;
