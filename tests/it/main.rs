@@ -49,4 +49,5 @@ mod security;
 mod semantics;
 mod startup;
 mod transport;
+mod typescript;
 mod walkthrough;
