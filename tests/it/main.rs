@@ -39,6 +39,7 @@ mod harness;
 mod http;
 mod hygiene;
 mod ledger;
+mod php;
 mod properties;
 mod python;
 mod raw;
