@@ -34,7 +34,7 @@ pub const TAKEOVERS: &str = "onceward_takeovers_total";
 pub const FENCING_REJECTIONS: &str = "onceward_fencing_rejections_total";
 /// Rows deleted by the retention job.
 pub const CLEANUP_DELETED: &str = "onceward_cleanup_deleted_total";
-/// gRPC call latency, by `method` and status `code`.
+/// RPC latency, by `method`, status `code` and `protocol` (`grpc`, `connect`, `grpc_web`).
 pub const RPC_DURATION: &str = "onceward_rpc_duration_seconds";
 /// Histogram: items in one `ClaimBatch` or `CompleteBatch`, by `rpc`.
 pub const BATCH_ITEMS: &str = "onceward_batch_items";
@@ -151,7 +151,7 @@ fn describe() {
     describe_histogram!(
         RPC_DURATION,
         metrics::Unit::Seconds,
-        "gRPC call latency, by method and status code."
+        "RPC latency, by method, status code and protocol (grpc, connect, grpc_web)."
     );
 }
 
@@ -164,6 +164,8 @@ const OUTCOMES: [&str; 4] = [
 const TIERS: [&str; 2] = ["cache", "ledger"];
 const LOOKUP_RESULTS: [&str; 5] = ["hit", "miss", "defer", "error", "bypass"];
 const METHODS: [&str; 5] = ["Claim", "Complete", "Release", "ExtendLease", "Lookup"];
+/// The protocols calls arrive in; a call outside [`with_protocol`] is `grpc`.
+const PROTOCOLS: [&str; 3] = ["grpc", "connect", "grpc_web"];
 const LEDGER_OPS: [&str; 5] = ["claim", "complete", "release", "extend_lease", "lookup"];
 
 /// Handles of the series every request records, registered once: looking a series up
@@ -172,7 +174,7 @@ const LEDGER_OPS: [&str; 5] = ["claim", "complete", "release", "extend_lease", "
 struct HotPath {
     claims: [[Counter; 2]; 4],
     cache_lookups: [Counter; 5],
-    rpc_ok: [Histogram; 5],
+    rpc_ok: [[Histogram; 5]; 3],
     ledger_ok: [Histogram; 5],
 }
 
@@ -185,8 +187,11 @@ impl HotPath {
                 TIERS.map(|tier| counter!(CLAIMS, "outcome" => outcome, "tier" => tier))
             }),
             cache_lookups: LOOKUP_RESULTS.map(|result| counter!(CACHE_LOOKUPS, "result" => result)),
-            rpc_ok: METHODS
-                .map(|method| histogram!(RPC_DURATION, "method" => method, "code" => "OK")),
+            rpc_ok: PROTOCOLS.map(|protocol| {
+                METHODS.map(|method| {
+                    histogram!(RPC_DURATION, "method" => method, "code" => "OK", "protocol" => protocol)
+                })
+            }),
             ledger_ok: LEDGER_OPS
                 .map(|op| histogram!(LEDGER_DURATION, "op" => op, "result" => "ok")),
         }
@@ -301,13 +306,32 @@ pub fn cleanup_deleted(rows: u64) {
     counter!(CLEANUP_DELETED).increment(rows);
 }
 
-/// A gRPC call finished with status `code` (e.g. `OK`, `UNAVAILABLE`).
+tokio::task_local! {
+    /// The protocol of the call being served, set by the edge that translated it.
+    static PROTOCOL: &'static str;
+}
+
+/// Runs `call` as a call in `protocol` (one of `connect`, `grpc_web`): the RPCs it
+/// records are labelled so. A task-local, because the handler that records runs
+/// inside `call` and knows nothing of the protocol its request arrived in.
+pub async fn with_protocol<F: std::future::Future>(protocol: &'static str, call: F) -> F::Output {
+    PROTOCOL.scope(protocol, call).await
+}
+
+/// An RPC finished with status `code` (e.g. `OK`, `UNAVAILABLE`).
 pub fn rpc_finished(method: &'static str, code: &'static str, elapsed: Duration) {
+    let protocol = PROTOCOL.try_with(|protocol| *protocol).unwrap_or("grpc");
     let hot = HOT_PATH.get().filter(|_| code == "OK");
     record_latency(
         elapsed,
-        hot.and_then(|hot| registered(&hot.rpc_ok, &METHODS, method)),
-        || histogram!(RPC_DURATION, "method" => method, "code" => code),
+        hot.and_then(|hot| {
+            registered(
+                registered(&hot.rpc_ok, &PROTOCOLS, protocol)?,
+                &METHODS,
+                method,
+            )
+        }),
+        || histogram!(RPC_DURATION, "method" => method, "code" => code, "protocol" => protocol),
     );
 }
 

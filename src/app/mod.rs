@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cache::{HotTier, MemoryHotTier, MemoryOptions, NearCache, RedisHotTier, RedisOptions};
 use crate::config::ServeArgs;
 use crate::engine::Engine;
+use crate::grpc::connect::ProtocolLayer;
 use crate::grpc::guard::{GuardLayer, GuardLimits};
 use crate::grpc::transport::{self, Incoming, TransportLimits};
 use crate::grpc::{AdminService, OncewardService, transport_limit_as_resource_exhausted};
@@ -188,10 +189,15 @@ impl Application {
         let (keepalive_interval, keepalive_timeout) = self.http2_keepalive.unzip();
         let (incoming, accepting) = Incoming::start(self.listener, self.tls, self.transport);
         // No `.timeout()`: the guard keeps the deadline, answering DEADLINE_EXCEEDED.
+        // HTTP/1.1 too: Connect and gRPC-Web callers (curl, fetch, PHP) may not speak
+        // HTTP/2; their calls reach the guard as gRPC ones (`grpc::connect`).
+        let max_message_bytes = self.guard.max_message_bytes;
         let served = tonic::transport::Server::builder()
+            .accept_http1(true)
             .max_concurrent_streams(self.max_concurrent_streams)
             .http2_keepalive_interval(keepalive_interval)
             .http2_keepalive_timeout(keepalive_timeout)
+            .layer(ProtocolLayer::new(max_message_bytes))
             .layer(GuardLayer::new(self.gatekeeper.clone(), self.guard))
             .layer(tower::util::MapResponseLayer::new(
                 transport_limit_as_resource_exhausted::<tonic::body::Body>,

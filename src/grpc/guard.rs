@@ -6,8 +6,9 @@
 //!    `--rpc-timeout`, or the client's `grpc-timeout` if that is shorter, and is then
 //!    answered `DEADLINE_EXCEEDED` (tonic's own timeout would say `CANCELLED`).
 //! 2. **Authentication, on the headers.** With tenants configured, an `onceward.v1`
-//!    call without a valid bearer token is refused `UNAUTHENTICATED` before a byte of
-//!    its body is read. This only authenticates: the handler admits the caller again,
+//!    call without a valid bearer token is refused `UNAUTHENTICATED` without waiting
+//!    for its body (what arrives of it within a short grace is read and dropped, for
+//!    clients that cannot read an answer while they are still sending). This only authenticates: the handler admits the caller again,
 //!    charging its rate budget once, and checks the namespace.
 //! 3. **The body, read whole within `--request-body-timeout`.** A stream that sends
 //!    headers and no complete body is answered `DEADLINE_EXCEEDED` and freed, instead
@@ -50,6 +51,10 @@ const FRAME_HEADER: usize = 5;
 /// `DEADLINE_EXCEEDED` is sent before tonic's timer for the same header fires and
 /// answers `CANCELLED`.
 const CLIENT_DEADLINE_LEAD: Duration = Duration::from_millis(1);
+
+/// How long a request refused on its headers may take to deliver its body before the
+/// refusal is sent anyway (see `Shared::drain`).
+const REFUSAL_DRAIN_GRACE: Duration = Duration::from_millis(100);
 
 /// Paths under this prefix need a token when tenants are configured; health and
 /// reflection stay open (SECURITY.md).
@@ -171,17 +176,31 @@ impl Shared {
         S: Service<HttpRequest, Response = HttpResponse>,
     {
         let path = request.uri().path();
-        if path.starts_with(AUTHENTICATED_PREFIX) {
-            self.gatekeeper
-                .authenticate(bearer(request.headers()))
-                .map_err(|refusal| Status::from(ApiError::from(refusal)))?;
+        if path.starts_with(AUTHENTICATED_PREFIX)
+            && let Err(refusal) = self.gatekeeper.authenticate(bearer(request.headers()))
+        {
+            let status = Status::from(ApiError::from(refusal));
+            self.drain(request.into_body()).await;
+            return Err(status);
         }
+        let path = request.uri().path();
         let request = if path.starts_with(STREAMING_PREFIX) {
             request.map(|body| Body::new(EndsAt::new(body, deadline)))
         } else {
             self.read_body(request).await?
         };
         Ok(inner.call(request).await)
+    }
+
+    /// Reads what arrives of a refused request's body within [`REFUSAL_DRAIN_GRACE`].
+    /// Node's HTTP clients (so the Connect and gRPC clients for Node) report an answer
+    /// that arrives before they finished sending their body as a failed write
+    /// (`EPIPE`), hiding the status; a unary body is small and usually already sent.
+    /// A body that does not come is not waited for past the grace.
+    async fn drain(&self, body: Body) {
+        let max_body = self.limits.max_message_bytes + FRAME_HEADER;
+        let reading = Limited::new(body, max_body).collect();
+        let _ = tokio::time::timeout(REFUSAL_DRAIN_GRACE, reading).await;
     }
 
     /// The request with its body read whole and its framing checked.
@@ -197,6 +216,10 @@ impl Shared {
                     "request message over the transport limit of {} bytes",
                     limits.max_message_bytes
                 )));
+            }
+            // A body translated from another protocol that is no request (`connect`).
+            Ok(Err(error)) if let Some(status) = translation_error(&*error) => {
+                return Err(status);
             }
             // The client reset the stream or the connection broke: nobody will read
             // the answer, which only needs to be no INTERNAL.
@@ -230,6 +253,17 @@ impl Shared {
         }
         status.into_http()
     }
+}
+
+/// The status of a request body that failed to translate from Connect or gRPC-Web:
+/// the caller's mistake, `INVALID_ARGUMENT` or `RESOURCE_EXHAUSTED`.
+fn translation_error(error: &(dyn std::error::Error + 'static)) -> Option<Status> {
+    let status = error.downcast_ref::<Status>()?;
+    matches!(
+        status.code(),
+        tonic::Code::InvalidArgument | tonic::Code::ResourceExhausted
+    )
+    .then(|| Status::new(status.code(), status.message()))
 }
 
 /// The token of an `authorization: Bearer …` header, if there is one.

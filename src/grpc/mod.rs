@@ -7,10 +7,12 @@
 //! Before a handler runs, `transport` has accepted the connection (a cap, a handshake
 //! deadline, TLS) and `guard` has given the call its deadline, checked its token on
 //! the headers and read its body within a time limit; `codec` answers a body that is
-//! no protobuf `INVALID_ARGUMENT`.
+//! no protobuf `INVALID_ARGUMENT`. In front of all of them, `connect` turns Connect and
+//! gRPC-Web calls into gRPC ones.
 
 mod admin;
 pub(crate) mod codec;
+pub mod connect;
 pub mod convert;
 mod error;
 pub(crate) mod guard;

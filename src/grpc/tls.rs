@@ -1,8 +1,8 @@
 //! TLS (and mutual TLS) for the gRPC port, terminated by the accept loop in
 //! [`super::transport`] rather than by tonic, so that the handshake deadline can wait
 //! for the HTTP/2 preface inside the encrypted stream. The settings are tonic's own:
-//! rustls with its safe defaults, ALPN `h2`, client certificates verified against
-//! one CA when one is given.
+//! rustls with its safe defaults, ALPN `h2` (and `http/1.1`, for Connect and gRPC-Web
+//! callers without HTTP/2), client certificates verified against one CA when one is given.
 
 use std::sync::Arc;
 
@@ -37,7 +37,7 @@ pub fn acceptor(
     let mut config = builder
         .with_single_cert(certificates(cert_chain)?, key)
         .context("the certificate and key do not make a TLS identity")?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 

@@ -7,7 +7,8 @@
 //!   refused by the kernel once that is full) until one closes, and a warning names
 //!   the flag. Waiting beats accept-and-close: a client that arrives during a burst is
 //!   served late instead of failing;
-//! - a connection must deliver the 24-byte HTTP/2 preface within
+//! - a connection must deliver the 24-byte HTTP/2 preface (or, over HTTP/1.1, which
+//!   Connect and gRPC-Web callers may speak, the first 24 bytes of a request) within
 //!   `--handshake-timeout` of being accepted (with TLS: the handshake and the preface
 //!   inside it), or its reads fail and it is closed. TLS is terminated here, not in
 //!   tonic, so the deadline can count the preface's bytes after decryption;

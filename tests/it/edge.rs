@@ -163,7 +163,7 @@ async fn metrics_count_claims_by_outcome_and_tier_and_time_every_rpc() {
     let rpcs = async |method, code| {
         app.metric(
             "onceward_rpc_duration_seconds_count",
-            &[("method", method), ("code", code)],
+            &[("method", method), ("code", code), ("protocol", "grpc")],
         )
         .await
     };

@@ -223,7 +223,11 @@ async fn with_postgres_cut_off_a_new_claim_fails_closed_and_service_recovers_whe
     assert!(
         app.metric(
             "onceward_rpc_duration_seconds_count",
-            &[("method", "Claim"), ("code", "UNAVAILABLE")]
+            &[
+                ("method", "Claim"),
+                ("code", "UNAVAILABLE"),
+                ("protocol", "grpc")
+            ]
         )
         .await
             >= 1.0

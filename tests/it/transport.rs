@@ -52,7 +52,11 @@ async fn a_call_past_the_server_deadline_is_deadline_exceeded_and_counted() {
     assert_eq!(
         app.metric(
             "onceward_rpc_duration_seconds_count",
-            &[("method", "Claim"), ("code", "DEADLINE_EXCEEDED")]
+            &[
+                ("method", "Claim"),
+                ("code", "DEADLINE_EXCEEDED"),
+                ("protocol", "grpc")
+            ]
         )
         .await,
         1.0
@@ -214,7 +218,11 @@ async fn with_tenants_a_stream_without_a_valid_token_is_refused_on_its_headers()
     assert_eq!(
         app.metric(
             "onceward_rpc_duration_seconds_count",
-            &[("method", "Claim"), ("code", "UNAUTHENTICATED")]
+            &[
+                ("method", "Claim"),
+                ("code", "UNAUTHENTICATED"),
+                ("protocol", "grpc")
+            ]
         )
         .await,
         2.0,

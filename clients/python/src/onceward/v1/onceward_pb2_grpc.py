@@ -368,3 +368,85 @@ class Onceward:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class AdminStub:
+    """Operators' RPCs. With tenants configured, only a tenant marked `admin = true` may call
+    them, and only for its own namespaces.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Forget = channel.unary_unary(
+                '/onceward.v1.Admin/Forget',
+                request_serializer=onceward_dot_v1_dot_onceward__pb2.ForgetRequest.SerializeToString,
+                response_deserializer=onceward_dot_v1_dot_onceward__pb2.ForgetResponse.FromString,
+                _registered_method=True)
+
+
+class AdminServicer:
+    """Operators' RPCs. With tenants configured, only a tenant marked `admin = true` may call
+    them, and only for its own namespaces.
+    """
+
+    def Forget(self, request, context):
+        """Deletes a key's record from the ledger and the hot tier, and every sidecar sharing
+        the ledger drops its in-memory copies within 1 s: the key is new again everywhere.
+        A live claim is only forgotten with `force` (its holder's token is then refused);
+        without it, FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_AdminServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Forget': grpc.unary_unary_rpc_method_handler(
+                    servicer.Forget,
+                    request_deserializer=onceward_dot_v1_dot_onceward__pb2.ForgetRequest.FromString,
+                    response_serializer=onceward_dot_v1_dot_onceward__pb2.ForgetResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'onceward.v1.Admin', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('onceward.v1.Admin', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Admin:
+    """Operators' RPCs. With tenants configured, only a tenant marked `admin = true` may call
+    them, and only for its own namespaces.
+    """
+
+    @staticmethod
+    def Forget(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/onceward.v1.Admin/Forget',
+            onceward_dot_v1_dot_onceward__pb2.ForgetRequest.SerializeToString,
+            onceward_dot_v1_dot_onceward__pb2.ForgetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
