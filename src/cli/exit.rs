@@ -18,14 +18,15 @@ use crate::proto::code_label;
 /// The exit code table, as printed under each client command's `--help`.
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
-   0  acquired (claim), done (complete, release, extend), found (lookup)
+   0  acquired (claim), done (complete, release, extend), found (lookup), forgotten (forget)
   10  in progress: another claim holds the key; retry later
   11  completed: a replay; the stored response follows on stdout
   12  fingerprint mismatch: the key was claimed with a different payload
-  13  not found (lookup)
+  13  not found (lookup, forget)
    2  usage error
    3  invalid argument (rejected by the sidecar, or an unreadable input file)
-   4  failed precondition: the token is not the current holder's
+   4  failed precondition: the token is not the current holder's, or (forget) a live
+      claim without --force
    5  unavailable: cannot connect, or the sidecar's ledger is down; safe to retry
    6  not allowed: no or a wrong bearer token (UNAUTHENTICATED), or the namespace
       is not granted to the token's tenant (PERMISSION_DENIED)
@@ -41,7 +42,7 @@ Exit codes:
 /// | 10 | in progress: a live claim holds the key |
 /// | 11 | completed: a replay of the stored response |
 /// | 12 | fingerprint mismatch |
-/// | 13 | `lookup` found no record |
+/// | 13 | `lookup` or `forget` found no record |
 /// | 2 | usage error (clap exits with it before [`super::run`] runs) |
 /// | 3 | invalid argument |
 /// | 4 | failed precondition: not the holder |
@@ -73,7 +74,7 @@ pub enum Exit {
     Completed,
     /// 12: the key exists with a different fingerprint.
     FingerprintMismatch,
-    /// 13: `lookup` found no record for the key.
+    /// 13: `lookup` or `forget` found no record for the key.
     NotFound,
 }
 

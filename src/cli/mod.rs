@@ -17,6 +17,7 @@ mod complete;
 mod connect;
 mod exit;
 mod extend;
+mod forget;
 mod health;
 mod input;
 mod lookup;
@@ -28,6 +29,7 @@ pub use complete::CompleteArgs;
 pub use connect::ConnectArgs;
 pub use exit::{EXIT_CODES_HELP, Exit};
 pub use extend::ExtendArgs;
+pub use forget::ForgetArgs;
 pub use health::HealthArgs;
 pub use lookup::LookupArgs;
 pub use release::ReleaseArgs;
@@ -54,6 +56,10 @@ pub enum ClientCommand {
     /// Show the ledger's record for a key.
     #[command(after_help = EXIT_CODES_HELP)]
     Lookup(LookupArgs),
+    /// Delete a key's record from the ledger and every cache, so the key is new again
+    /// on every sidecar (an admin tenant's token when tenants are configured).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Forget(ForgetArgs),
     /// Exit 0 if the sidecar answers its gRPC health check SERVING: a container probe
     /// for images without curl.
     #[command(after_help = health::EXIT_CODES_HELP)]
@@ -70,6 +76,7 @@ pub async fn run(command: ClientCommand) -> i32 {
         ClientCommand::Release(args) => release::run(args).await,
         ClientCommand::Extend(args) => extend::run(args).await,
         ClientCommand::Lookup(args) => lookup::run(args).await,
+        ClientCommand::Forget(args) => forget::run(args).await,
         ClientCommand::Health(args) => health::run(args).await,
     };
     let result = match result {
@@ -91,6 +98,7 @@ impl ClientCommand {
             ClientCommand::Release(args) => &args.connect,
             ClientCommand::Extend(args) => &args.connect,
             ClientCommand::Lookup(args) => &args.connect,
+            ClientCommand::Forget(args) => &args.connect,
             ClientCommand::Health(args) => &args.connect,
         }
     }

@@ -1,5 +1,5 @@
-//! What a holder does with its fencing token: release the key, extend the lease; and
-//! what a token that is no longer current gets.
+//! What a holder does with its fencing token: release the key, extend the lease; what
+//! a token that is no longer current gets; and `forget`, which makes any key new again.
 
 use chrono::Utc;
 
@@ -134,4 +134,27 @@ async fn a_stale_token_is_failed_precondition_exit_4_for_complete_release_and_ex
     onceward(&app, &["complete", "jobs", "sync", "--token", &current])
         .await
         .assert_exit(0);
+}
+
+#[tokio::test]
+async fn forget_makes_a_key_new_again_and_needs_force_for_a_live_claim() {
+    let app = TestApp::builder().spawn().await;
+
+    let held = onceward(&app, &["claim", "jobs", "stuck"]).await;
+    let token = token_of(held.assert_exit(0));
+    let refused = onceward(&app, &["forget", "jobs", "stuck"]).await;
+    refused.assert_exit(4);
+    assert!(refused.stderr.contains("force"), "{}", refused.stderr);
+
+    let forced = onceward(&app, &["forget", "jobs", "stuck", "--force", "--json"]).await;
+    assert_eq!(forced.assert_exit(0).json()["outcome"], "FORGOTTEN");
+    let late = onceward(&app, &["release", "jobs", "stuck", "--token", &token]).await;
+    late.assert_exit(4);
+    onceward(&app, &["claim", "jobs", "stuck"])
+        .await
+        .assert_exit(0);
+
+    let absent = onceward(&app, &["forget", "jobs", "never"]).await;
+    absent.assert_exit(13);
+    assert_eq!(absent.line(), "NOT_FOUND");
 }
