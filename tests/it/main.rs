@@ -49,6 +49,7 @@ mod python;
 mod raw;
 mod readme;
 mod retention;
+mod retry_after;
 mod secured;
 mod security;
 mod semantics;

@@ -10,6 +10,7 @@ import grpc
 import pytest
 
 import onceward
+from onceward import _common as c
 from onceward.v1 import onceward_pb2 as pb
 
 NS = "pytest"
@@ -195,3 +196,24 @@ def test_once_runs_the_effect_after_its_claims_reply_was_lost(sidecar, key):
     assert result == onceward.Once(b"sent", replayed=False)
     assert ran == [lossy.lost[0].fencing_token]
     assert time.monotonic() - started < 1.0, "no wait behind its own claim"
+
+
+def test_fifty_callers_told_in_progress_wait_at_least_retry_after_and_spread_out(sidecar, key, capsys):
+    """retry_after is a floor: each caller waits at least what the sidecar said, plus
+    full jitter over its backoff, so they come back spread out and none early."""
+    config = onceward.ClientConfig(initial_backoff=0.05)
+    with onceward.Client(sidecar, config) as client:
+        assert client.claim(NS, key).outcome == pb.OUTCOME_ACQUIRED
+        extra = []
+        print("caller  retry_after  wait")
+        for caller in range(50):
+            answer = client.claim(NS, key)
+            assert answer.outcome == pb.OUTCOME_IN_PROGRESS
+            retry_after = c.retry_after_seconds(answer)
+            wait = c.in_progress_wait(retry_after, config, 0)
+            print(f"{caller:>6}  {retry_after:>11.3f}  {wait:.3f}")
+            assert wait >= retry_after, f"caller {caller} would come back early"
+            extra.append(wait - retry_after)
+    assert max(extra) - min(extra) >= 0.025, "the jitter spreads callers over the backoff"
+    assert len(set(extra)) >= 45
+    assert "caller  retry_after  wait" in capsys.readouterr().out

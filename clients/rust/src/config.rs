@@ -8,6 +8,10 @@ use std::time::Duration;
 
 use crate::connection::{AuthToken, TlsSettings};
 
+/// The floor of a wait on another holder, so a `retry_after` of zero (a lease about to
+/// run out) does not become a busy loop.
+const MIN_IN_PROGRESS_WAIT: Duration = Duration::from_millis(10);
+
 /// How a [`Client`](super::Client) retries, leases and waits. Build one with
 /// [`ClientConfig::builder`] or take [`ClientConfig::default`].
 #[derive(Debug, Clone)]
@@ -53,6 +57,20 @@ impl ClientConfig {
     /// A builder starting from the defaults.
     pub fn builder() -> ClientConfigBuilder {
         ClientConfigBuilder(Self::default())
+    }
+
+    /// How long a caller told `IN_PROGRESS` with `retry_after` waits before claiming
+    /// again, on its `waits`-th wait (0 for the first): never less than `retry_after`
+    /// — the sidecar's word on when the holder can be done — plus full jitter over the
+    /// caller's backoff for that wait, so callers told together do not come back
+    /// together.
+    pub fn in_progress_wait(&self, retry_after: Duration, waits: u32) -> Duration {
+        let jitter = crate::backoff::full_jitter(crate::backoff::ceiling(
+            self.initial_backoff,
+            self.max_backoff,
+            waits,
+        ));
+        retry_after.max(MIN_IN_PROGRESS_WAIT) + jitter
     }
 
     /// The lease each claim asks for; the guard extends it every third of it.

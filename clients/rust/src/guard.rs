@@ -1,18 +1,12 @@
 //! The guard: [`Client::once`] runs an effect at most once per key, whoever calls.
 
 use std::future::Future;
-use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::backoff;
 use super::error::{ClientError, OnceError};
 use super::rpc::{Claim, Client};
 use crate::FencingToken;
-
-/// The floor of a wait on another holder, so a `retry_after` of zero (a lease about to
-/// run out) does not become a busy loop.
-const MIN_IN_PROGRESS_WAIT: Duration = Duration::from_millis(10);
 
 /// The result of [`Client::once`]: the effect's response, and whether this call ran
 /// the effect or replayed what an earlier call stored.
@@ -53,8 +47,9 @@ impl Client {
     ///   `Ok` result (retrying `Complete` until it lands or the lease is provably
     ///   lost) and returns [`Once::Ran`]. An `Err` means the effect did not happen: the
     ///   claim is released and [`OnceError::Effect`] returned.
-    /// - Another caller holds the key: waits `retry_after` (with full jitter) and
-    ///   claims again, for at most the configured in-progress timeout.
+    /// - Another caller holds the key: waits `retry_after` at least, plus full jitter
+    ///   over its backoff ([`ClientConfig::in_progress_wait`]), and claims again, for
+    ///   at most the configured in-progress timeout.
     /// - Completed: returns the stored result as [`Once::Replayed`].
     /// - A different fingerprint: [`OnceError::FingerprintMismatch`].
     pub async fn once<F, Fut, E>(
@@ -70,13 +65,23 @@ impl Client {
     {
         let started = Instant::now();
         let deadline = started + self.config().in_progress_timeout;
+        let mut waits = 0;
         let lease = loop {
             match self.claim(namespace, key, fingerprint).await? {
                 Claim::Acquired(lease) => break lease,
                 Claim::Completed { response } => return Ok(Once::Replayed(response)),
                 Claim::FingerprintMismatch => return Err(OnceError::FingerprintMismatch),
                 Claim::InProgress { retry_after } => {
-                    let wait = backoff::full_jitter(retry_after).max(MIN_IN_PROGRESS_WAIT);
+                    let wait = self.config().in_progress_wait(retry_after, waits);
+                    waits += 1;
+                    tracing::debug!(
+                        namespace,
+                        key,
+                        ?retry_after,
+                        ?wait,
+                        waits,
+                        "another caller holds the key; claiming again after the wait"
+                    );
                     if Instant::now() + wait > deadline {
                         return Err(OnceError::StillInProgress {
                             waited: started.elapsed(),

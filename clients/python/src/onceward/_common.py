@@ -9,6 +9,7 @@ Nothing here does I/O, so both clients use it unchanged.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import random
 import secrets
 import threading
@@ -44,6 +45,10 @@ RETRYABLE = frozenset(
     }
 )
 
+
+#: The clients' logger: each wait on another holder is logged at DEBUG, with the
+#: ``retry_after`` the sidecar gave and the wait chosen.
+LOG = logging.getLogger("onceward")
 
 @dataclasses.dataclass(frozen=True)
 class ClientConfig:
@@ -185,9 +190,12 @@ def backoff(config: ClientConfig, retry: int) -> float:
     return random.uniform(0.0, ceiling)
 
 
-def in_progress_wait(retry_after: float) -> float:
-    """How long to wait before claiming a held key again: retry_after with full jitter."""
-    return max(MIN_IN_PROGRESS_WAIT, random.uniform(0.0, retry_after))
+def in_progress_wait(retry_after: float, config: ClientConfig, waits: int = 0) -> float:
+    """How long to wait before claiming a held key again, on the ``waits``-th wait (0
+    for the first): never less than ``retry_after`` (the sidecar's word on when the
+    holder can be done), plus full jitter over the caller's backoff for that wait, so
+    callers told together do not come back together."""
+    return max(MIN_IN_PROGRESS_WAIT, retry_after) + backoff(config, waits)
 
 
 def describe(error: grpc.RpcError) -> str:

@@ -125,6 +125,7 @@ class Client:
         happen: the claim is released and the exception propagates.
         """
         started = time.monotonic()
+        waits = 0
         while True:
             answer = self.claim(namespace, key, fingerprint)
             if answer.outcome == pb.OUTCOME_ACQUIRED:
@@ -135,7 +136,13 @@ class Client:
                 raise c.FingerprintMismatch(f"{namespace}/{key} was used with a different fingerprint")
             if answer.outcome != pb.OUTCOME_IN_PROGRESS:
                 raise c.OncewardError(f"unexpected claim outcome {answer.outcome}")
-            wait = c.in_progress_wait(c.retry_after_seconds(answer))
+            retry_after = c.retry_after_seconds(answer)
+            wait = c.in_progress_wait(retry_after, self.config, waits)
+            waits += 1
+            c.LOG.debug(
+                "%s/%s is in progress: retry_after %.3fs, claiming again in %.3fs (wait %d)",
+                namespace, key, retry_after, wait, waits,
+            )
             if time.monotonic() + wait - started > self.config.in_progress_timeout:
                 raise c.StillInProgress(time.monotonic() - started)
             time.sleep(wait)
