@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use crate::cache::{Cached, Entry};
-use crate::domain::{Fingerprint, Outcome, Record, RecordState};
+use crate::domain::{Completion, Fingerprint, Outcome, Record, RecordState};
 
 /// The longest `retry_after` suggested for a live claim: holders usually complete
 /// well before their lease runs out, so callers should look again sooner than that.
@@ -110,6 +110,26 @@ pub(super) fn confirmed_entry(
 /// Time left until `at`, or `None` if it has passed.
 fn remaining(at: DateTime<Utc>, now: DateTime<Utc>) -> Option<Duration> {
     (at - now).to_std().ok().filter(|left| !left.is_zero())
+}
+
+/// What the hot tier keeps of a completion the ledger stored at `now`: the completed
+/// entry and its time left, or `None` when it has already expired (then the claim it
+/// replaces must not stay cached either).
+pub(super) fn completed_entry(
+    completion: &Completion,
+    fingerprint: Fingerprint,
+    response: Vec<u8>,
+    now: DateTime<Utc>,
+    asked_at: Instant,
+) -> Option<(Entry, Duration)> {
+    let ttl = time_left(completion.expires_at, now, asked_at)?;
+    let entry = Entry::completed(
+        fingerprint,
+        response,
+        completion.completed_at,
+        completion.expires_at,
+    );
+    Some((entry, ttl))
 }
 
 /// How long from now, on this host's monotonic clock, until the ledger's instant `at`:

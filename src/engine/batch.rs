@@ -19,10 +19,10 @@ use std::time::Instant;
 
 use futures_util::future::join_all;
 
-use super::answers::time_left;
+use super::answers::completed_entry;
 use super::unanswered::Unanswered;
 use super::{ClaimCommand, CompleteCommand, Engine, EngineError, Guard, HotLookup, Pending};
-use crate::cache::{Entry, Write};
+use crate::cache::Write;
 use crate::domain::{ClaimAnswer, Completion};
 use crate::ledger::{BatchCompletion, ClaimDecision, CompleteDecision, NewClaim};
 use crate::metrics;
@@ -162,16 +162,8 @@ impl Engine {
                     response,
                     now,
                 } => {
-                    match time_left(completion.expires_at, now, asked_at) {
-                        Some(ttl) => {
-                            let entry = Entry::completed(
-                                fingerprint,
-                                response,
-                                completion.completed_at,
-                                completion.expires_at,
-                            );
-                            entries.push((id, entry, ttl));
-                        }
+                    match completed_entry(&completion, fingerprint, response, now, asked_at) {
+                        Some((entry, ttl)) => entries.push((id, entry, ttl)),
                         None => expired.push(id),
                     }
                     results.push(Ok(completion));

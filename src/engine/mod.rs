@@ -49,7 +49,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use self::answers::{answer_from_cache, answer_from_record, confirmed_entry, time_left};
+use self::answers::{
+    answer_from_cache, answer_from_record, completed_entry, confirmed_entry, time_left,
+};
 use self::unanswered::Unanswered;
 use crate::cache::{CacheError, Cached, Entry, HotTier};
 use crate::domain::{
@@ -392,16 +394,8 @@ impl Engine {
             } => {
                 // Replace the cached claim with the completion; a completion that
                 // has already expired must not leave the claim cached either.
-                let _ = match time_left(completion.expires_at, now, asked_at) {
-                    Some(ttl) => {
-                        let entry = Entry::completed(
-                            fingerprint,
-                            response,
-                            completion.completed_at,
-                            completion.expires_at,
-                        );
-                        self.hot.put(&command.id, &entry, ttl).await
-                    }
+                let _ = match completed_entry(&completion, fingerprint, response, now, asked_at) {
+                    Some((entry, ttl)) => self.hot.put(&command.id, &entry, ttl).await,
                     None => self.hot.remove(&command.id).await,
                 };
                 Ok(completion)

@@ -138,6 +138,29 @@ impl RedisHotTier {
 }
 
 impl RedisHotTier {
+    /// A claim's two commands: `SET key tentative NX PX ttl GET`, then `PTTL key`, so
+    /// the standing entry's time left comes with it in the same round trip (every TTL
+    /// here was derived from the ledger's clock, so the near cache and the engine can
+    /// judge the entry without reading this host's wall clock).
+    fn push_claim(
+        &self,
+        pipeline: &mut redis::Pipeline,
+        id: &RecordId,
+        tentative: &Entry,
+        ttl: Duration,
+    ) {
+        pipeline
+            .cmd("SET")
+            .arg(self.key(id))
+            .arg(codec::encode(tentative))
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_millis(ttl))
+            .arg("GET")
+            .cmd("PTTL")
+            .arg(self.key(id));
+    }
+
     /// The standing entry a claim's `SET … GET` returned, with its `PTTL`.
     fn standing(
         previous: Option<Vec<u8>>,
@@ -166,20 +189,8 @@ impl HotTier for RedisHotTier {
         ttl: Duration,
     ) -> Result<Option<Cached>, CacheError> {
         let mut connection = self.connection.clone();
-        // The standing entry's time left comes with it, in the same round trip: every
-        // TTL here was derived from the ledger's clock, so the near cache and the
-        // engine can judge the entry without reading this host's wall clock.
         let mut pipeline = redis::pipe();
-        pipeline
-            .cmd("SET")
-            .arg(self.key(id))
-            .arg(codec::encode(tentative))
-            .arg("NX")
-            .arg("PX")
-            .arg(ttl_millis(ttl))
-            .arg("GET")
-            .cmd("PTTL")
-            .arg(self.key(id));
+        self.push_claim(&mut pipeline, id, tentative, ttl);
         let sent_at = Instant::now();
         let (previous, left_ms): (Option<Vec<u8>>, i64) = self
             .run("claim", pipeline.query_async(&mut connection))
@@ -192,16 +203,7 @@ impl HotTier for RedisHotTier {
         let mut connection = self.connection.clone();
         let mut pipeline = redis::pipe();
         for write in writes {
-            pipeline
-                .cmd("SET")
-                .arg(self.key(write.id))
-                .arg(codec::encode(write.entry))
-                .arg("NX")
-                .arg("PX")
-                .arg(ttl_millis(write.ttl))
-                .arg("GET")
-                .cmd("PTTL")
-                .arg(self.key(write.id));
+            self.push_claim(&mut pipeline, write.id, write.entry, write.ttl);
         }
         let sent_at = Instant::now();
         let replies: Result<Vec<(Option<Vec<u8>>, i64)>, CacheError> = self
