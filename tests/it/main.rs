@@ -40,6 +40,7 @@ mod fencing;
 mod forget;
 mod harness;
 mod http;
+mod http_settings;
 mod hygiene;
 mod inbox;
 mod ledger;

@@ -2,10 +2,10 @@
 //!
 //! | sidecar says | client gets |
 //! |---|---|
-//! | acquired | the handler's response; stored unless 5xx (then released) |
+//! | acquired | the handler's response; stored unless 5xx (then released; `store_when`) |
 //! | in progress | 409 with `Retry-After` |
 //! | completed | the stored response with `Idempotent-Replayed: true` |
-//! | fingerprint mismatch | 422 |
+//! | fingerprint mismatch | 422 (`mismatch_status`) |
 //! | unreachable | 503 with `Retry-After` (the handler does not run: fail closed) |
 //! | refuses this service (no or a wrong bearer token, a namespace not granted) or its TLS | 500, logged as an error (the handler does not run; retrying will not help) |
 
@@ -99,12 +99,16 @@ where
         if request.method() != Method::POST && request.method() != Method::PATCH {
             return self.pass_through(request).await;
         }
-        let key = match idempotency_key(&request) {
-            Ok(Some(key)) => key,
-            Ok(None) if !self.settings.key_required => return self.pass_through(request).await,
-            Ok(None) => return problem(StatusCode::BAD_REQUEST, "Idempotency-Key is required"),
+        let sent = match idempotency_key(&request) {
+            Ok(sent) => sent,
             Err(reason) => return problem(StatusCode::BAD_REQUEST, reason),
         };
+        if sent.is_none() && self.settings.key_from_request.is_none() {
+            if !self.settings.key_required {
+                return self.pass_through(request).await;
+            }
+            return problem(StatusCode::BAD_REQUEST, "Idempotency-Key is required");
+        }
 
         let (parts, body) = request.into_parts();
         let body = match axum::body::to_bytes(body, self.settings.max_body_bytes).await {
@@ -115,6 +119,22 @@ where
                     "request body too large to fingerprint",
                 );
             }
+        };
+        let made = || {
+            let make = self.settings.key_from_request.as_ref()?;
+            make(&parts, &body).filter(|key| !key.is_empty())
+        };
+        let key = match sent.or_else(made) {
+            Some(key) => key,
+            None if !self.settings.key_required => {
+                let request = Request::from_parts(parts, Body::from(body));
+                return self.pass_through(request).await;
+            }
+            None => return problem(StatusCode::BAD_REQUEST, "Idempotency-Key is required"),
+        };
+        let key = match &self.settings.scope {
+            Some(scope) => scoped_key(&scope(&parts), &key),
+            None => key,
         };
         let fingerprint = fingerprint(&parts.method, &parts.uri, &body);
 
@@ -137,7 +157,7 @@ where
             Ok(Claim::Completed { response }) => return replay(&response),
             Ok(Claim::FingerprintMismatch) => {
                 return problem(
-                    StatusCode::UNPROCESSABLE_ENTITY,
+                    self.settings.mismatch_status,
                     "this Idempotency-Key was used with a different request",
                 );
             }
@@ -192,8 +212,9 @@ where
             }
         };
 
-        if parts.status.is_server_error() {
-            // A 5xx says the operation did not (reliably) happen: let a retry run it.
+        if !(self.settings.store_when)(parts.status) {
+            // Not an answer to keep (by default a 5xx: the operation did not reliably
+            // happen): let a retry run it.
             release(lease).await;
         } else {
             let stored = StoredResponse::capture(
@@ -237,6 +258,25 @@ fn idempotency_key(request: &Request<Body>) -> Result<Option<String>, &'static s
         return Err("Idempotency-Key must not be empty");
     }
     Ok(Some(key.to_owned()))
+}
+
+/// The key a scoped request claims: the scope's length, the scope and the key, so no
+/// two (scope, key) pairs make the same key; one longer than a key may be is replaced
+/// by its SHA-256.
+fn scoped_key(scope: &str, key: &str) -> String {
+    let composite = format!("{}:{scope}:{key}", scope.len());
+    if composite.len() <= crate::IdempotencyKey::MAX_LEN && !composite.chars().any(char::is_control)
+    {
+        return composite;
+    }
+    format!("sha256:{}", hex_digest(composite.as_bytes()))
+}
+
+fn hex_digest(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// SHA-256 over method, path (with query) and body, NUL-separated so no two different
@@ -343,6 +383,15 @@ mod tests {
             a,
             fingerprint(&Method::PATCH, &"/charge".parse().unwrap(), b"x")
         );
+    }
+
+    #[test]
+    fn scoped_keys_never_collide_and_stay_within_the_key_limit() {
+        assert_eq!(scoped_key("alice", "k"), "5:alice:k");
+        assert_ne!(scoped_key("a:b", "c"), scoped_key("a", "b:c"));
+        let long = scoped_key(&"u".repeat(300), "k");
+        assert!(long.starts_with("sha256:") && long.len() == 71, "{long}");
+        assert!(scoped_key("tab\there", "k").starts_with("sha256:"));
     }
 
     #[test]
