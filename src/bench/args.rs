@@ -244,6 +244,11 @@ pub enum Workload {
     /// operation is both RPCs. Measured in the same rounds as `new`, so the report
     /// compares items/s with single Claim+Complete pairs/s.
     Batch,
+    /// A duplicate `Claim` over the Connect protocol (JSON over HTTP/1.1, one
+    /// keep-alive connection per operation in flight), as a `fetch` or curl caller
+    /// sends it. Measured in the same rounds as gRPC `duplicate`, so the report compares
+    /// the two.
+    Connect,
 }
 
 impl Workload {
@@ -254,6 +259,7 @@ impl Workload {
             Workload::Duplicate => "duplicate",
             Workload::Mixed => "mixed",
             Workload::Batch => "batch",
+            Workload::Connect => "connect",
         }
     }
 }

@@ -13,6 +13,7 @@
 
 pub mod args;
 mod baselines;
+mod connect;
 mod driver;
 mod plot;
 mod report;
@@ -31,6 +32,7 @@ use tonic::transport::{Channel, Endpoint};
 pub use args::BenchArgs;
 use args::{Level, Pacing, Target, Workload};
 use baselines::{HealthWorker, PostgresWorker, RedisPopulator, RedisWorker};
+use connect::ConnectWorker;
 use driver::{Tally, Worker};
 use report::{HalfPeak, Measurement, Report};
 use sidecar::Sidecar;
@@ -102,6 +104,8 @@ struct Bench<'a> {
 struct Connections {
     /// One HTTP/2 connection per client connection, to --addr.
     channels: Vec<Channel>,
+    /// --addr, for the Connect workload's HTTP/1.1 client.
+    addr: String,
     /// The same, to --embedded-addr.
     embedded: Vec<Channel>,
     /// One Postgres connection per worker.
@@ -141,6 +145,16 @@ impl<'a> Bench<'a> {
                 .filter(|&t| t != Target::Embedded || args.embedded_addr.is_some())
                 .collect();
             (targets, workloads)
+        } else if args.workload == Workload::Connect {
+            anyhow::ensure!(
+                args.target == Target::Onceward,
+                "--workload connect measures the sidecar's Connect endpoint: use --target onceward"
+            );
+            // gRPC duplicates in the same rounds: the ratio the workload is for.
+            (
+                vec![Target::Onceward],
+                vec![Workload::Duplicate, Workload::Connect],
+            )
         } else if args.workload == Workload::Batch {
             anyhow::ensure!(
                 args.target == Target::Onceward,
@@ -197,6 +211,7 @@ impl<'a> Bench<'a> {
             sidecar: None,
             embedded_sidecar: None,
             batch_items: (args.workload == Workload::Batch).then_some(args.batch_items),
+            connect_compared: args.workload == Workload::Connect,
         };
         report.compute_ratios();
         Ok(report)
@@ -207,6 +222,7 @@ impl<'a> Bench<'a> {
         let args = self.args;
         let mut connections = Connections {
             channels: Vec::new(),
+            addr: args.addr.clone(),
             embedded: Vec::new(),
             postgres: None,
             redis: None,
@@ -508,6 +524,15 @@ fn workers(
     let channels = connections.grpc(target);
     let channel = |i: usize| channels[i % channels.len()].clone();
     let workers = match target {
+        Target::Onceward if plan.workload == Workload::Connect => {
+            let client = ConnectWorker::client();
+            (0..count)
+                .map(|_| {
+                    ConnectWorker::new(client.clone(), &connections.addr, plan.clone())
+                        .map(|worker| Box::new(worker) as Box<dyn Worker>)
+                })
+                .collect::<anyhow::Result<_>>()?
+        }
         Target::Onceward | Target::Embedded => (0..count)
             .map(|i| Box::new(OncewardWorker::new(channel(i), plan.clone())) as Box<dyn Worker>)
             .collect(),

@@ -20,6 +20,8 @@ pub const EMBEDDED_NEW_VS_ONCEWARD_BAR: f64 = 1.0;
 /// Items per second of `ClaimBatch`+`CompleteBatch` over single Claim+Complete pairs
 /// per second, at the same RPCs in flight.
 pub const BATCH_VS_NEW_BAR: f64 = 4.0;
+/// Duplicate throughput, Connect JSON ÷ gRPC, at the same concurrency.
+pub const CONNECT_VS_GRPC_BAR: f64 = 0.5;
 
 /// One measured run.
 #[derive(Debug, Clone, Serialize)]
@@ -201,6 +203,8 @@ pub struct Report {
     pub embedded_sidecar: Option<SidecarMemory>,
     /// Fresh keys per batch (with --workload batch).
     pub batch_items: Option<u32>,
+    /// Whether Connect duplicates were measured against gRPC's (--workload connect).
+    pub connect_compared: bool,
 }
 
 /// Two targets' best closed-loop throughput for one workload, whatever the level.
@@ -368,6 +372,7 @@ impl Report {
         }
         self.embedded_ratios_text(&mut out);
         self.batch_text(&mut out);
+        self.connect_text(&mut out);
         if let Some(peak) = &self.peak_new_vs_direct_postgres {
             let _ = writeln!(
                 out,
@@ -415,6 +420,49 @@ impl Report {
     }
 
     /// The embedded sidecar's ratios, per level, if it was measured.
+    /// Connect JSON duplicates/s against gRPC duplicates/s, level by level.
+    fn connect_text(&self, out: &mut String) {
+        if !self.connect_compared {
+            return;
+        }
+        let closed = |workload: Workload, concurrency: u32| {
+            self.runs.iter().find(|run| {
+                run.target == Target::Onceward
+                    && run.workload == workload
+                    && run.concurrency == concurrency
+                    && run.mode == "closed"
+            })
+        };
+        let mut rows = vec![
+            [
+                "conc",
+                "gRPC duplicates/s",
+                "Connect JSON duplicates/s",
+                "Connect ÷ gRPC (bar ≥ 0.5)",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        ];
+        for connect in self
+            .runs
+            .iter()
+            .filter(|run| run.workload == Workload::Connect && run.mode == "closed")
+        {
+            let Some(grpc) = closed(Workload::Duplicate, connect.concurrency) else {
+                continue;
+            };
+            let ratio = (grpc.throughput > 0.0).then(|| connect.throughput / grpc.throughput);
+            rows.push(vec![
+                connect.concurrency.to_string(),
+                format!("{:.0}", grpc.throughput),
+                format!("{:.0}", connect.throughput),
+                against_bar(ratio, CONNECT_VS_GRPC_BAR),
+            ]);
+        }
+        let _ = writeln!(out, "\nduplicates over Connect (JSON, HTTP/1.1) and gRPC:");
+        out.push_str(&table(&rows));
+    }
+
     /// Batch items/s against single Claim+Complete pairs/s, level by level.
     fn batch_text(&self, out: &mut String) {
         let Some(items) = self.batch_items else {

@@ -57,7 +57,7 @@ impl KeyPlan {
     pub fn key(&self, seq: u64) -> Key {
         let duplicate = match self.workload {
             Workload::New | Workload::Batch => false,
-            Workload::Duplicate => true,
+            Workload::Duplicate | Workload::Connect => true,
             Workload::Mixed => unit_interval(seq) < self.duplicate_ratio,
         };
         if duplicate {

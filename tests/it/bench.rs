@@ -120,6 +120,33 @@ async fn the_batch_workload_runs_batches_and_single_pairs_in_the_same_rounds() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connect_workload_replays_over_connect_json_in_the_same_rounds_as_grpc() {
+    let app = TestApp::builder().spawn().await;
+    let addr = format!("http://{}", app.addr);
+    let report = bench(&["--addr", &addr, "--workload", "connect"]).await;
+    let runs = report["runs"].as_array().expect("runs");
+    let workloads: Vec<&str> = runs
+        .iter()
+        .map(|run| run["workload"].as_str().unwrap())
+        .collect();
+    assert_eq!(workloads, ["duplicate", "connect"], "{report:#}");
+    for run in runs {
+        assert!(run["ok"].as_u64().unwrap() > 0, "{run:#}");
+        assert_eq!(run["errors_total"].as_u64(), Some(0), "{run:#}");
+    }
+    let connect_calls = app
+        .metric(
+            "onceward_rpc_duration_seconds_count",
+            &[("method", "Claim"), ("code", "OK"), ("protocol", "connect")],
+        )
+        .await;
+    assert!(
+        connect_calls >= runs[1]["ok"].as_f64().unwrap(),
+        "{connect_calls}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_replays_completed_keys_without_errors() {
     let app = TestApp::builder().spawn().await;
     let addr = format!("http://{}", app.addr);
