@@ -6,10 +6,12 @@ import { after, before, test } from "node:test";
 
 import {
   Client,
+  DEFAULT_CONFIG,
   FingerprintMismatch,
   Outcome,
   RetryBudgetExhausted,
   Unavailable,
+  inProgressWait,
 } from "@onceward/client";
 import { createNodeTransport } from "@onceward/client/node";
 
@@ -111,4 +113,24 @@ test("the retry budget stops retries when most calls fail", async () => {
     assert.equal(error.attempts, 3, "two saved retries, then refused");
     return true;
   });
+});
+
+test("fifty callers told IN_PROGRESS wait at least retry_after and come back spread out", async () => {
+  const config = { ...DEFAULT_CONFIG, initialBackoffMs: 50 };
+  const held = await client.claim("herd", "k");
+  assert.equal(held.outcome, Outcome.ACQUIRED);
+  const extra = [];
+  const transcript = ["caller  retry_after_ms  wait_ms"];
+  for (let caller = 0; caller < 50; caller++) {
+    const answer = await client.claim("herd", "k");
+    assert.equal(answer.outcome, Outcome.IN_PROGRESS);
+    const retryAfter = Number(answer.retryAfter.seconds) * 1000 + answer.retryAfter.nanos / 1e6;
+    const wait = inProgressWait(config, retryAfter, 0);
+    transcript.push(`${String(caller).padStart(6)}  ${retryAfter.toFixed(1).padStart(14)}  ${wait.toFixed(1)}`);
+    assert.ok(wait >= retryAfter, `caller ${caller} would come back early`);
+    extra.push(wait - retryAfter);
+  }
+  console.log(transcript.join("\n"));
+  assert.ok(Math.max(...extra) - Math.min(...extra) >= 25, "the jitter spreads callers over the backoff");
+  assert.ok(new Set(extra).size >= 45);
 });
