@@ -466,3 +466,48 @@ async fn a_postgres_cut_fails_a_batch_whole_and_leaves_no_claim_held() {
         }
     }
 }
+
+#[tokio::test]
+async fn on_the_embedded_ledger_a_batch_is_one_write_transaction() {
+    let app = TestApp::builder()
+        .ledger(Ledger::FreshSqlite)
+        .hot_tier(HotTier::InProcess)
+        .spawn()
+        .await;
+    let mut client = app.client.clone();
+    let transactions = || app.metric("onceward_ledger_batch_size_count", &[("op", "write")]);
+    let items_written = || app.metric("onceward_ledger_batch_size_sum", &[("op", "write")]);
+    let (before, items_before) = (transactions().await, items_written().await);
+
+    let keys: Vec<String> = (0..100).map(|i| format!("one-tx-{i}")).collect();
+    let held = claim_batch(
+        &mut client,
+        "sqlite",
+        keys.iter().map(|key| item(key, b"")).collect(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        held.iter()
+            .all(|answer| outcome(answer) == Outcome::Acquired)
+    );
+    assert_eq!(
+        transactions().await - before,
+        1.0,
+        "one transaction for the claims"
+    );
+    assert_eq!(items_written().await - items_before, 100.0);
+
+    let items: Vec<(&str, u64, &[u8])> = keys
+        .iter()
+        .zip(&held)
+        .map(|(key, answer)| (key.as_str(), answer.fencing_token, &b"r"[..]))
+        .collect();
+    let done = complete_batch(&mut client, "sqlite", &items).await.unwrap();
+    assert!(done.iter().all(|result| result.code == 0));
+    assert_eq!(
+        transactions().await - before,
+        2.0,
+        "and one for the completions"
+    );
+}

@@ -33,8 +33,10 @@ use crate::ledger::{
 };
 
 /// The most claims and completions one transaction carries: bounds how long a batch
-/// holds the write lock, and so how long the next one queues.
-pub(super) const MAX_BATCH: usize = 256;
+/// holds the write lock, and so how long the next one queues. As large as the default
+/// `--max-batch-items`, so a `ClaimBatch` or `CompleteBatch` of that size is one
+/// transaction.
+pub(super) const MAX_BATCH: usize = 1000;
 
 /// A write waiting for its batch.
 pub(super) enum Write {

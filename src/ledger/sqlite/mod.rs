@@ -59,8 +59,8 @@ use self::sql::{EXTEND_LEASE, PURGE_EXPIRED, RELEASE, RELEASE_UNHELD, SELECT_REC
 use super::batcher::Batcher;
 use super::rows::{self, LedgerRow};
 use super::{
-    ClaimDecision, CompleteDecision, ExtendedLease, Forgotten, Ledger, LedgerError, NewClaim,
-    db_token, internal, micros, reentry,
+    BatchCompletion, ClaimDecision, CompleteDecision, ExtendedLease, Forgotten, Ledger,
+    LedgerError, NewClaim, db_token, internal, micros, reentry,
 };
 use crate::domain::{FencingToken, Record, RecordId};
 
@@ -267,6 +267,56 @@ impl Ledger for SqliteLedger {
         }
     }
 
+    /// The claims the readers cannot answer are queued together, so the writer takes
+    /// them into one transaction (with whatever else queued).
+    async fn claim_many(&self, claims: &[NewClaim]) -> Vec<Result<ClaimDecision, LedgerError>> {
+        let mut answers = Vec::with_capacity(claims.len());
+        let mut writes = Vec::new();
+        for claim in claims {
+            match self.standing_answer(claim).await {
+                Ok(None) => {
+                    answers.push(None);
+                    writes.push(Write::Claim(claim.clone()));
+                }
+                Ok(Some(existing)) => answers.push(Some(Ok(existing))),
+                Err(error) => answers.push(Some(Err(error))),
+            }
+        }
+        let written = self.writes.submit_many(writes).await;
+        fill_in(answers, written, |written| match written {
+            Written::Claim(decision) => Ok(decision),
+            Written::Complete(_) => Err(internal("a claim was answered as a completion")),
+        })
+    }
+
+    /// Queued together, so the writer takes them into one transaction.
+    async fn complete_many(
+        &self,
+        completions: Vec<BatchCompletion>,
+    ) -> Vec<Result<CompleteDecision, LedgerError>> {
+        let mut answers = Vec::with_capacity(completions.len());
+        let mut writes = Vec::new();
+        for completion in completions {
+            match db_token(completion.token) {
+                Some(token) => {
+                    answers.push(None);
+                    writes.push(Write::Complete {
+                        id: completion.id,
+                        token,
+                        response: completion.response,
+                        retention: completion.retention,
+                    });
+                }
+                None => answers.push(Some(Ok(CompleteDecision::NotHolder))),
+            }
+        }
+        let written = self.writes.submit_many(writes).await;
+        fill_in(answers, written, |written| match written {
+            Written::Complete(decision) => Ok(decision),
+            Written::Claim(_) => Err(internal("a completion was answered as a claim")),
+        })
+    }
+
     async fn complete(
         &self,
         id: &RecordId,
@@ -355,6 +405,26 @@ impl Ledger for SqliteLedger {
             .map_err(classify)?;
         row.map(|row| rows::record(&row)).transpose()
     }
+}
+
+/// A batch's answers in order: those decided before the writer (`Some`), and the
+/// writer's for the rest (`None`), taken with `take`.
+fn fill_in<T>(
+    answers: Vec<Option<Result<T, LedgerError>>>,
+    written: Vec<Result<Written, LedgerError>>,
+    take: impl Fn(Written) -> Result<T, LedgerError>,
+) -> Vec<Result<T, LedgerError>> {
+    let mut written = written.into_iter();
+    answers
+        .into_iter()
+        .map(|answer| match answer {
+            Some(answer) => answer,
+            None => match written.next() {
+                Some(result) => result.and_then(&take),
+                None => Err(internal("a write of a batch went unanswered")),
+            },
+        })
+        .collect()
 }
 
 /// The ledger's clock, in Unix microseconds. Read only inside a write transaction, so
