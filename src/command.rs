@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use crate::bench::BenchArgs;
 use crate::cli::ClientCommand;
 use crate::config::{GcArgs, ServeArgs, StorageArgs};
+use crate::drill::DrillArgs;
 use crate::telemetry::LogFormat;
 
 /// onceward: make paid or irreversible side effects happen at most once.
@@ -44,6 +45,9 @@ pub enum Command {
     Client(ClientCommand),
     /// Measure a running sidecar's throughput and latency, and its baselines.
     Bench(BenchArgs),
+    /// Game days against a running deployment: `drill key-loss` makes Redis lose the
+    /// drill's own keys and shows no duplicate gets through (exit 0 only then).
+    Drill(DrillArgs),
 }
 
 impl Command {

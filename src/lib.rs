@@ -18,6 +18,7 @@
 //! - [`cli`]: the command-line client (`onceward claim …`) and its exit codes.
 //! - [`metrics`]: every metric's name and help text.
 //! - [`bench`]: `onceward bench`, the load generator and its baselines.
+//! - [`drill`]: `onceward drill key-loss`, a game day against a real deployment.
 //! - [`proto`]: the generated `onceward.v1` service, over the client crate's messages
 //!   and wire helpers (durations, timestamps, status-code labels).
 //! - [`errors`]: the cause-chain formatter, and which error type to use where.
@@ -36,6 +37,7 @@ pub mod cli;
 pub mod command;
 pub mod config;
 pub mod domain;
+pub mod drill;
 pub mod engine;
 pub mod errors;
 pub mod grpc;

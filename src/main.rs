@@ -64,5 +64,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Client(command) => std::process::exit(onceward::cli::run(command).await),
+        Command::Drill(args) => std::process::exit(onceward::drill::run(args).await?),
     }
 }

@@ -33,6 +33,7 @@ mod clock;
 mod concurrency;
 mod connect;
 mod crash;
+mod drill;
 mod edge;
 mod embedded;
 mod faults;
