@@ -27,7 +27,6 @@ use clap::{Args, Subcommand};
 use futures_util::future::join_all;
 use hdrhistogram::Histogram;
 use tokio::sync::Semaphore;
-use tonic::transport::Channel;
 
 use self::report::{Phase, Report};
 use crate::proto::admin_client::AdminClient;
@@ -49,7 +48,9 @@ pub enum Drill {
     KeyLoss(KeyLossArgs),
 }
 
-/// `onceward drill key-loss`.
+/// `onceward drill key-loss`. With tenants configured, `ONCEWARD_AUTH_TOKEN` is the
+/// token of an admin tenant granted every namespace (`namespaces = ["*"]`, as the
+/// drill's has a random suffix): it calls `Forget` to clean up.
 #[derive(Debug, Args)]
 pub struct KeyLossArgs {
     /// The sidecars, comma-separated (`http://host:port`); duplicates go to all.
@@ -116,6 +117,9 @@ fn parse_loss(text: &str) -> Result<Loss, String> {
     }
 }
 
+/// A connection to a sidecar, with the bearer token when one is given.
+type Sidecar = onceward_client::AuthorizedChannel;
+
 /// A lease longer than any drill, so held keys stay held throughout.
 const HELD_LEASE: Duration = Duration::from_secs(600);
 /// Claims in flight at once while the storm runs.
@@ -147,16 +151,22 @@ struct DrillKey {
 
 async fn key_loss(args: KeyLossArgs) -> anyhow::Result<Report> {
     let namespace = format!("{}-{:08x}", args.namespace, rand::random::<u32>());
+    // The token of an admin tenant, for a sidecar with tenants; `https://` addresses
+    // trust the system's roots.
+    let mut config = onceward_client::ClientConfig::builder();
+    if let Ok(token) = std::env::var("ONCEWARD_AUTH_TOKEN") {
+        config = config.auth_token(token.trim().to_owned());
+    }
+    let config = config.build();
     let mut channels = Vec::with_capacity(args.addr.len());
     for addr in &args.addr {
-        let channel = Channel::from_shared(addr.clone())
-            .with_context(|| format!("invalid --addr {addr:?}"))?
-            .connect()
+        let channel = config
+            .connect_channel(addr)
             .await
             .with_context(|| format!("cannot connect to the sidecar at {addr}"))?;
         channels.push(channel);
     }
-    let sidecars: Vec<OncewardClient<Channel>> =
+    let sidecars: Vec<OncewardClient<Sidecar>> =
         channels.iter().cloned().map(OncewardClient::new).collect();
     let redis = redis::Client::open(crate::cache::no_delay(&args.redis_url)?)?
         .get_multiplexed_async_connection()
@@ -266,7 +276,7 @@ fn claim_request(namespace: &str, key: &str, lease: Option<Duration>) -> ClaimRe
 /// `i + n + offset` (so with offset 0 the first goes to the sidecar that made the key),
 /// at most [`IN_FLIGHT`] at once; what they answered.
 async fn storm(
-    sidecars: &[OncewardClient<Channel>],
+    sidecars: &[OncewardClient<Sidecar>],
     namespace: &str,
     keys: &Arc<Vec<DrillKey>>,
     per_key: u32,

@@ -181,3 +181,64 @@ async fn a_sidecar_that_lets_a_duplicate_through_fails_the_drill() {
     assert_eq!(report["passed"], false);
     assert_eq!(report["during"]["acquired"], 20 * 4, "{report:#}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_tenants_the_drill_runs_on_an_admin_token_and_not_without_one() {
+    use sha2::Digest as _;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tenants.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[tenants]]\nname = \"ops\"\ntoken_sha256 = \"{}\"\nnamespaces = [\"*\"]\nadmin = true\n",
+            hex::encode(sha2::Sha256::digest("ops-drill-token"))
+        ),
+    )
+    .unwrap();
+    let redis = RedisServer::start().await;
+    let app = TestApp::builder()
+        .hot_tier(HotTier::Redis(redis.url()))
+        .tenants(&config)
+        .spawn()
+        .await;
+    let args = |token: Option<&str>| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_onceward"));
+        command
+            .args([
+                "drill",
+                "key-loss",
+                "--keys",
+                "20",
+                "--concurrency",
+                "2",
+                "--json",
+            ])
+            .args(["--addr", &format!("http://{}", app.addr)])
+            .args([
+                "--redis-url",
+                &redis.url(),
+                "--redis-key-prefix",
+                &app.key_prefix,
+            ])
+            .env_remove("ONCEWARD_AUTH_TOKEN")
+            .kill_on_drop(true);
+        if let Some(token) = token {
+            command.env("ONCEWARD_AUTH_TOKEN", token);
+        }
+        command
+    };
+    let passed = args(Some("ops-drill-token")).output().await.unwrap();
+    assert!(
+        passed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&passed.stderr)
+    );
+    let refused = args(None).output().await.unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("UNAUTHENTICATED")
+            || String::from_utf8_lossy(&refused.stderr).contains("bearer token"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}
