@@ -1,13 +1,16 @@
 //! `onceward bench`: a load generator for a running sidecar, and the baselines the
-//! spec's performance bars are ratios against, measured by the same command, in the
+//! performance bars are ratios against, measured by the same command, in the
 //! same run, at the same concurrency, so that machine noise mostly cancels.
 //!
 //! # Layout
 //! - [`args`]: the command line.
 //! - `driver`: the closed/open load loop and its HDR histograms.
-//! - `workloads`: Claim+Complete of fresh keys, Claim of completed keys, a mix.
+//! - `workloads`: Claim+Complete of fresh keys, Claim of completed keys, a mix, and
+//!   ClaimBatch+CompleteBatch of fresh keys.
+//! - `connect`: Claim of completed keys over the Connect protocol (JSON, HTTP/1.1).
 //! - `baselines`: direct-postgres, direct-redis and grpc-floor.
-//! - `report`: measurements, ratios, text tables and JSON.
+//! - `report`: measurements, ratios, text tables and JSON; `side_by_side`: the tables
+//!   of batches against single pairs and Connect against gRPC.
 //! - `plot`: the SVG of throughput and p99 against concurrency.
 //! - `sidecar`: starting the sidecar under test, and reading its peak RSS.
 
@@ -17,6 +20,7 @@ mod connect;
 mod driver;
 mod plot;
 mod report;
+mod side_by_side;
 mod sidecar;
 mod workloads;
 

@@ -420,97 +420,6 @@ impl Report {
     }
 
     /// The embedded sidecar's ratios, per level, if it was measured.
-    /// Connect JSON duplicates/s against gRPC duplicates/s, level by level.
-    fn connect_text(&self, out: &mut String) {
-        if !self.connect_compared {
-            return;
-        }
-        let closed = |workload: Workload, concurrency: u32| {
-            self.runs.iter().find(|run| {
-                run.target == Target::Onceward
-                    && run.workload == workload
-                    && run.concurrency == concurrency
-                    && run.mode == "closed"
-            })
-        };
-        let mut rows = vec![
-            [
-                "conc",
-                "gRPC duplicates/s",
-                "Connect JSON duplicates/s",
-                "Connect ÷ gRPC (bar ≥ 0.5)",
-            ]
-            .map(str::to_owned)
-            .to_vec(),
-        ];
-        for connect in self
-            .runs
-            .iter()
-            .filter(|run| run.workload == Workload::Connect && run.mode == "closed")
-        {
-            let Some(grpc) = closed(Workload::Duplicate, connect.concurrency) else {
-                continue;
-            };
-            let ratio = (grpc.throughput > 0.0).then(|| connect.throughput / grpc.throughput);
-            rows.push(vec![
-                connect.concurrency.to_string(),
-                format!("{:.0}", grpc.throughput),
-                format!("{:.0}", connect.throughput),
-                against_bar(ratio, CONNECT_VS_GRPC_BAR),
-            ]);
-        }
-        let _ = writeln!(out, "\nduplicates over Connect (JSON, HTTP/1.1) and gRPC:");
-        out.push_str(&table(&rows));
-    }
-
-    /// Batch items/s against single Claim+Complete pairs/s, level by level.
-    fn batch_text(&self, out: &mut String) {
-        let Some(items) = self.batch_items else {
-            return;
-        };
-        let closed = |workload: Workload, concurrency: u32| {
-            self.runs.iter().find(|run| {
-                run.target == Target::Onceward
-                    && run.workload == workload
-                    && run.concurrency == concurrency
-                    && run.mode == "closed"
-            })
-        };
-        let mut rows = vec![
-            [
-                "conc",
-                "new pairs/s",
-                "batch items/s",
-                "items/s ÷ pairs/s (bar ≥ 4.0)",
-            ]
-            .map(str::to_owned)
-            .to_vec(),
-        ];
-        for batch in self
-            .runs
-            .iter()
-            .filter(|run| run.workload == Workload::Batch && run.mode == "closed")
-        {
-            let Some(new) = closed(Workload::New, batch.concurrency) else {
-                continue;
-            };
-            let items_per_s = batch.throughput * f64::from(items);
-            let ratio = (new.throughput > 0.0).then(|| items_per_s / new.throughput);
-            rows.push(vec![
-                batch.concurrency.to_string(),
-                format!("{:.0}", new.throughput),
-                format!("{items_per_s:.0}"),
-                against_bar(ratio, BATCH_VS_NEW_BAR),
-            ]);
-        }
-        let _ = writeln!(
-            out,
-            "
-batches of {items} fresh keys (ClaimBatch + CompleteBatch):"
-        );
-        out.push_str(&table(&rows));
-    }
-
     fn embedded_ratios_text(&self, out: &mut String) {
         let measured = |r: &&Ratios| {
             r.embedded_new_vs_onceward.is_some() || r.embedded_duplicate_vs_grpc_floor.is_some()
@@ -574,7 +483,7 @@ fn ratio_text(ratio: Option<f64>) -> String {
     ratio.map_or_else(|| "-".to_owned(), |r| format!("{r:.2}"))
 }
 
-fn against_bar(ratio: Option<f64>, bar: f64) -> String {
+pub(super) fn against_bar(ratio: Option<f64>, bar: f64) -> String {
     match ratio {
         Some(r) if r >= bar => format!("{r:.2} met"),
         Some(r) => format!("{r:.2} MISSED"),
@@ -584,7 +493,7 @@ fn against_bar(ratio: Option<f64>, bar: f64) -> String {
 
 /// Columns padded to their widest cell; numbers would read better right-aligned, but
 /// one rule for every column keeps the code and the output simple.
-fn table(rows: &[Vec<String>]) -> String {
+pub(super) fn table(rows: &[Vec<String>]) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|c| {
