@@ -1,6 +1,6 @@
-//! What a bench run reports: one row per measured run, the ratios the spec sets bars
-//! for, the p99 at half of peak and the sidecar's peak RSS; as text tables for people
-//! or as one JSON document for machines.
+//! What a bench run reports: one row per measured run, the ratios the performance bars
+//! are set on, the p99 at half of peak and the sidecar's peak RSS; as text tables for
+//! people or as one JSON document for machines.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
