@@ -78,9 +78,19 @@ pub struct KeyLossArgs {
     pub concurrency: u32,
 
     /// How Redis loses the keys: `flush-keys` (all of the drill's), `evict-fraction=F`
-    /// (a random share F of them), `expire` (their TTL cut to 1 ms).
+    /// (a random share F of them), `expire` (their TTL cut to 1 ms), or `redis-down`
+    /// (Redis answers nobody for --pause: `CLIENT PAUSE`, so every client of that Redis
+    /// waits; only with --pause-redis, for a staging Redis).
     #[arg(long, default_value = "flush-keys", value_parser = parse_loss)]
     pub loss: Loss,
+
+    /// Confirms that `--loss redis-down` may pause this Redis for every client.
+    #[arg(long)]
+    pub pause_redis: bool,
+
+    /// How long `--loss redis-down` pauses Redis.
+    #[arg(long, default_value = "5s", value_parser = crate::domain::parse_duration)]
+    pub pause: Duration,
 
     /// Print the report as JSON.
     #[arg(long)]
@@ -96,12 +106,15 @@ pub enum Loss {
     EvictFraction(f64),
     /// Every key's TTL cut to 1 ms.
     Expire,
+    /// Redis answers nobody for a while; nothing is lost.
+    RedisDown,
 }
 
 fn parse_loss(text: &str) -> Result<Loss, String> {
     match text {
         "flush-keys" => Ok(Loss::FlushKeys),
         "expire" => Ok(Loss::Expire),
+        "redis-down" => Ok(Loss::RedisDown),
         other => {
             let fraction = other
                 .strip_prefix("evict-fraction=")
@@ -109,7 +122,8 @@ fn parse_loss(text: &str) -> Result<Loss, String> {
                 .filter(|f| (0.0..=1.0).contains(f) && *f > 0.0)
                 .ok_or_else(|| {
                     format!(
-                        "{other:?}: use flush-keys, expire or evict-fraction=F with F in (0, 1]"
+                        "{other:?}: use flush-keys, expire, redis-down or evict-fraction=F \
+                         with F in (0, 1]"
                     )
                 })?;
             Ok(Loss::EvictFraction(fraction))
@@ -150,6 +164,11 @@ struct DrillKey {
 }
 
 async fn key_loss(args: KeyLossArgs) -> anyhow::Result<Report> {
+    anyhow::ensure!(
+        args.loss != Loss::RedisDown || args.pause_redis,
+        "--loss redis-down pauses this Redis for every client (CLIENT PAUSE): \
+         confirm with --pause-redis, and only on a Redis you may stop"
+    );
     let namespace = format!("{}-{:08x}", args.namespace, rand::random::<u32>());
     // The token of an admin tenant, for a sidecar with tenants; `https://` addresses
     // trust the system's roots.
@@ -212,12 +231,20 @@ async fn key_loss(args: KeyLossArgs) -> anyhow::Result<Report> {
     let pattern = format!("{}{namespace}:*", args.redis_key_prefix);
     let stored = scan(&redis, &pattern).await?;
     report.redis_keys_before = stored.len();
-    let lost = lose(&redis, &stored, args.loss).await?;
-    report.redis_keys_lost = lost;
     let lost_at = Instant::now();
+    let paused_until = match args.loss {
+        Loss::RedisDown => Some(pause(&redis, args.pause).await?),
+        _ => {
+            report.redis_keys_lost = lose(&redis, &stored, args.loss).await?;
+            None
+        }
+    };
 
     // 4. The storm: `concurrency` duplicates per key, at every sidecar at once.
     report.during = storm(&sidecars, &namespace, &keys, args.concurrency, 1).await;
+    if let Some(until) = paused_until {
+        tokio::time::sleep_until((until + Duration::from_millis(200)).into()).await;
+    }
 
     // 5. What the cache holds again: the keys the answers wrote back.
     report.redis_keys_after = scan(&redis, &pattern).await?.len();
@@ -335,6 +362,22 @@ async fn scan(
     }
 }
 
+/// Pauses every client of Redis for `length` (`CLIENT PAUSE … ALL`); when it ends.
+async fn pause(
+    redis: &redis::aio::MultiplexedConnection,
+    length: Duration,
+) -> anyhow::Result<Instant> {
+    let mut redis = redis.clone();
+    redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(length.as_millis().max(1) as u64)
+        .arg("ALL")
+        .query_async::<()>(&mut redis)
+        .await
+        .context("CLIENT PAUSE")?;
+    Ok(Instant::now() + length)
+}
+
 /// Makes Redis lose `keys` as `loss` says; how many it lost.
 async fn lose(
     redis: &redis::aio::MultiplexedConnection,
@@ -348,13 +391,14 @@ async fn lose(
             .filter(|_| rand::random::<f64>() < fraction)
             .collect(),
         Loss::FlushKeys | Loss::Expire => keys.iter().collect(),
+        Loss::RedisDown => Vec::new(),
     };
     for chunk in chosen.chunks(1000) {
         let mut pipeline = redis::pipe();
         for key in chunk {
             match loss {
                 Loss::Expire => pipeline.cmd("PEXPIRE").arg(*key).arg(1).ignore(),
-                Loss::FlushKeys | Loss::EvictFraction(_) => {
+                Loss::FlushKeys | Loss::EvictFraction(_) | Loss::RedisDown => {
                     pipeline.cmd("UNLINK").arg(*key).ignore()
                 }
             };

@@ -131,6 +131,7 @@ impl Report {
                 Loss::FlushKeys => "flush-keys".to_owned(),
                 Loss::Expire => "expire".to_owned(),
                 Loss::EvictFraction(fraction) => format!("evict-fraction={fraction}"),
+                Loss::RedisDown => format!("redis-down for {:?}", args.pause),
             },
             redis_keys_before: 0,
             redis_keys_lost: 0,

@@ -242,3 +242,59 @@ async fn with_tenants_the_drill_runs_on_an_admin_token_and_not_without_one() {
         String::from_utf8_lossy(&refused.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_paused_the_ledger_answers_and_no_duplicate_gets_through() {
+    let redis = RedisServer::start().await;
+    let app = TestApp::builder()
+        .hot_tier(HotTier::Redis(redis.url()))
+        .spawn()
+        .await;
+    let addr = format!("http://{}", app.addr);
+    let redis_url = redis.url();
+    let common = [
+        "--addr",
+        addr.as_str(),
+        "--keys",
+        "40",
+        "--concurrency",
+        "4",
+        "--loss",
+        "redis-down",
+    ];
+    let unconfirmed = tokio::process::Command::new(env!("CARGO_BIN_EXE_onceward"))
+        .args(["drill", "key-loss"])
+        .args(common)
+        .args([
+            "--redis-url",
+            &redis.url(),
+            "--redis-key-prefix",
+            &app.key_prefix,
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(!unconfirmed.status.success());
+    assert!(
+        String::from_utf8_lossy(&unconfirmed.stderr).contains("--pause-redis"),
+        "{}",
+        String::from_utf8_lossy(&unconfirmed.stderr)
+    );
+
+    let mut args = common.to_vec();
+    args.extend(["--pause-redis", "--pause", "2s"]);
+    args.extend([
+        "--redis-url",
+        &redis_url,
+        "--redis-key-prefix",
+        &app.key_prefix,
+    ]);
+    let (code, report) = drill(&args).await;
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["during"]["acquired"], 0);
+    assert!(
+        report["during"]["served_by_ledger"].as_u64().unwrap() >= 20 * 4,
+        "every duplicate of a held key, at least, went to the ledger: {report:#}"
+    );
+    assert_eq!(report["left_in_redis"], 0);
+}
