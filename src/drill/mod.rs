@@ -241,14 +241,27 @@ async fn key_loss(args: KeyLossArgs) -> anyhow::Result<Report> {
     };
 
     // 4. The storm: `concurrency` duplicates per key, at every sidecar at once.
+    // Meanwhile, a watcher counts the drill's keys back in Redis, until all are.
+    let (stop_watching, stopped) = tokio::sync::oneshot::channel();
+    let watcher = tokio::spawn(watch_refill(
+        redis.clone(),
+        pattern.clone(),
+        stored.len(),
+        lost_at,
+        stopped,
+    ));
     report.during = storm(&sidecars, &namespace, &keys, args.concurrency, 1).await;
     if let Some(until) = paused_until {
         tokio::time::sleep_until((until + Duration::from_millis(200)).into()).await;
     }
 
-    // 5. What the cache holds again: the keys the answers wrote back.
-    report.redis_keys_after = scan(&redis, &pattern).await?.len();
-    report.refilled_after = Some(lost_at.elapsed());
+    // 5. How soon the cache held every key again (the answers write back what the
+    // ledger decided), given a moment after the storm.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = stop_watching.send(());
+    let (refilled_after, back) = watcher.await.context("the refill watcher")??;
+    report.refilled_after = refilled_after;
+    report.redis_keys_after = back;
 
     // 6. Forget everything the drill made, and check nothing is left.
     let mut admin = AdminClient::new(channels[0].clone());
@@ -359,6 +372,31 @@ async fn scan(
             return Ok(keys);
         }
         cursor = next;
+    }
+}
+
+/// Counts the keys matching `pattern` every 50 ms until there are `expected` of them
+/// (then: how long after `lost_at`) or until `stop`; with the last count it read.
+async fn watch_refill(
+    redis: redis::aio::MultiplexedConnection,
+    pattern: String,
+    expected: usize,
+    lost_at: Instant,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) -> anyhow::Result<(Option<Duration>, usize)> {
+    let mut back = 0;
+    loop {
+        // A Redis that does not answer (paused, failing over) is counted again later.
+        if let Ok(keys) = scan(&redis, &pattern).await {
+            back = keys.len();
+            if back >= expected {
+                return Ok((Some(lost_at.elapsed()), back));
+            }
+        }
+        tokio::select! {
+            _ = &mut stop => return Ok((None, back)),
+            () = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
     }
 }
 

@@ -104,9 +104,10 @@ pub struct Report {
     pub before: Phase,
     /// `concurrency` duplicates per key, after the loss.
     pub during: Phase,
-    /// The drill's keys Redis held again after the duplicates.
+    /// The drill's keys back in Redis when the watcher stopped.
     pub redis_keys_after: usize,
-    /// When that was counted, from the loss.
+    /// How long after the loss Redis held as many of the drill's keys as before
+    /// (`None`: not by the end of the storm).
     pub refilled_after_ms: Option<f64>,
     #[serde(skip)]
     pub(super) refilled_after: Option<Duration>,
@@ -210,12 +211,17 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "\nRedis held {} of the drill's keys again, counted {} (the answers write back \
-             what the ledger decided)",
-            self.redis_keys_after,
-            refilled.map_or(String::new(), |ms| format!(
-                "{ms:.0} ms after the loss, once the duplicates were answered"
-            ))
+            "\ncache refilled: {}",
+            match refilled {
+                Some(ms) => format!(
+                    "all {} of the drill's keys back in Redis {ms:.0} ms after the loss",
+                    self.redis_keys_before
+                ),
+                None => format!(
+                    "not yet: {} of {} keys back in Redis after the duplicates",
+                    self.redis_keys_after, self.redis_keys_before
+                ),
+            }
         );
         let _ = writeln!(
             out,
