@@ -6,95 +6,91 @@ use std::fmt::Write as _;
 use super::args::{Target, Workload};
 use super::report::{BATCH_VS_NEW_BAR, CONNECT_VS_GRPC_BAR, Report, against_bar, table};
 
+/// One side-by-side table: `measured` against `baseline`, level by level.
+struct Comparison {
+    title: String,
+    measured: Workload,
+    baseline: Workload,
+    /// The measured workload's units per operation (items per batch, or 1).
+    units: f64,
+    /// The column heads: baseline, measured, ratio.
+    heads: [&'static str; 3],
+    bar: f64,
+}
+
 impl Report {
-    /// Connect JSON duplicates/s against gRPC duplicates/s, level by level.
+    /// Connect JSON duplicates/s against gRPC duplicates/s.
     pub(super) fn connect_text(&self, out: &mut String) {
         if !self.connect_compared {
             return;
         }
-        let closed = |workload: Workload, concurrency: u32| {
-            self.runs.iter().find(|run| {
-                run.target == Target::Onceward
-                    && run.workload == workload
-                    && run.concurrency == concurrency
-                    && run.mode == "closed"
-            })
-        };
-        let mut rows = vec![
-            [
-                "conc",
-                "gRPC duplicates/s",
-                "Connect JSON duplicates/s",
-                "Connect ÷ gRPC (bar ≥ 0.5)",
-            ]
-            .map(str::to_owned)
-            .to_vec(),
-        ];
-        for connect in self
-            .runs
-            .iter()
-            .filter(|run| run.workload == Workload::Connect && run.mode == "closed")
-        {
-            let Some(grpc) = closed(Workload::Duplicate, connect.concurrency) else {
-                continue;
-            };
-            let ratio = (grpc.throughput > 0.0).then(|| connect.throughput / grpc.throughput);
-            rows.push(vec![
-                connect.concurrency.to_string(),
-                format!("{:.0}", grpc.throughput),
-                format!("{:.0}", connect.throughput),
-                against_bar(ratio, CONNECT_VS_GRPC_BAR),
-            ]);
-        }
-        let _ = writeln!(out, "\nduplicates over Connect (JSON, HTTP/1.1) and gRPC:");
-        out.push_str(&table(&rows));
+        self.side_by_side(
+            out,
+            &Comparison {
+                title: "duplicates over Connect (JSON, HTTP/1.1) and gRPC".to_owned(),
+                measured: Workload::Connect,
+                baseline: Workload::Duplicate,
+                units: 1.0,
+                heads: [
+                    "gRPC duplicates/s",
+                    "Connect JSON duplicates/s",
+                    "Connect ÷ gRPC (bar ≥ 0.5)",
+                ],
+                bar: CONNECT_VS_GRPC_BAR,
+            },
+        );
     }
 
-    /// Batch items/s against single Claim+Complete pairs/s, level by level.
+    /// Batch items/s against single Claim+Complete pairs/s.
     pub(super) fn batch_text(&self, out: &mut String) {
         let Some(items) = self.batch_items else {
             return;
         };
-        let closed = |workload: Workload, concurrency: u32| {
-            self.runs.iter().find(|run| {
-                run.target == Target::Onceward
-                    && run.workload == workload
-                    && run.concurrency == concurrency
-                    && run.mode == "closed"
+        self.side_by_side(
+            out,
+            &Comparison {
+                title: format!("batches of {items} fresh keys (ClaimBatch + CompleteBatch)"),
+                measured: Workload::Batch,
+                baseline: Workload::New,
+                units: f64::from(items),
+                heads: [
+                    "new pairs/s",
+                    "batch items/s",
+                    "items/s ÷ pairs/s (bar ≥ 4.0)",
+                ],
+                bar: BATCH_VS_NEW_BAR,
+            },
+        );
+    }
+
+    fn side_by_side(&self, out: &mut String, comparison: &Comparison) {
+        let closed = |workload: Workload| {
+            self.runs.iter().filter(move |run| {
+                run.target == Target::Onceward && run.workload == workload && run.mode == "closed"
             })
         };
         let mut rows = vec![
-            [
-                "conc",
-                "new pairs/s",
-                "batch items/s",
-                "items/s ÷ pairs/s (bar ≥ 4.0)",
-            ]
-            .map(str::to_owned)
-            .to_vec(),
+            std::iter::once("conc")
+                .chain(comparison.heads)
+                .map(str::to_owned)
+                .collect::<Vec<_>>(),
         ];
-        for batch in self
-            .runs
-            .iter()
-            .filter(|run| run.workload == Workload::Batch && run.mode == "closed")
-        {
-            let Some(new) = closed(Workload::New, batch.concurrency) else {
+        for measured in closed(comparison.measured) {
+            let Some(baseline) =
+                closed(comparison.baseline).find(|run| run.concurrency == measured.concurrency)
+            else {
                 continue;
             };
-            let items_per_s = batch.throughput * f64::from(items);
-            let ratio = (new.throughput > 0.0).then(|| items_per_s / new.throughput);
+            let rate = measured.throughput * comparison.units;
+            let ratio = (baseline.throughput > 0.0).then(|| rate / baseline.throughput);
             rows.push(vec![
-                batch.concurrency.to_string(),
-                format!("{:.0}", new.throughput),
-                format!("{items_per_s:.0}"),
-                against_bar(ratio, BATCH_VS_NEW_BAR),
+                measured.concurrency.to_string(),
+                format!("{:.0}", baseline.throughput),
+                format!("{rate:.0}"),
+                against_bar(ratio, comparison.bar),
             ]);
         }
-        let _ = writeln!(
-            out,
-            "
-batches of {items} fresh keys (ClaimBatch + CompleteBatch):"
-        );
+        let _ = writeln!(out, "\n{}:", comparison.title);
         out.push_str(&table(&rows));
     }
 }
