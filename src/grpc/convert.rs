@@ -191,11 +191,14 @@ fn batch_ids(
 
 /// Parses a `ClaimBatchRequest` into one validated command per item, in order.
 pub fn claim_batch_commands(
-    request: proto::ClaimBatchRequest,
+    mut request: proto::ClaimBatchRequest,
     limits: &Limits,
 ) -> Result<Vec<ClaimCommand>, BatchError> {
-    let keys: Vec<String> = request.items.iter().map(|item| item.key.clone()).collect();
-    let ids = batch_ids(request.namespace, keys.into_iter(), limits)?;
+    let keys = request
+        .items
+        .iter_mut()
+        .map(|item| std::mem::take(&mut item.key));
+    let ids = batch_ids(std::mem::take(&mut request.namespace), keys, limits)?;
     let lease = lease(request.lease, limits)?;
     request
         .items
@@ -229,11 +232,14 @@ pub fn claim_batch_commands(
 
 /// Parses a `CompleteBatchRequest` into one validated command per item, in order.
 pub fn complete_batch_commands(
-    request: proto::CompleteBatchRequest,
+    mut request: proto::CompleteBatchRequest,
     limits: &Limits,
 ) -> Result<Vec<CompleteCommand>, BatchError> {
-    let keys: Vec<String> = request.items.iter().map(|item| item.key.clone()).collect();
-    let ids = batch_ids(request.namespace, keys.into_iter(), limits)?;
+    let keys = request
+        .items
+        .iter_mut()
+        .map(|item| std::mem::take(&mut item.key));
+    let ids = batch_ids(std::mem::take(&mut request.namespace), keys, limits)?;
     let retention = bounded("retention", request.retention, limits.retention)?;
     request
         .items

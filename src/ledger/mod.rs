@@ -251,6 +251,26 @@ pub trait Ledger: Send + Sync + 'static {
     async fn purge_expired(&self, limit: u32) -> Result<u64, LedgerError>;
 }
 
+/// Logs what became of the release of a claim that committed after its caller gave up
+/// (both ledgers release such claims the same way).
+pub(crate) fn log_release_of_unheld(
+    id: &RecordId,
+    token: FencingToken,
+    released: Result<bool, LedgerError>,
+) {
+    match released {
+        Ok(released) => tracing::info!(
+            %id, token = token.get(), released,
+            "a claim committed after its caller gave up; released it"
+        ),
+        Err(error) => tracing::warn!(
+            %id, token = token.get(), error = %crate::errors::chain(&error),
+            "a claim committed after its caller gave up and could not be released; \
+             its lease will run out"
+        ),
+    }
+}
+
 /// `Acquired` again, with the same token and lease, if the standing `record` (its
 /// holder's `token` and `stored_claimant` read with it at `now`, the ledger's clock) is a
 /// live claim that `claim`'s own claimant made — a retry whose first answer was lost —

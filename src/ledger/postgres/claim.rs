@@ -30,17 +30,8 @@ pub(super) async fn release_unheld_claim(pool: PgPool, id: RecordId, token: Fenc
     let Some(db_token) = db_token(token) else {
         return;
     };
-    match delete_claim(&pool, RELEASE_UNHELD, &id, db_token).await {
-        Ok(released) => tracing::info!(
-            %id, token = token.get(), released,
-            "a claim committed after its caller gave up; released it"
-        ),
-        Err(error) => tracing::warn!(
-            %id, token = token.get(), error = %crate::errors::chain(&error),
-            "a claim committed after its caller gave up and could not be released; \
-             its lease will run out"
-        ),
-    }
+    let released = delete_claim(&pool, RELEASE_UNHELD, &id, db_token).await;
+    crate::ledger::log_release_of_unheld(&id, token, released);
 }
 
 /// Runs one batch of claims: the first claim of each key in one upsert, the rows

@@ -82,17 +82,8 @@ pub(super) fn spawn_writer(pool: SqlitePool) -> Batcher<Write, Written> {
 /// Releases a claim that committed after its caller gave up, unless its claimant has
 /// had it back since. If this fails too, the lease runs out as it would have.
 async fn release_unheld(pool: SqlitePool, id: RecordId, token: crate::domain::FencingToken) {
-    match delete_claim(&pool, RELEASE_UNHELD, &id, token).await {
-        Ok(released) => tracing::info!(
-            %id, token = token.get(), released,
-            "a claim committed after its caller gave up; released it"
-        ),
-        Err(error) => tracing::warn!(
-            %id, token = token.get(), error = %crate::errors::chain(&error),
-            "a claim committed after its caller gave up and could not be released; \
-             its lease will run out"
-        ),
-    }
+    let released = delete_claim(&pool, RELEASE_UNHELD, &id, token).await;
+    crate::ledger::log_release_of_unheld(&id, token, released);
 }
 
 /// How one item failed.
