@@ -42,6 +42,13 @@ pub const BATCH_ITEMS: &str = "onceward_batch_items";
 pub const LEDGER_BATCH_SIZE: &str = "onceward_ledger_batch_size";
 /// Histogram: time from sending one batched ledger statement to its commit.
 pub const LEDGER_BATCH_DURATION: &str = "onceward_ledger_batch_duration_seconds";
+/// Claims the spend guard refused, by `namespace` and `reason` (`killswitch`,
+/// `max_cost`, `max_claims`).
+pub const POLICY_REJECTIONS: &str = "onceward_policy_rejections_total";
+/// Budget units debited by this sidecar's claims, net of its refunds, by `namespace`.
+pub const SPENT: &str = "onceward_spent_total";
+/// Audit events dropped because their writer fell behind.
+pub const AUDIT_DROPPED: &str = "onceward_audit_dropped_total";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -86,6 +93,7 @@ fn export_at_zero() {
         counter!(CACHE_ERRORS, "op" => op).absolute(0);
     }
     gauge!(CACHE_CIRCUIT_OPEN).set(0.0);
+    counter!(AUDIT_DROPPED).absolute(0);
 }
 
 /// The hot tier's commands, as `cache_errors_total` labels them.
@@ -148,6 +156,18 @@ fn describe() {
         metrics::Unit::Seconds,
         "Time from sending one batched ledger statement to its commit, by op."
     );
+    describe_counter!(
+        POLICY_REJECTIONS,
+        "Claims the spend guard refused, by namespace and reason (killswitch, max_cost, max_claims)."
+    );
+    describe_gauge!(
+        SPENT,
+        "Budget units debited by this sidecar's claims, net of the refunds of its releases, by namespace."
+    );
+    describe_counter!(
+        AUDIT_DROPPED,
+        "Audit events dropped because the audit writer fell behind (claims are never slowed by it)."
+    );
     describe_histogram!(
         RPC_DURATION,
         metrics::Unit::Seconds,
@@ -155,11 +175,13 @@ fn describe() {
     );
 }
 
-const OUTCOMES: [&str; 4] = [
+const OUTCOMES: [&str; 6] = [
     "acquired",
     "in_progress",
     "completed",
     "fingerprint_mismatch",
+    "blocked",
+    "over_budget",
 ];
 const TIERS: [&str; 2] = ["cache", "ledger"];
 const LOOKUP_RESULTS: [&str; 5] = ["hit", "miss", "defer", "error", "bypass"];
@@ -172,7 +194,7 @@ const LEDGER_OPS: [&str; 5] = ["claim", "complete", "release", "extend_lease", "
 /// by name and labels on each call costs more than the rest of a cached duplicate's
 /// bookkeeping (BENCHMARKS.md).
 struct HotPath {
-    claims: [[Counter; 2]; 4],
+    claims: [[Counter; 2]; 6],
     cache_lookups: [Counter; 5],
     rpc_ok: [[Histogram; 5]; 3],
     ledger_ok: [Histogram; 5],
@@ -294,6 +316,31 @@ pub fn ledger_batch(op: &'static str, size: usize, elapsed: Duration) {
 /// A claim took over an expired lease.
 pub fn takeover() {
     counter!(TAKEOVERS).increment(1);
+}
+
+/// The spend guard refused a claim in `namespace` for `reason`.
+pub fn policy_rejection(namespace: &Namespace, reason: &'static str) {
+    counter!(POLICY_REJECTIONS, "namespace" => namespace.as_str().to_owned(), "reason" => reason)
+        .increment(1);
+}
+
+/// A claim in `namespace` debited `cost` units (or a release refunded them: negative).
+pub fn spent(namespace: &Namespace, cost: f64) {
+    gauge!(SPENT, "namespace" => namespace.as_str().to_owned()).increment(cost);
+}
+
+/// A namespace got a policy: its spend-guard series start at zero.
+pub fn policy_set(namespace: &Namespace) {
+    for reason in ["killswitch", "max_cost", "max_claims"] {
+        counter!(POLICY_REJECTIONS, "namespace" => namespace.as_str().to_owned(), "reason" => reason)
+            .increment(0);
+    }
+    gauge!(SPENT, "namespace" => namespace.as_str().to_owned()).increment(0.0);
+}
+
+/// `count` audit events were dropped.
+pub fn audit_dropped(count: u64) {
+    counter!(AUDIT_DROPPED).increment(count);
 }
 
 /// A token was refused.

@@ -151,6 +151,7 @@ impl OncewardWorker {
                 lease: None,
                 claimant: rand::random::<[u8; 16]>().to_vec(),
                 attempt: 1,
+                ..ClaimRequest::default()
             })
             .await
             .map(tonic::Response::into_inner)

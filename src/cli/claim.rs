@@ -1,7 +1,8 @@
 //! `onceward claim`: claim a key before the side effect.
 //!
 //! The only command whose exit code is the answer itself: 0 acquired, 10 in progress,
-//! 11 completed (the stored response follows), 12 fingerprint mismatch.
+//! 11 completed (the stored response follows), 12 fingerprint mismatch, 14 blocked by
+//! the killswitch, 15 over budget.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -34,6 +35,14 @@ pub struct ClaimArgs {
     #[arg(long, value_parser = parse_duration)]
     pub lease: Option<Duration>,
 
+    /// Whose spend this is (a user, a recipient, a shop), for the namespace's budget.
+    #[arg(long, default_value = "")]
+    pub subject: String,
+
+    /// Units of the namespace's budget this effect spends (cents, messages).
+    #[arg(long, default_value_t = 0)]
+    pub cost: u64,
+
     /// Where and how.
     #[command(flatten)]
     pub connect: ConnectArgs,
@@ -42,16 +51,21 @@ pub struct ClaimArgs {
 /// `claim --json`: `outcome` is always there; the rest depends on it.
 #[derive(Debug, Serialize)]
 struct ClaimJson {
-    /// `ACQUIRED`, `IN_PROGRESS`, `COMPLETED` or `FINGERPRINT_MISMATCH`.
+    /// `ACQUIRED`, `IN_PROGRESS`, `COMPLETED`, `FINGERPRINT_MISMATCH`, `BLOCKED` or
+    /// `OVER_BUDGET`.
     outcome: &'static str,
     /// `CACHE` or `LEDGER`: which tier decided.
     served_by: &'static str,
     /// With `ACQUIRED`: the token for complete, release and extend.
     #[serde(skip_serializing_if = "Option::is_none")]
     fencing_token: Option<u64>,
-    /// With `IN_PROGRESS`: milliseconds to wait before claiming again.
+    /// With `IN_PROGRESS`: milliseconds to wait before claiming again; with
+    /// `OVER_BUDGET`: until the subject's window resets.
     #[serde(skip_serializing_if = "Option::is_none")]
     retry_after_ms: Option<u128>,
+    /// With `BLOCKED`: the killswitch's reason; with `OVER_BUDGET`: the limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
     /// With `COMPLETED`: when, RFC 3339.
     #[serde(skip_serializing_if = "Option::is_none")]
     completed_at: Option<String>,
@@ -73,6 +87,8 @@ pub(super) async fn run(args: ClaimArgs) -> Result<Report, Failure> {
         // One try, but named like every client's, so the sidecar counts it.
         claimant: rand::random::<[u8; 16]>().to_vec(),
         attempt: 1,
+        subject: args.subject,
+        cost: args.cost,
     };
     let answer = connect(&args.connect)
         .await?
@@ -89,6 +105,8 @@ fn report(answer: ClaimResponse) -> Result<Report, Failure> {
         Outcome::InProgress => ("IN_PROGRESS", Exit::InProgress),
         Outcome::Completed => ("COMPLETED", Exit::Completed),
         Outcome::FingerprintMismatch => ("FINGERPRINT_MISMATCH", Exit::FingerprintMismatch),
+        Outcome::Blocked => ("BLOCKED", Exit::Blocked),
+        Outcome::OverBudget => ("OVER_BUDGET", Exit::OverBudget),
         Outcome::Unspecified => {
             return Err(Failure::local(
                 Exit::Other,
@@ -113,6 +131,7 @@ fn report(answer: ClaimResponse) -> Result<Report, Failure> {
         retry_after_ms: retry_after.map(|after| after.as_millis()),
         completed_at: output::timestamp(answer.completed_at.as_ref()),
         response: completed.then(|| ResponseJson::new(&answer.response)),
+        reason: (!answer.reason.is_empty()).then(|| answer.reason.clone()),
     };
 
     let mut line = name.to_owned();
@@ -120,6 +139,11 @@ fn report(answer: ClaimResponse) -> Result<Report, Failure> {
     push_field(&mut line, "retry_after", retry_after.map(format_duration));
     push_field(&mut line, "served_by", Some(served_by_label));
     push_field(&mut line, "completed_at", json.completed_at.as_ref());
+    push_field(
+        &mut line,
+        "reason",
+        json.reason.as_ref().map(|r| format!("{r:?}")),
+    );
     let body = if completed {
         answer.response
     } else {

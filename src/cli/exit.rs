@@ -6,7 +6,7 @@
 //! sidecar it cannot reach (unavailable, safe to retry), a sidecar that refuses its
 //! credentials (not allowed) and a configuration that cannot work (a bad address, an
 //! unreadable certificate, a failed TLS handshake: retrying will not help). Codes
-//! 10–13 are answers, not errors, and sit apart from the small numbers shells and clap
+//! 10–15 are answers, not errors, and sit apart from the small numbers shells and clap
 //! already use.
 
 use tonic::Code;
@@ -23,6 +23,8 @@ Exit codes:
   11  completed: a replay; the stored response follows on stdout
   12  fingerprint mismatch: the key was claimed with a different payload
   13  not found (lookup, forget)
+  14  blocked: the namespace's killswitch is engaged (claim)
+  15  over budget: the subject's budget for this window is spent (claim)
    2  usage error
    3  invalid argument (rejected by the sidecar, or an unreadable input file)
    4  failed precondition: the token is not the current holder's, or (forget) a live
@@ -43,6 +45,8 @@ Exit codes:
 /// | 11 | completed: a replay of the stored response |
 /// | 12 | fingerprint mismatch |
 /// | 13 | `lookup` or `forget` found no record |
+/// | 14 | `claim` blocked by the namespace's killswitch |
+/// | 15 | `claim` over the subject's budget |
 /// | 2 | usage error (clap exits with it before [`super::run`] runs) |
 /// | 3 | invalid argument |
 /// | 4 | failed precondition: not the holder |
@@ -76,6 +80,10 @@ pub enum Exit {
     FingerprintMismatch,
     /// 13: `lookup` or `forget` found no record for the key.
     NotFound,
+    /// 14: the namespace's killswitch blocked the claim.
+    Blocked,
+    /// 15: the subject's budget refused the claim.
+    OverBudget,
 }
 
 impl Exit {
@@ -93,6 +101,8 @@ impl Exit {
             Exit::Completed => 11,
             Exit::FingerprintMismatch => 12,
             Exit::NotFound => 13,
+            Exit::Blocked => 14,
+            Exit::OverBudget => 15,
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The command-line client: `onceward claim|complete|release|extend|lookup|health`, for
+//! The command-line client: `onceward claim|complete|release|extend|lookup|forget|
+//! policy|spend|events|health`, for
 //! people, shell scripts and container probes, talking to a running sidecar over gRPC.
 //!
 //! # Layout
@@ -15,6 +16,7 @@
 mod claim;
 mod complete;
 mod connect;
+mod events;
 mod exit;
 mod extend;
 mod forget;
@@ -22,16 +24,19 @@ mod health;
 mod input;
 mod lookup;
 mod output;
+mod policy;
 mod release;
 
 pub use claim::ClaimArgs;
 pub use complete::CompleteArgs;
 pub use connect::ConnectArgs;
+pub use events::EventsArgs;
 pub use exit::{EXIT_CODES_HELP, Exit};
 pub use extend::ExtendArgs;
 pub use forget::ForgetArgs;
 pub use health::HealthArgs;
 pub use lookup::LookupArgs;
+pub use policy::{PolicyCommand, SpendArgs};
 pub use release::ReleaseArgs;
 
 use clap::Subcommand;
@@ -60,6 +65,17 @@ pub enum ClientCommand {
     /// on every sidecar (an admin tenant's token when tenants are configured).
     #[command(after_help = EXIT_CODES_HELP)]
     Forget(ForgetArgs),
+    /// Show or change a namespace's spend guard: its killswitch and its per-subject
+    /// budget (an admin tenant's token when tenants are configured).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Show what a subject spent in its namespace's current budget window.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Spend(SpendArgs),
+    /// Show the namespace's audit trail, newest first: rejections, takeovers,
+    /// releases, forgets, and duplicates counted per key per minute.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Events(EventsArgs),
     /// Exit 0 if the sidecar answers its gRPC health check SERVING: a container probe
     /// for images without curl.
     #[command(after_help = health::EXIT_CODES_HELP)]
@@ -77,6 +93,9 @@ pub async fn run(command: ClientCommand) -> i32 {
         ClientCommand::Extend(args) => extend::run(args).await,
         ClientCommand::Lookup(args) => lookup::run(args).await,
         ClientCommand::Forget(args) => forget::run(args).await,
+        ClientCommand::Policy(command) => policy::run(command).await,
+        ClientCommand::Spend(args) => policy::spend(args).await,
+        ClientCommand::Events(args) => events::run(args).await,
         ClientCommand::Health(args) => health::run(args).await,
     };
     let result = match result {
@@ -99,6 +118,9 @@ impl ClientCommand {
             ClientCommand::Extend(args) => &args.connect,
             ClientCommand::Lookup(args) => &args.connect,
             ClientCommand::Forget(args) => &args.connect,
+            ClientCommand::Policy(command) => command.connect_args(),
+            ClientCommand::Spend(args) => &args.connect,
+            ClientCommand::Events(args) => &args.connect,
             ClientCommand::Health(args) => &args.connect,
         }
     }

@@ -8,10 +8,12 @@
 
 mod claimant;
 mod duration;
+mod spend;
 
 pub use claimant::Claimant;
 pub use duration::{BoundedDuration, DurationBounds, format_duration, parse_duration};
 pub use onceward_client::{FencingToken, Fingerprint, IdempotencyKey, Namespace, ValidationError};
+pub use spend::{Budget, Limit, MAX_UNITS, Policy, Refusal, Spend, Spent, Subject, units};
 
 use std::fmt;
 use std::time::Duration;
@@ -151,6 +153,18 @@ pub enum Outcome {
     },
     /// The key exists with a different fingerprint.
     FingerprintMismatch,
+    /// The namespace's killswitch is engaged: nothing stored or debited.
+    Blocked {
+        /// The killswitch's reason.
+        reason: String,
+    },
+    /// The subject's budget would be exceeded: nothing stored or debited.
+    OverBudget {
+        /// Which limit.
+        limit: Limit,
+        /// The time until the subject's window resets.
+        retry_after: Duration,
+    },
 }
 
 impl Outcome {
@@ -161,6 +175,8 @@ impl Outcome {
             Outcome::InProgress { .. } => "in_progress",
             Outcome::Completed { .. } => "completed",
             Outcome::FingerprintMismatch => "fingerprint_mismatch",
+            Outcome::Blocked { .. } => "blocked",
+            Outcome::OverBudget { .. } => "over_budget",
         }
     }
 }

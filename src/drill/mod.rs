@@ -309,6 +309,7 @@ fn claim_request(namespace: &str, key: &str, lease: Option<Duration>) -> ClaimRe
         // Every duplicate is a different caller.
         claimant: rand::random::<[u8; 16]>().to_vec(),
         attempt: 1,
+        ..ClaimRequest::default()
     }
 }
 

@@ -53,7 +53,10 @@ impl Engine {
         let mut asked: Vec<(usize, HotLookup)> = Vec::new();
         for (index, (item, looked)) in pending.iter().zip(looked).enumerate() {
             match self.read_hot(item, looked) {
-                Ok(answer) => answers.push(Some(answer)),
+                Ok(answer) => {
+                    self.audit_claim(item, &answer);
+                    answers.push(Some(answer));
+                }
                 Err(hot) => {
                     answers.push(None);
                     asked.push((index, hot));
@@ -116,6 +119,7 @@ impl Engine {
             )
             .await;
             for (&(index, _), answer) in asked.iter().zip(settled) {
+                self.audit_claim(&pending[index], &answer);
                 answers[index] = Some(answer);
             }
             held.into_iter().for_each(Unanswered::answered);

@@ -38,9 +38,14 @@
 //! - `batch.rs`: `ClaimBatch` and `CompleteBatch`: the same steps for many keys, one
 //!   round trip to each tier for all of them.
 //! - `unanswered.rs`: the guard that releases an `ACQUIRED` whose caller went away.
+//! - `policies.rs`: which namespaces have a spend-guard policy, to route their claims
+//!   to the ledger's guarded path (the ledger decides them by the policy itself).
+//! - `audit.rs`: the audit trail's writer, off the hot path.
 
 mod answers;
+mod audit;
 mod batch;
+pub mod policies;
 mod unanswered;
 
 use std::future::Future;
@@ -52,13 +57,17 @@ use chrono::{DateTime, Utc};
 use self::answers::{
     answer_from_cache, answer_from_record, completed_entry, confirmed_entry, time_left,
 };
+use self::audit::Audit;
+use self::policies::PolicyBook;
 use self::unanswered::Unanswered;
 use crate::cache::{CacheError, Cached, Entry, HotTier};
 use crate::domain::{
     ClaimAnswer, Claimant, Completion, FencingToken, Fingerprint, Limits, Outcome, Record,
-    RecordId, Tier,
+    RecordId, Refusal, Spend, Subject, Tier,
 };
-use crate::ledger::{ClaimDecision, CompleteDecision, Forgotten, Ledger, LedgerError, NewClaim};
+use crate::ledger::{
+    ClaimDecision, CompleteDecision, EventKind, Forgotten, Ledger, LedgerError, NewClaim,
+};
 use crate::metrics;
 
 /// How long a tentative entry lives at most (never longer than the lease). It covers
@@ -116,6 +125,8 @@ pub struct ClaimCommand {
     pub claimant: Claimant,
     /// The caller's retry attempt (1 = first try, 0 = not given); only counted.
     pub attempt: u32,
+    /// Whose spend it is, and how much.
+    pub spend: Spend,
 }
 
 /// A validated `Complete`.
@@ -163,22 +174,39 @@ pub struct Engine {
     hot: Arc<dyn HotTier>,
     limits: Limits,
     ledger_timeout: Duration,
+    policies: Arc<PolicyBook>,
+    /// Re-reads the policies until the engine is dropped.
+    refresher: tokio::task::JoinHandle<()>,
+    audit: Audit,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.refresher.abort();
+    }
 }
 
 impl Engine {
     /// An engine over `ledger` and `hot`; every ledger call is cut off after
-    /// `ledger_timeout` and reported as unavailable.
+    /// `ledger_timeout` and reported as unavailable. Starts reading the namespaces'
+    /// policies and writing the audit trail (it must run inside a Tokio runtime).
     pub fn new(
         ledger: Arc<dyn Ledger>,
         hot: Arc<dyn HotTier>,
         limits: Limits,
         ledger_timeout: Duration,
     ) -> Self {
+        let policies = Arc::new(PolicyBook::default());
+        let refresher = policies.spawn_refresher(ledger.clone());
+        let audit = Audit::spawn(ledger.clone(), limits.retention.default);
         Self {
             ledger,
             hot,
             limits,
             ledger_timeout,
+            policies,
+            refresher,
+            audit,
         }
     }
 
@@ -187,13 +215,26 @@ impl Engine {
         &self.limits
     }
 
+    /// The policies as this sidecar knows them.
+    pub fn policies(&self) -> &PolicyBook {
+        &self.policies
+    }
+
+    /// The ledger, for the Admin API.
+    pub fn ledger(&self) -> &dyn Ledger {
+        self.ledger.as_ref()
+    }
+
     /// Claims a key: see the module docs for the three steps.
     pub async fn claim(&self, command: ClaimCommand) -> Result<ClaimAnswer, EngineError> {
         let pending = self.pending(command);
         let (id, tentative) = (&pending.claim.id, &pending.tentative);
         let looked = self.hot.claim(id, tentative, pending.tentative_ttl()).await;
         let hot = match self.read_hot(&pending, looked) {
-            Ok(answer) => return Ok(answer),
+            Ok(answer) => {
+                self.audit_claim(&pending, &answer);
+                return Ok(answer);
+            }
             Err(hot) => hot,
         };
         let asked_at = Instant::now();
@@ -201,9 +242,13 @@ impl Engine {
             .ledger_call("claim", self.ledger.claim(&pending.claim))
             .await
         {
-            Ok(decision) => Ok(self
-                .settle(&pending, hot, asked_at, decision, Guard::Own)
-                .await),
+            Ok(decision) => {
+                let answer = self
+                    .settle(&pending, hot, asked_at, decision, Guard::Own)
+                    .await;
+                self.audit_claim(&pending, &answer);
+                Ok(answer)
+            }
             Err(error) => {
                 self.abandon(&pending, hot).await;
                 Err(error)
@@ -216,6 +261,7 @@ impl Engine {
         metrics::claim_attempt(&command.id.namespace, command.attempt);
         let reentrant = !command.claimant.is_empty();
         let tentative = Entry::tentative(command.fingerprint.clone(), rand::random());
+        let guarded = self.policies.guarded(&command.id.namespace);
         Pending {
             claim: NewClaim {
                 id: command.id,
@@ -227,6 +273,8 @@ impl Engine {
                 } else {
                     Claimant::random()
                 },
+                spend: command.spend,
+                guarded,
             },
             tentative,
             reentrant,
@@ -307,6 +355,12 @@ impl Engine {
             } => {
                 if takeover {
                     metrics::takeover();
+                    self.audit.record(
+                        id,
+                        &claim.spend.subject,
+                        EventKind::Takeover,
+                        format!("token {}", token.get()),
+                    );
                     tracing::info!(%id, token = token.get(), "took over an expired lease");
                 }
                 let confirmed = Entry::in_progress(stored, lease_expires_at);
@@ -349,6 +403,19 @@ impl Engine {
                     },
                     Tier::Ledger,
                 )
+            }
+            ClaimDecision::Refused { refusal, now } => {
+                // Nothing was stored: the key is as free as it was.
+                self.abandon(pending, hot).await;
+                metrics::policy_rejection(&id.namespace, refusal.label());
+                let outcome = match refusal {
+                    Refusal::Blocked { reason } => Outcome::Blocked { reason },
+                    Refusal::OverBudget { limit, window_end } => Outcome::OverBudget {
+                        limit,
+                        retry_after: time_left(window_end, now, asked_at).unwrap_or_default(),
+                    },
+                };
+                answered(outcome, Tier::Ledger)
             }
             ClaimDecision::Existing { record, now } => {
                 let outcome = answer_from_record(&record, fingerprint, now);
@@ -419,6 +486,12 @@ impl Engine {
         // The ledger row is gone; now the cached claim. Done after the commit, so a
         // concurrent observer's cache write cannot outlive it (see module docs).
         let _ = self.hot.remove(id).await;
+        self.audit.record(
+            id,
+            &Subject::default(),
+            EventKind::Release,
+            format!("token {}", token.get()),
+        );
         Ok(())
     }
 
@@ -471,6 +544,13 @@ impl Engine {
                 });
                 if forgotten == Forgotten::Deleted {
                     tracing::info!(%id, force, "forgot a record");
+                    let detail = if force { "forced" } else { "" };
+                    self.audit.record(
+                        id,
+                        &Subject::default(),
+                        EventKind::Forget,
+                        detail.to_owned(),
+                    );
                 }
                 Ok(forgotten == Forgotten::Deleted)
             }
@@ -502,6 +582,25 @@ impl Engine {
         };
         metrics::ledger_call(op, label, started.elapsed());
         result.map_err(EngineError::from)
+    }
+}
+
+impl Engine {
+    /// Records a claim's answer in the audit trail, if it is one the trail keeps:
+    /// duplicates (counted per key per minute) and rejections.
+    fn audit_claim(&self, pending: &Pending, answer: &ClaimAnswer) {
+        let (kind, detail) = match &answer.outcome {
+            // A takeover is recorded where the ledger says so (`settle`).
+            Outcome::Acquired { .. } => return,
+            Outcome::InProgress { .. } => (EventKind::Duplicate, "in progress".to_owned()),
+            Outcome::Completed { .. } => (EventKind::Duplicate, "completed".to_owned()),
+            Outcome::FingerprintMismatch => (EventKind::FingerprintMismatch, String::new()),
+            Outcome::Blocked { reason } => (EventKind::Blocked, reason.clone()),
+            Outcome::OverBudget { limit, .. } => (EventKind::OverBudget, limit.as_str().to_owned()),
+        };
+        let id = &pending.claim.id;
+        self.audit
+            .record(id, &pending.claim.spend.subject, kind, detail);
     }
 }
 

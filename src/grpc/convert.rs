@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use crate::domain::{
     BoundedDuration, ClaimAnswer, Claimant, FencingToken, Fingerprint, IdempotencyKey, Limits,
-    Namespace, Outcome, Record, RecordId, RecordState, Tier, ValidationError,
+    Namespace, Outcome, Record, RecordId, RecordState, Spend, Subject, Tier, ValidationError,
+    units,
 };
 use crate::engine::{ClaimCommand, CompleteCommand};
 use crate::proto::{self, duration, timestamp};
@@ -42,6 +43,15 @@ pub fn claim_command(
         lease: lease(request.lease, limits)?,
         claimant: Claimant::try_from(request.claimant)?,
         attempt: request.attempt,
+        spend: spend(request.subject, request.cost)?,
+    })
+}
+
+/// Parses a claim's subject and cost.
+fn spend(subject: String, cost: u64) -> Result<Spend, ValidationError> {
+    Ok(Spend {
+        subject: Subject::try_from(subject)?,
+        cost: units("cost", cost)?,
     })
 }
 
@@ -107,6 +117,15 @@ pub fn claim_response(answer: ClaimAnswer) -> proto::ClaimResponse {
         }
         Outcome::FingerprintMismatch => {
             response.outcome = proto::Outcome::FingerprintMismatch as i32;
+        }
+        Outcome::Blocked { reason } => {
+            response.outcome = proto::Outcome::Blocked as i32;
+            response.reason = reason;
+        }
+        Outcome::OverBudget { limit, retry_after } => {
+            response.outcome = proto::Outcome::OverBudget as i32;
+            response.reason = limit.as_str().to_owned();
+            response.retry_after = Some(duration(retry_after));
         }
     }
     response
@@ -207,24 +226,13 @@ pub fn claim_batch_commands(
         .enumerate()
         .map(|(index, (item, id))| {
             let at = |error| BatchError::Item { index, error };
-            if !item.subject.is_empty() {
-                return Err(at(ValidationError::new(
-                    "subject",
-                    "must be empty: this version has no spend policies",
-                )));
-            }
-            if item.cost != 0 {
-                return Err(at(ValidationError::new(
-                    "cost",
-                    "must be 0: this version has no spend policies",
-                )));
-            }
             Ok(ClaimCommand {
                 id,
                 fingerprint: Fingerprint::try_from(item.fingerprint).map_err(at)?,
                 lease,
                 claimant: Claimant::try_from(item.claimant).map_err(at)?,
                 attempt: item.attempt,
+                spend: spend(item.subject, item.cost).map_err(at)?,
             })
         })
         .collect()

@@ -29,6 +29,10 @@ pub enum ApiError {
     /// The caller is unknown, not granted the namespace, or over its rate.
     #[error(transparent)]
     Refused(#[from] Refusal),
+    /// The request cannot apply to the state it meets (e.g. the spend of a namespace
+    /// without a budget).
+    #[error("{0}")]
+    Precondition(String),
 }
 
 impl From<ApiError> for Status {
@@ -49,6 +53,7 @@ impl From<ApiError> for Status {
                 Status::resource_exhausted(refusal.to_string())
             }
             ApiError::Engine(EngineError::NotHolder) => Status::failed_precondition(NOT_HOLDER),
+            ApiError::Precondition(message) => Status::failed_precondition(message),
             ApiError::Engine(error @ EngineError::Unavailable(_)) => {
                 tracing::warn!(error = %crate::errors::chain(&error), "failing closed");
                 Status::unavailable("the ledger is unavailable; safe to retry")

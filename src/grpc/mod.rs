@@ -28,8 +28,8 @@ use std::time::Instant;
 
 use tonic::{Request, Response, Status};
 
-use crate::domain::Limits;
-use crate::engine::Engine;
+use crate::domain::{Limits, ValidationError};
+use crate::engine::{ClaimCommand, Engine};
 use crate::metrics;
 use crate::proto::onceward_server::{Onceward, OncewardServer};
 use crate::proto::{
@@ -58,6 +58,18 @@ impl OncewardService {
             .max_encoding_message_size(max_message)
     }
 
+    /// Refuses a claim without a subject in a namespace whose policy requires one.
+    fn subject_given(&self, command: &ClaimCommand) -> Result<(), ValidationError> {
+        let namespace = &command.id.namespace;
+        if command.spend.subject.is_empty() && self.engine.policies().requires_subject(namespace) {
+            return Err(ValidationError::new(
+                "subject",
+                format!("is required: namespace {namespace}'s policy has require_subject"),
+            ));
+        }
+        Ok(())
+    }
+
     /// Identifies the caller by its bearer token and charges its rate budget.
     fn admit<T>(&self, request: &Request<T>) -> Result<Caller<'_>, ApiError> {
         let bearer = guard::bearer(request.metadata().as_ref());
@@ -80,6 +92,7 @@ impl Onceward for OncewardService {
             let caller = self.admit(&request)?;
             let command = convert::claim_command(request.into_inner(), self.engine.limits())?;
             caller.authorize(&command.id.namespace)?;
+            self.subject_given(&command)?;
             let answer = self.engine.claim(command).await?;
             Ok(convert::claim_response(answer))
         })
@@ -147,6 +160,10 @@ impl Onceward for OncewardService {
                 convert::claim_batch_commands(request.into_inner(), self.engine.limits())?;
             if let Some(first) = commands.first() {
                 caller.authorize(&first.id.namespace)?;
+            }
+            for (index, command) in commands.iter().enumerate() {
+                self.subject_given(command)
+                    .map_err(|error| convert::BatchError::Item { index, error })?;
             }
             metrics::batch_items("ClaimBatch", commands.len());
             let answers = self.engine.claim_batch(commands).await?;

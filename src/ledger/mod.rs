@@ -24,6 +24,7 @@
 //! - `batcher`: group commit, one statement for the requests that queued meanwhile;
 //! - [`postgres`], [`sqlite`]: the two ledgers, each with its SQL next to it.
 
+mod audit;
 mod batcher;
 pub mod postgres;
 mod rows;
@@ -38,7 +39,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::domain::{Claimant, Completion, FencingToken, Fingerprint, Record, RecordId};
+use crate::domain::{
+    Claimant, Completion, FencingToken, Fingerprint, Namespace, Policy, Record, RecordId, Refusal,
+    Spend, Spent, Subject,
+};
+
+pub use self::audit::{AuditEvent, EventKind};
 
 /// A claim the engine asks the ledger to record.
 #[derive(Debug, Clone)]
@@ -55,6 +61,11 @@ pub struct NewClaim {
     /// Who is claiming: the caller's claimant, or one the engine made up for a caller
     /// that sent none. Never empty.
     pub claimant: Claimant,
+    /// Whose spend it is, and how much.
+    pub spend: Spend,
+    /// Whether the namespace may have a policy: the ledger then decides the claim by
+    /// the policy it reads in the claim's own transaction (killswitch, budget).
+    pub guarded: bool,
 }
 
 /// One completion of a batch: what [`Ledger::complete`] takes.
@@ -84,6 +95,14 @@ pub enum ClaimDecision {
         /// The fingerprint stored with the claim: the request's, or on a takeover by a
         /// request without one, the fingerprint the key already had.
         fingerprint: Fingerprint,
+        /// The ledger's clock when it decided.
+        now: DateTime<Utc>,
+    },
+    /// The namespace's policy refused a claim that would have acquired: nothing was
+    /// stored or debited.
+    Refused {
+        /// Why.
+        refusal: Refusal,
         /// The ledger's clock when it decided.
         now: DateTime<Utc>,
     },
@@ -247,8 +266,44 @@ pub trait Ledger: Send + Sync + 'static {
     /// Deletes up to `limit` expired records: completed records past `expires_at`, and
     /// abandoned claims past `expires_at` whose lease has also run out. Never a live
     /// claim or an unexpired record; rows another cleaner or a claim holds are skipped,
-    /// not waited for. Returns how many rows it deleted.
+    /// not waited for. Also deletes up to `limit` spend windows that have ended and
+    /// audit events past their retention. Returns how many rows it deleted.
     async fn purge_expired(&self, limit: u32) -> Result<u64, LedgerError>;
+
+    /// Every namespace's policy.
+    async fn policies(&self) -> Result<Vec<(Namespace, Policy)>, LedgerError>;
+
+    /// Replaces `namespace`'s policy (an empty one deletes it), recording `by` who.
+    async fn set_policy(
+        &self,
+        namespace: &Namespace,
+        policy: &Policy,
+        by: &str,
+    ) -> Result<(), LedgerError>;
+
+    /// What `subject` spent in `namespace`'s current budget window of `window`.
+    async fn spent(
+        &self,
+        namespace: &Namespace,
+        subject: &Subject,
+        window: Duration,
+    ) -> Result<Spent, LedgerError>;
+
+    /// Appends audit events (duplicates added to their key's minute), each kept for
+    /// `retention`.
+    async fn record_events(
+        &self,
+        events: &[AuditEvent],
+        retention: Duration,
+    ) -> Result<(), LedgerError>;
+
+    /// The newest `limit` audit events of `namespace` at or after `since`, newest first.
+    async fn events(
+        &self,
+        namespace: &Namespace,
+        since: Option<DateTime<Utc>>,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, LedgerError>;
 }
 
 /// Logs what became of the release of a claim that committed after its caller gave up

@@ -12,9 +12,12 @@
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, Row};
 
-use super::{CompleteDecision, ExtendedLease, LedgerError, StoredCompletion, internal};
+use super::{
+    AuditEvent, CompleteDecision, EventKind, ExtendedLease, LedgerError, StoredCompletion, internal,
+};
 use crate::domain::{
-    Completion, FencingToken, Fingerprint, IdempotencyKey, Namespace, Record, RecordId, RecordState,
+    Budget, Completion, FencingToken, Fingerprint, IdempotencyKey, Namespace, Policy, Record,
+    RecordId, RecordState, Subject,
 };
 
 /// The stored `state` of an in-progress record (both ledgers).
@@ -210,6 +213,85 @@ fn stored_state(state: i64) -> Result<RecordState, LedgerError> {
         STATE_COMPLETED => Ok(RecordState::Completed),
         other => Err(internal(format!("unknown record state {other}"))),
     }
+}
+
+/// The columns of a stored policy.
+#[derive(FromRow)]
+pub(crate) struct PolicyColumns {
+    namespace: String,
+    killswitch: bool,
+    killswitch_reason: String,
+    has_budget: bool,
+    max_cost: i64,
+    max_claims: i64,
+    window_micros: i64,
+    require_subject: bool,
+}
+
+/// A stored policy, with its namespace.
+pub(crate) fn policy<'r, R: Row>(row: &'r R) -> Result<(Namespace, Policy), LedgerError>
+where
+    PolicyColumns: FromRow<'r, R>,
+{
+    let columns = PolicyColumns::from_row(row).map_err(internal)?;
+    let budget = columns.has_budget.then(|| Budget {
+        max_cost: unsigned(columns.max_cost),
+        max_claims: unsigned(columns.max_claims),
+        window: std::time::Duration::from_micros(unsigned(columns.window_micros)),
+        require_subject: columns.require_subject,
+    });
+    Ok((
+        Namespace::try_from(columns.namespace).map_err(internal)?,
+        Policy {
+            killswitch: columns.killswitch,
+            killswitch_reason: columns.killswitch_reason,
+            budget,
+        },
+    ))
+}
+
+/// The columns of a stored audit event (its kind stored as the state is).
+#[derive(FromRow)]
+pub(crate) struct EventColumns<Time, Kind> {
+    at: Time,
+    key: String,
+    subject: String,
+    kind: Kind,
+    count: i64,
+    detail: String,
+}
+
+/// A stored audit event of `namespace`.
+pub(crate) fn event<'r, R: LedgerRow>(
+    row: &'r R,
+    namespace: &Namespace,
+) -> Result<AuditEvent, LedgerError>
+where
+    EventColumns<R::Time, R::State>: FromRow<'r, R>,
+{
+    let columns = EventColumns::<R::Time, R::State>::from_row(row).map_err(internal)?;
+    let kind: i64 = columns.kind.into();
+    Ok(AuditEvent {
+        namespace: namespace.clone(),
+        at: R::instant(columns.at)?,
+        key: columns.key,
+        subject: Subject::try_from(columns.subject).map_err(internal)?,
+        kind: EventKind::from_code(kind)
+            .ok_or_else(|| internal(format!("unknown audit event kind {kind}")))?,
+        count: unsigned(columns.count),
+        detail: columns.detail,
+    })
+}
+
+/// A stored count or amount: never negative (the tables check it).
+pub(crate) fn unsigned(stored: i64) -> u64 {
+    u64::try_from(stored).unwrap_or(0)
+}
+
+/// An amount as the ledgers store it: validated at the edge to fit, saturating
+/// otherwise (over every limit).
+pub(crate) fn signed(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

@@ -28,6 +28,8 @@ fn new_claim(key: &str, lease: Duration) -> NewClaim {
         lease,
         abandon_after: RETENTION,
         claimant: Claimant::random(),
+        spend: Default::default(),
+        guarded: false,
     }
 }
 

@@ -75,6 +75,8 @@ pub fn outcome_label(outcome: Outcome) -> &'static str {
         Outcome::InProgress => "in_progress",
         Outcome::Completed => "completed",
         Outcome::FingerprintMismatch => "fingerprint_mismatch",
+        Outcome::Blocked => "blocked",
+        Outcome::OverBudget => "over_budget",
         Outcome::Unspecified => "unspecified",
     }
 }

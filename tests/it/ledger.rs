@@ -89,6 +89,8 @@ fn new_claim(key: &str, fingerprint: &[u8], lease: Duration) -> NewClaim {
         lease,
         abandon_after: ABANDON,
         claimant: Claimant::random(),
+        spend: Default::default(),
+        guarded: false,
     }
 }
 
@@ -449,6 +451,7 @@ async fn fifty_concurrent_claims_on_one_key_acquire_exactly_once(ledger: Shared)
         match claim.await.unwrap() {
             Ok(ClaimDecision::Acquired { .. }) => acquired += 1,
             Ok(ClaimDecision::Existing { .. }) => {}
+            Ok(refused @ ClaimDecision::Refused { .. }) => panic!("no policy, yet {refused:?}"),
             Err(error) => panic!("a concurrent claim failed: {error:?}"),
         }
     }

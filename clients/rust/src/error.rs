@@ -88,6 +88,22 @@ pub enum OnceError<E> {
     /// reused for a different request, which is a bug in the caller.
     #[error("the key was used before with a different fingerprint")]
     FingerprintMismatch,
+    /// The namespace's killswitch is engaged: the effect did not run, and nothing was
+    /// stored or spent. Retrying will not help until an operator releases it.
+    #[error("blocked by the namespace's killswitch: {reason}")]
+    Blocked {
+        /// The killswitch's reason.
+        reason: String,
+    },
+    /// The subject's budget for the current window would be exceeded: the effect did
+    /// not run, and nothing was stored or spent.
+    #[error("over budget ({reason}); the window resets in {retry_after:?}")]
+    OverBudget {
+        /// Which limit (`max_cost` or `max_claims`).
+        reason: String,
+        /// The time until the subject's window resets.
+        retry_after: Duration,
+    },
     /// Another caller held the key for longer than the configured wait.
     #[error("another caller still holds the key after {waited:?}")]
     StillInProgress {

@@ -5,7 +5,7 @@ use std::future::Future;
 use tokio::time::Instant;
 
 use super::error::{ClientError, OnceError};
-use super::rpc::{Claim, Client};
+use super::rpc::{Claim, Client, Spend};
 use crate::FencingToken;
 
 /// The result of [`Client::once`]: the effect's response, and whether this call ran
@@ -63,14 +63,47 @@ impl Client {
         F: FnOnce(FencingToken) -> Fut,
         Fut: Future<Output = Result<Vec<u8>, E>>,
     {
+        self.once_spending(namespace, key, fingerprint, Spend::default(), effect)
+            .await
+    }
+
+    /// [`Client::once`] for an effect that spends `spend` of the namespace's budget
+    /// (its subject and cost). The spend guard's refusals are their own errors, never
+    /// retried here: [`OnceError::Blocked`] while the killswitch is engaged, and
+    /// [`OnceError::OverBudget`] with the time until the subject's window resets.
+    pub async fn once_spending<F, Fut, E>(
+        &self,
+        namespace: &str,
+        key: &str,
+        fingerprint: &[u8],
+        spend: Spend,
+        effect: F,
+    ) -> Result<Once, OnceError<E>>
+    where
+        F: FnOnce(FencingToken) -> Fut,
+        Fut: Future<Output = Result<Vec<u8>, E>>,
+    {
         let started = Instant::now();
         let deadline = started + self.config().in_progress_timeout;
         let mut waits = 0;
         let lease = loop {
-            match self.claim(namespace, key, fingerprint).await? {
+            match self
+                .claim_spending(namespace, key, fingerprint, &spend)
+                .await?
+            {
                 Claim::Acquired(lease) => break lease,
                 Claim::Completed { response } => return Ok(Once::Replayed(response)),
                 Claim::FingerprintMismatch => return Err(OnceError::FingerprintMismatch),
+                Claim::Blocked { reason } => return Err(OnceError::Blocked { reason }),
+                Claim::OverBudget {
+                    reason,
+                    retry_after,
+                } => {
+                    return Err(OnceError::OverBudget {
+                        reason,
+                        retry_after,
+                    });
+                }
                 Claim::InProgress { retry_after } => {
                     let wait = self.config().in_progress_wait(retry_after, waits);
                     waits += 1;

@@ -19,6 +19,9 @@ use crate::{ClientError, FencingToken, Namespace, ValidationError};
 
 /// The most messages sent in one `ClaimBatch` (the sidecar's default limit is 1000).
 const CHUNK: usize = 500;
+/// How soon a message the killswitch blocked is worth redelivering: an operator's
+/// release is what it waits for, not a window.
+const BLOCKED_RETRY_AFTER: Duration = Duration::from_secs(30);
 
 /// One message as the broker delivered it.
 #[derive(Debug, Clone, Copy)]
@@ -174,6 +177,16 @@ impl Inbox {
                         "id {:?} was used before for a different payload",
                         message.id
                     ),
+                },
+                // The spend guard refused it: nothing ran or was stored; the message
+                // waits for the killswitch's release or the subject's next window.
+                Ok(proto::Outcome::Blocked) => Verdict::Retry {
+                    after: BLOCKED_RETRY_AFTER,
+                    reason: format!("blocked by the killswitch: {}", answer.reason),
+                },
+                Ok(proto::Outcome::OverBudget) => Verdict::Retry {
+                    after: answer.retry_after.map(std_duration).unwrap_or_default(),
+                    reason: format!("over budget ({})", answer.reason),
                 },
                 Ok(proto::Outcome::Unspecified) | Err(_) => {
                     return Err(ClientError::Protocol(format!(

@@ -70,4 +70,4 @@ pub use guard::Once;
 pub use identifiers::{FencingToken, Fingerprint, IdempotencyKey, Namespace, ValidationError};
 pub use inbox::{Inbox, Message, Verdict};
 pub use lease::Lease;
-pub use rpc::{Claim, Client};
+pub use rpc::{Claim, Client, Spend};

@@ -60,6 +60,40 @@ pub enum Claim {
     },
     /// The key was used before with a different fingerprint.
     FingerprintMismatch,
+    /// The namespace's killswitch is engaged: nothing was stored or spent. Not worth
+    /// retrying until an operator releases it.
+    Blocked {
+        /// The killswitch's reason.
+        reason: String,
+    },
+    /// The subject's budget for the current window would be exceeded: nothing was
+    /// stored or spent.
+    OverBudget {
+        /// Which limit (`max_cost` or `max_claims`).
+        reason: String,
+        /// The time until the subject's window resets.
+        retry_after: Duration,
+    },
+}
+
+/// Whose spend a claim is, and how much: for a namespace with a budget (see the
+/// sidecar's spend guard). The default spends nothing and names no subject.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Spend {
+    /// Whose spend: a user, a recipient, a shop (0–128 bytes, no control characters).
+    pub subject: String,
+    /// Units of the namespace's budget (cents, messages); 0 = free.
+    pub cost: u64,
+}
+
+impl Spend {
+    /// `cost` units of `subject`'s budget.
+    pub fn new(subject: impl Into<String>, cost: u64) -> Self {
+        Self {
+            subject: subject.into(),
+            cost,
+        }
+    }
 }
 
 /// How long one RPC may keep retrying.
@@ -120,6 +154,18 @@ impl Client {
         key: &str,
         fingerprint: &[u8],
     ) -> Result<Claim, ClientError> {
+        self.claim_spending(namespace, key, fingerprint, &Spend::default())
+            .await
+    }
+
+    /// [`Client::claim`] that spends `spend` of the namespace's budget if it acquires.
+    pub async fn claim_spending(
+        &self,
+        namespace: &str,
+        key: &str,
+        fingerprint: &[u8],
+        spend: &Spend,
+    ) -> Result<Claim, ClientError> {
         // One claimant for this logical Claim, sent again on every retry: if a reply
         // was lost after the sidecar acquired the key, the retry is ACQUIRED again with
         // the same token instead of waiting out the lease as IN_PROGRESS.
@@ -130,6 +176,8 @@ impl Client {
             lease: Some(proto_duration(self.shared.config.lease)),
             claimant: rand::random::<[u8; CLAIMANT_BYTES]>().to_vec(),
             attempt: 0,
+            subject: spend.subject.clone(),
+            cost: spend.cost,
         };
         let response = self
             .call(Retries::Budgeted, |mut rpc, attempt| {
@@ -154,6 +202,13 @@ impl Client {
                 response: response.response,
             }),
             Ok(proto::Outcome::FingerprintMismatch) => Ok(Claim::FingerprintMismatch),
+            Ok(proto::Outcome::Blocked) => Ok(Claim::Blocked {
+                reason: response.reason,
+            }),
+            Ok(proto::Outcome::OverBudget) => Ok(Claim::OverBudget {
+                reason: response.reason,
+                retry_after: response.retry_after.map(std_duration).unwrap_or_default(),
+            }),
             Ok(proto::Outcome::Unspecified) | Err(_) => Err(ClientError::Protocol(format!(
                 "claim outcome {}",
                 response.outcome

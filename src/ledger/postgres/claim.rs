@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgPool};
 
+use super::guarded::guarded_round;
 use super::sql::{CLAIM_BATCH, MARK_REENTERED, RELEASE_UNHELD, SELECT_RECORDS};
 use super::{classify, db_now, delete_claim, fetch_all_retrying, key_order};
 use crate::domain::{FencingToken, Record, RecordId};
@@ -117,64 +118,14 @@ async fn run_rounds(
         rounds_left -= 1;
         // One row per key and statement: an upsert may not touch a row twice.
         let mut seen = HashSet::new();
-        let (mut round, later): (Vec<usize>, Vec<usize>) =
+        let (round, later): (Vec<usize>, Vec<usize>) =
             pending.iter().partition(|&&i| seen.insert(&claims[i].id));
-        round.sort_by(|&a, &b| key_order(&claims[a].id).cmp(&key_order(&claims[b].id)));
-
-        let namespaces: Vec<&str> = round
-            .iter()
-            .map(|&i| claims[i].id.namespace.as_str())
-            .collect();
-        let keys: Vec<&str> = round.iter().map(|&i| claims[i].id.key.as_str()).collect();
-        let fingerprints: Vec<&[u8]> = round
-            .iter()
-            .map(|&i| claims[i].fingerprint.as_bytes())
-            .collect();
-        let leases: Vec<i64> = round.iter().map(|&i| micros(claims[i].lease)).collect();
-        let abandon_after: Vec<i64> = round
-            .iter()
-            .map(|&i| micros(claims[i].abandon_after))
-            .collect();
-        let claimants: Vec<&[u8]> = round
-            .iter()
-            .map(|&i| claims[i].claimant.as_bytes())
-            .collect();
-        let rows = fetch_all_retrying(connection, || {
-            sqlx::query(CLAIM_BATCH)
-                .bind(&namespaces)
-                .bind(&keys)
-                .bind(&fingerprints)
-                .bind(&leases)
-                .bind(&abandon_after)
-                .bind(&claimants)
-        })
-        .await?;
-        // Each returned row is a claim of this round that acquired its key, found
-        // in the round by key (it is sorted); the claims left over stood.
-        let mut acquired = vec![false; round.len()];
-        for row in rows {
-            let key = (
-                row.try_get::<&str, _>("namespace").map_err(internal)?,
-                row.try_get::<&str, _>("key").map_err(internal)?,
-            );
-            let position = round
-                .binary_search_by(|&i| key_order(&claims[i].id).cmp(&key))
-                .map_err(|_| internal("the claim batch returned a key it was not sent"))?;
-            acquired[position] = true;
-            decisions[round[position]] = Some(ClaimDecision::Acquired {
-                token: stored_token(row.try_get("fencing_token").map_err(internal)?)?,
-                lease_expires_at: row.try_get("lease_expires_at").map_err(internal)?,
-                takeover: row.try_get("takeover").map_err(internal)?,
-                fingerprint: stored_fingerprint(row.try_get("fingerprint").map_err(internal)?)?,
-                now: db_now(&row)?,
-            });
-        }
-        let stood: Vec<usize> = round
-            .iter()
-            .zip(&acquired)
-            .filter(|(_, acquired)| !**acquired)
-            .map(|(&i, _)| i)
-            .collect();
+        // Claims in a namespace that may have a policy are decided by it, in the
+        // order they queued (a batch's items one after another); the rest in one upsert.
+        let (guarded, plain): (Vec<usize>, Vec<usize>) =
+            round.into_iter().partition(|&i| claims[i].guarded);
+        let mut stood = upsert_round(connection, claims, plain, decisions).await?;
+        stood.extend(guarded_round(connection, claims, &guarded, decisions).await?);
 
         // The rows that stood, read in a new statement (a new snapshot): one that was
         // released, deleted, or whose lease ran out meanwhile is claimed again.
@@ -210,6 +161,75 @@ async fn run_rounds(
         pending = retry.into_iter().chain(later).collect();
     }
     Ok(())
+}
+
+/// The claims of `round` (distinct keys) in one upsert: each new key inserted, each
+/// expired lease taken over, and those that acquired decided. Returns the claims whose
+/// row stood.
+async fn upsert_round(
+    connection: &mut PgConnection,
+    claims: &[NewClaim],
+    mut round: Vec<usize>,
+    decisions: &mut [Option<ClaimDecision>],
+) -> Result<Vec<usize>, LedgerError> {
+    if round.is_empty() {
+        return Ok(Vec::new());
+    }
+    round.sort_by(|&a, &b| key_order(&claims[a].id).cmp(&key_order(&claims[b].id)));
+    let namespaces: Vec<&str> = round
+        .iter()
+        .map(|&i| claims[i].id.namespace.as_str())
+        .collect();
+    let keys: Vec<&str> = round.iter().map(|&i| claims[i].id.key.as_str()).collect();
+    let fingerprints: Vec<&[u8]> = round
+        .iter()
+        .map(|&i| claims[i].fingerprint.as_bytes())
+        .collect();
+    let leases: Vec<i64> = round.iter().map(|&i| micros(claims[i].lease)).collect();
+    let abandon_after: Vec<i64> = round
+        .iter()
+        .map(|&i| micros(claims[i].abandon_after))
+        .collect();
+    let claimants: Vec<&[u8]> = round
+        .iter()
+        .map(|&i| claims[i].claimant.as_bytes())
+        .collect();
+    let rows = fetch_all_retrying(connection, || {
+        sqlx::query(CLAIM_BATCH)
+            .bind(&namespaces)
+            .bind(&keys)
+            .bind(&fingerprints)
+            .bind(&leases)
+            .bind(&abandon_after)
+            .bind(&claimants)
+    })
+    .await?;
+    // Each returned row is a claim of this round that acquired its key, found in the
+    // round by key (it is sorted); the claims left over stood.
+    let mut acquired = vec![false; round.len()];
+    for row in rows {
+        let key = (
+            row.try_get::<&str, _>("namespace").map_err(internal)?,
+            row.try_get::<&str, _>("key").map_err(internal)?,
+        );
+        let position = round
+            .binary_search_by(|&i| key_order(&claims[i].id).cmp(&key))
+            .map_err(|_| internal("the claim batch returned a key it was not sent"))?;
+        acquired[position] = true;
+        decisions[round[position]] = Some(ClaimDecision::Acquired {
+            token: stored_token(row.try_get("fencing_token").map_err(internal)?)?,
+            lease_expires_at: row.try_get("lease_expires_at").map_err(internal)?,
+            takeover: row.try_get("takeover").map_err(internal)?,
+            fingerprint: stored_fingerprint(row.try_get("fingerprint").map_err(internal)?)?,
+            now: db_now(&row)?,
+        });
+    }
+    Ok(round
+        .iter()
+        .zip(&acquired)
+        .filter(|(_, acquired)| !**acquired)
+        .map(|(&i, _)| i)
+        .collect())
 }
 
 /// Hands claims back to their claimants: marks each row (so no release of an unheld

@@ -26,6 +26,9 @@
 //! - here: the one-key statements, running a statement once more when its
 //!   connection fails, sorting errors, and how a Postgres row stores time and state;
 //! - `claim`, `complete`: the claim and completion batches;
+//! - `guarded`: the claims of namespaces with a policy (killswitch, budget), decided by
+//!   the policy in their own transaction;
+//! - `spend`: policies, spend and the audit trail;
 //! - `writers`: the batch writers and the connections they keep between batches;
 //! - `sql`: every statement.
 
@@ -33,6 +36,8 @@ mod claim;
 mod complete;
 mod connect;
 mod forget;
+mod guarded;
+mod spend;
 mod sql;
 mod writers;
 
@@ -48,14 +53,16 @@ use sqlx::postgres::{PgArguments, PgConnection, PgPool, PgRow, Postgres};
 use sqlx::query::Query;
 
 use self::complete::PendingCompletion;
-use self::sql::{EXTEND_LEASE, PURGE_EXPIRED, RELEASE, RELEASE_UNHELD, SELECT_RECORD};
+use self::sql::{
+    EXTEND_LEASE, PURGE_EVENTS, PURGE_EXPIRED, PURGE_SPEND, RELEASE, RELEASE_UNHELD, SELECT_RECORD,
+};
 use super::batcher::Batcher;
 use super::rows::{self, LedgerRow};
 use super::{
-    BatchCompletion, ClaimDecision, CompleteDecision, ExtendedLease, ForgetHook, Forgotten, Ledger,
-    LedgerError, NewClaim, db_token, internal, micros,
+    AuditEvent, BatchCompletion, ClaimDecision, CompleteDecision, ExtendedLease, ForgetHook,
+    Forgotten, Ledger, LedgerError, NewClaim, db_token, internal, micros,
 };
-use crate::domain::{FencingToken, Record, RecordId};
+use crate::domain::{FencingToken, Namespace, Policy, Record, RecordId, Spent, Subject};
 
 /// Default batch writers per kind of write; each holds at most one pool connection at
 /// a time. One writer makes the biggest batches — one statement and one commit for
@@ -209,33 +216,81 @@ impl Ledger for PostgresLedger {
     }
 
     async fn purge_expired(&self, limit: u32) -> Result<u64, LedgerError> {
-        let done = once_more_if_the_connection_fails(|| {
-            sqlx::query(PURGE_EXPIRED)
-                .bind(i64::from(limit))
-                .execute(&self.pool)
-        })
-        .await?;
-        Ok(done.rows_affected())
+        let mut deleted = 0;
+        for statement in [PURGE_EXPIRED, PURGE_SPEND, PURGE_EVENTS] {
+            let done = once_more_if_the_connection_fails(|| {
+                sqlx::query(statement)
+                    .bind(i64::from(limit))
+                    .execute(&self.pool)
+            })
+            .await?;
+            deleted += done.rows_affected();
+        }
+        Ok(deleted)
+    }
+
+    async fn policies(&self) -> Result<Vec<(Namespace, Policy)>, LedgerError> {
+        self.read_policies().await
+    }
+
+    async fn set_policy(
+        &self,
+        namespace: &Namespace,
+        policy: &Policy,
+        by: &str,
+    ) -> Result<(), LedgerError> {
+        self.write_policy(namespace, policy, by).await
+    }
+
+    async fn spent(
+        &self,
+        namespace: &Namespace,
+        subject: &Subject,
+        window: Duration,
+    ) -> Result<Spent, LedgerError> {
+        self.read_spent(namespace, subject, window).await
+    }
+
+    async fn record_events(
+        &self,
+        events: &[AuditEvent],
+        retention: Duration,
+    ) -> Result<(), LedgerError> {
+        self.insert_events(events, retention).await
+    }
+
+    async fn events(
+        &self,
+        namespace: &Namespace,
+        since: Option<DateTime<Utc>>,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, LedgerError> {
+        self.select_events(namespace, since, limit).await
     }
 }
 
 /// Deletes the in-progress claim held by `token` with `statement` (`RELEASE` or
-/// `RELEASE_UNHELD`); `false`: nothing deleted.
+/// `RELEASE_UNHELD`), refunding its debit; `false`: nothing deleted.
 async fn delete_claim(
     pool: &PgPool,
     statement: &'static str,
     id: &RecordId,
     token: i64,
 ) -> Result<bool, LedgerError> {
-    let done = once_more_if_the_connection_fails(|| {
+    let row = once_more_if_the_connection_fails(|| {
         sqlx::query(statement)
             .bind(id.namespace.as_str())
             .bind(id.key.as_str())
             .bind(token)
-            .execute(pool)
+            .fetch_one(pool)
     })
     .await?;
-    Ok(done.rows_affected() == 1)
+    let released: i64 = row.try_get("released").map_err(internal)?;
+    let refunded: i64 = row.try_get("refunded").map_err(internal)?;
+    if refunded > 0 {
+        crate::metrics::spent(&id.namespace, -(refunded as f64));
+    }
+    Ok(released == 1)
 }
 
 /// Runs a statement, and runs it again when Postgres aborted it as a deadlock victim

@@ -69,16 +69,38 @@ FROM onceward_records
 WHERE namespace = $1 AND key = $2 AND fencing_token = $3 AND state = 2
 "#;
 
-pub(super) const RELEASE: &str = r#"
-DELETE FROM onceward_records
-WHERE namespace = $1 AND key = $2 AND fencing_token = $3 AND state = 1
-"#;
+/// A release that refunds the claim's debit (cost and count) to the window it was made
+/// in, in the same statement; `$guard` adds to the delete's `WHERE`. Returns whether it
+/// released, and the units refunded.
+macro_rules! release_refunding {
+    ($guard:literal) => {
+        concat!(
+            r#"
+WITH gone AS (
+    DELETE FROM onceward_records
+    WHERE namespace = $1 AND key = $2 AND fencing_token = $3 AND state = 1"#,
+            $guard,
+            r#"
+    RETURNING namespace, subject, cost, debit_window
+), refund AS (
+    UPDATE onceward_spend s
+    SET cost = GREATEST(s.cost - g.cost, 0), claims = GREATEST(s.claims - 1, 0)
+    FROM gone g
+    WHERE g.debit_window IS NOT NULL AND s.namespace = g.namespace
+      AND s.subject = g.subject AND s.window_start = g.debit_window
+    RETURNING g.cost
+)
+SELECT (SELECT count(*) FROM gone) AS released,
+       COALESCE((SELECT sum(cost) FROM refund), 0)::bigint AS refunded
+"#
+        )
+    };
+}
+
+pub(super) const RELEASE: &str = release_refunding!("");
 
 // A claim whose caller gave up: released only if its claimant has not had it back.
-pub(super) const RELEASE_UNHELD: &str = r#"
-DELETE FROM onceward_records
-WHERE namespace = $1 AND key = $2 AND fencing_token = $3 AND state = 1 AND NOT reentered
-"#;
+pub(super) const RELEASE_UNHELD: &str = release_refunding!(" AND NOT reentered");
 
 // Claims handed back to their claimants, marked so that no release of an unheld claim
 // can delete them afterwards; a row that was released, taken over or ran out of lease
@@ -132,4 +154,87 @@ SELECT pg_notify('onceward_forget', namespace || ':' || key) FROM gone
 /// Whether a record exists (after a forget deleted nothing).
 pub(super) const RECORD_EXISTS: &str = r#"
 SELECT EXISTS (SELECT 1 FROM onceward_records WHERE namespace = $1 AND key = $2)
+"#;
+
+// The claims of namespaces that may have a policy: the function the spend guard's
+// migration creates decides them one after another in one transaction, reading the
+// policy in it (see migrations/postgres/20261207000001_spend_guard.sql).
+pub(super) const CLAIM_GUARDED: &str = r#"
+SELECT item, verdict, token, stored_fingerprint, lease_ends, took_over, debited, detail,
+       window_ends, db_now
+FROM onceward_claim_guarded($1::text[], $2::text[], $3::bytea[], $4::bigint[],
+                            $5::bigint[], $6::bytea[], $7::text[], $8::bigint[])
+"#;
+
+pub(super) const SELECT_POLICIES: &str = r#"
+SELECT namespace, killswitch, killswitch_reason, has_budget, max_cost, max_claims,
+       window_micros, require_subject
+FROM onceward_policies
+"#;
+
+pub(super) const UPSERT_POLICY: &str = r#"
+INSERT INTO onceward_policies AS p
+    (namespace, killswitch, killswitch_reason, has_budget, max_cost, max_claims,
+     window_micros, require_subject, updated_by, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now())
+ON CONFLICT (namespace) DO UPDATE
+    SET killswitch = EXCLUDED.killswitch, killswitch_reason = EXCLUDED.killswitch_reason,
+        has_budget = EXCLUDED.has_budget, max_cost = EXCLUDED.max_cost,
+        max_claims = EXCLUDED.max_claims, window_micros = EXCLUDED.window_micros,
+        require_subject = EXCLUDED.require_subject, updated_by = EXCLUDED.updated_by,
+        updated_at = now()
+"#;
+
+pub(super) const DELETE_POLICY: &str = r#"
+DELETE FROM onceward_policies WHERE namespace = $1
+"#;
+
+/// A subject's spend in the window of width `$3` microseconds holding `now()`.
+pub(super) const SELECT_SPENT: &str = r#"
+WITH w AS (
+    SELECT ((extract(epoch FROM now()) * 1000000)::bigint / $3) * $3 AS start_micros
+), bounds AS (
+    SELECT 'epoch'::timestamptz + (start_micros / 1000000) * interval '1 second'
+               + (start_micros % 1000000) * interval '1 microsecond' AS window_start,
+           'epoch'::timestamptz + ((start_micros + $3) / 1000000) * interval '1 second'
+               + ((start_micros + $3) % 1000000) * interval '1 microsecond' AS window_end
+    FROM w
+)
+SELECT b.window_start, b.window_end, COALESCE(s.cost, 0) AS cost,
+       COALESCE(s.claims, 0) AS claims
+FROM bounds b
+LEFT JOIN onceward_spend s
+    ON s.namespace = $1 AND s.subject = $2 AND s.window_start = b.window_start
+"#;
+
+// Spend windows that have ended no longer limit anything; a refund to one is moot.
+pub(super) const PURGE_SPEND: &str = r#"
+DELETE FROM onceward_spend
+WHERE ctid IN (SELECT ctid FROM onceward_spend WHERE window_end <= now() LIMIT $1)
+"#;
+
+pub(super) const PURGE_EVENTS: &str = r#"
+DELETE FROM onceward_events
+WHERE id IN (SELECT id FROM onceward_events WHERE expires_at <= now() LIMIT $1)
+"#;
+
+/// Appends audit events; a duplicate adds its count to its key's minute.
+pub(super) const INSERT_EVENTS: &str = r#"
+INSERT INTO onceward_events AS e
+    (namespace, at, minute, key, subject, kind, count, detail, expires_at)
+SELECT namespace, at, minute, key, subject, kind, count, detail,
+       now() + $9 * interval '1 microsecond'
+FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[], $4::text[], $5::text[],
+            $6::smallint[], $7::bigint[], $8::text[])
+     AS v(namespace, at, minute, key, subject, kind, count, detail)
+ON CONFLICT (namespace, key, minute) WHERE kind = 1
+DO UPDATE SET count = e.count + EXCLUDED.count
+"#;
+
+pub(super) const SELECT_EVENTS: &str = r#"
+SELECT at, key, subject, kind, count, detail
+FROM onceward_events
+WHERE namespace = $1 AND at >= $2
+ORDER BY at DESC, id DESC
+LIMIT $3
 "#;

@@ -19,9 +19,10 @@ use std::time::Duration;
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
 
+use super::spend::{self, Debit};
 use super::sql::{
-    COMPLETE, COMPLETED_BY_TOKEN, INSERT_CLAIM, MARK_REENTERED, RELEASE_UNHELD, RESERVE_TOKENS,
-    SELECT_RECORD, TAKE_OVER,
+    COMPLETE, COMPLETED_BY_TOKEN, INSERT_CLAIM, MARK_REENTERED, RECORD_EXISTS, RELEASE_UNHELD,
+    RESERVE_TOKENS, SELECT_RECORD, TAKE_OVER,
 };
 use super::{classify, clock_now, delete_claim, timestamp};
 use crate::domain::RecordId;
@@ -87,7 +88,7 @@ async fn release_unheld(pool: SqlitePool, id: RecordId, token: crate::domain::Fe
 }
 
 /// How one item failed.
-enum Failure {
+pub(super) enum Failure {
     /// This item alone: nothing of it was written, the others go on.
     Item(LedgerError),
     /// The transaction: nothing commits.
@@ -226,6 +227,21 @@ async fn claim_one(
     let lease_expires = timestamp(lease_expires_at)?;
     let token = tokens.peek()?;
 
+    // A namespace that may have a policy: a new key meets the killswitch and the
+    // budget before its insert, and is debited with it.
+    let mut debit = None;
+    if claim.guarded && !record_exists(connection, claim).await? {
+        match spend::guard(connection, claim, true, now).await? {
+            Ok(new_debit) => debit = new_debit,
+            Err(refusal) => {
+                return Ok(ClaimDecision::Refused {
+                    refusal,
+                    now: now_at,
+                });
+            }
+        }
+    }
+
     let inserted = sqlx::query(INSERT_CLAIM)
         .bind(namespace)
         .bind(key)
@@ -235,9 +251,15 @@ async fn claim_one(
         .bind(lease_expires_at)
         .bind(expires_at)
         .bind(claim.claimant.as_bytes())
+        .bind(claim.spend.subject.as_str())
+        .bind(i64::try_from(claim.spend.cost).unwrap_or(i64::MAX))
+        .bind(Debit::window_start(&debit))
         .execute(&mut *connection)
         .await?;
     if inserted.rows_affected() == 1 {
+        if let Some(debit) = &debit {
+            spend::debit(connection, claim, debit).await?;
+        }
         tokens.used();
         return Ok(ClaimDecision::Acquired {
             token: stored_token(token)?,
@@ -273,6 +295,15 @@ async fn claim_one(
             now: now_at,
         });
     }
+    if claim.guarded {
+        // A takeover is a new ACQUIRED: the killswitch blocks it; it debits nothing.
+        if let Err(refusal) = spend::guard(connection, claim, false, now).await? {
+            return Ok(ClaimDecision::Refused {
+                refusal,
+                now: now_at,
+            });
+        }
+    }
     let fingerprint = record.into_takeover_fingerprint(&claim.fingerprint);
     let taken = sqlx::query(TAKE_OVER)
         .bind(namespace)
@@ -297,6 +328,18 @@ async fn claim_one(
         fingerprint,
         now: now_at,
     })
+}
+
+/// Whether `claim`'s key has a record, read under the write lock.
+async fn record_exists(
+    connection: &mut SqliteConnection,
+    claim: &NewClaim,
+) -> Result<bool, Failure> {
+    Ok(sqlx::query_scalar(RECORD_EXISTS)
+        .bind(claim.id.namespace.as_str())
+        .bind(claim.id.key.as_str())
+        .fetch_one(&mut *connection)
+        .await?)
 }
 
 /// One completion, in the batch's transaction: the claim held by `token` is completed,

@@ -31,6 +31,8 @@
 //! - here: opening the file, the reads, the writes outside batches, the clock,
 //!   sorting errors, and how a SQLite row stores time and state;
 //! - `batch`: the group commit of claims and completions;
+//! - `spend`: policies, spend and the audit trail, and the spend guard's part of a
+//!   claim (read and debited in the claim's own write transaction);
 //! - `sql`: every statement;
 //! - `tests`: what only this ledger has (its file, its write-ahead log, its readers,
 //!   its batches); the rules every ledger keeps are the contract suite's, in
@@ -38,6 +40,7 @@
 
 mod batch;
 mod forget;
+mod spend;
 mod sql;
 #[cfg(test)]
 mod tests;
@@ -55,14 +58,16 @@ use sqlx::sqlite::{
 use sqlx::{Sqlite, Transaction};
 
 use self::batch::{Write, Written, spawn_writer};
-use self::sql::{EXTEND_LEASE, PURGE_EXPIRED, RELEASE, RELEASE_UNHELD, SELECT_RECORD};
+use self::sql::{
+    EXTEND_LEASE, PURGE_EVENTS, PURGE_EXPIRED, PURGE_SPEND, RELEASE, RELEASE_UNHELD, SELECT_RECORD,
+};
 use super::batcher::Batcher;
 use super::rows::{self, LedgerRow};
 use super::{
-    BatchCompletion, ClaimDecision, CompleteDecision, ExtendedLease, Forgotten, Ledger,
+    AuditEvent, BatchCompletion, ClaimDecision, CompleteDecision, ExtendedLease, Forgotten, Ledger,
     LedgerError, NewClaim, db_token, internal, micros, reentry,
 };
-use crate::domain::{FencingToken, Record, RecordId};
+use crate::domain::{FencingToken, Namespace, Policy, Record, RecordId, Spent, Subject};
 
 /// Options for opening the SQLite ledger.
 #[derive(Debug, Clone)]
@@ -240,15 +245,20 @@ async fn delete_claim(
         return Ok(false);
     };
     let mut tx = begin_write(pool).await?;
-    let done = sqlx::query(statement)
+    let released = sqlx::query(statement)
         .bind(id.namespace.as_str())
         .bind(id.key.as_str())
         .bind(token)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(classify)?;
+    let was_released = released.is_some();
+    let refunded = spend::refund(&mut tx, &id.namespace, released).await?;
     tx.commit().await.map_err(classify)?;
-    Ok(done.rows_affected() == 1)
+    if refunded > 0 {
+        crate::metrics::spent(&id.namespace, -(refunded as f64));
+    }
+    Ok(was_released)
 }
 
 #[async_trait]
@@ -341,14 +351,57 @@ impl Ledger for SqliteLedger {
 
     async fn purge_expired(&self, limit: u32) -> Result<u64, LedgerError> {
         let mut tx = self.begin_write().await?;
-        let done = sqlx::query(PURGE_EXPIRED)
-            .bind(clock_now())
-            .bind(i64::from(limit))
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
+        let mut deleted = 0;
+        for statement in [PURGE_EXPIRED, PURGE_SPEND, PURGE_EVENTS] {
+            let done = sqlx::query(statement)
+                .bind(clock_now())
+                .bind(i64::from(limit))
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+            deleted += done.rows_affected();
+        }
         tx.commit().await.map_err(classify)?;
-        Ok(done.rows_affected())
+        Ok(deleted)
+    }
+
+    async fn policies(&self) -> Result<Vec<(Namespace, Policy)>, LedgerError> {
+        self.read_policies().await
+    }
+
+    async fn set_policy(
+        &self,
+        namespace: &Namespace,
+        policy: &Policy,
+        by: &str,
+    ) -> Result<(), LedgerError> {
+        self.write_policy(namespace, policy, by).await
+    }
+
+    async fn spent(
+        &self,
+        namespace: &Namespace,
+        subject: &Subject,
+        window: Duration,
+    ) -> Result<Spent, LedgerError> {
+        self.read_spent(namespace, subject, window).await
+    }
+
+    async fn record_events(
+        &self,
+        events: &[AuditEvent],
+        retention: Duration,
+    ) -> Result<(), LedgerError> {
+        self.insert_events(events, retention).await
+    }
+
+    async fn events(
+        &self,
+        namespace: &Namespace,
+        since: Option<DateTime<Utc>>,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, LedgerError> {
+        self.select_events(namespace, since, limit).await
     }
 
     async fn release(&self, id: &RecordId, token: FencingToken) -> Result<bool, LedgerError> {

@@ -20,8 +20,8 @@ RETURNING last_value
 pub(super) const INSERT_CLAIM: &str = r#"
 INSERT INTO onceward_records
     (namespace, key, state, fingerprint, fencing_token, created_at, lease_expires_at,
-     expires_at, claimant)
-VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?7, ?8)
+     expires_at, claimant, subject, cost, debit_window)
+VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
 ON CONFLICT (namespace, key) DO NOTHING
 "#;
 
@@ -50,15 +50,24 @@ FROM onceward_records
 WHERE namespace = ?1 AND key = ?2 AND fencing_token = ?3 AND state = 2
 "#;
 
+/// Returns the claim's debit, which the release then refunds (`REFUND`).
 pub(super) const RELEASE: &str = r#"
 DELETE FROM onceward_records
 WHERE namespace = ?1 AND key = ?2 AND fencing_token = ?3 AND state = 1
+RETURNING subject, cost, debit_window
 "#;
 
 /// A claim whose caller gave up: released only if its claimant has not had it back.
 pub(super) const RELEASE_UNHELD: &str = r#"
 DELETE FROM onceward_records
 WHERE namespace = ?1 AND key = ?2 AND fencing_token = ?3 AND state = 1 AND reentered = 0
+RETURNING subject, cost, debit_window
+"#;
+
+/// Gives a released claim's debit (`?4` units and one claim) back to its window.
+pub(super) const REFUND: &str = r#"
+UPDATE onceward_spend SET cost = max(cost - ?4, 0), claims = max(claims - 1, 0)
+WHERE namespace = ?1 AND subject = ?2 AND window_start = ?3
 "#;
 
 /// A claim handed back to its claimant, marked in the transaction that decides it, so
@@ -97,4 +106,75 @@ WHERE namespace = ?1 AND key = ?2
 /// Whether a record exists (after a forget deleted nothing).
 pub(super) const RECORD_EXISTS: &str = r#"
 SELECT EXISTS (SELECT 1 FROM onceward_records WHERE namespace = ?1 AND key = ?2)
+"#;
+
+pub(super) const SELECT_POLICY: &str = r#"
+SELECT namespace, killswitch, killswitch_reason, has_budget, max_cost, max_claims,
+       window_micros, require_subject
+FROM onceward_policies
+WHERE namespace = ?1
+"#;
+
+pub(super) const SELECT_POLICIES: &str = r#"
+SELECT namespace, killswitch, killswitch_reason, has_budget, max_cost, max_claims,
+       window_micros, require_subject
+FROM onceward_policies
+"#;
+
+pub(super) const UPSERT_POLICY: &str = r#"
+INSERT INTO onceward_policies
+    (namespace, killswitch, killswitch_reason, has_budget, max_cost, max_claims,
+     window_micros, require_subject, updated_by, updated_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+ON CONFLICT (namespace) DO UPDATE
+    SET killswitch = excluded.killswitch, killswitch_reason = excluded.killswitch_reason,
+        has_budget = excluded.has_budget, max_cost = excluded.max_cost,
+        max_claims = excluded.max_claims, window_micros = excluded.window_micros,
+        require_subject = excluded.require_subject, updated_by = excluded.updated_by,
+        updated_at = excluded.updated_at
+"#;
+
+pub(super) const DELETE_POLICY: &str = r#"
+DELETE FROM onceward_policies WHERE namespace = ?1
+"#;
+
+pub(super) const SELECT_SPENT: &str = r#"
+SELECT cost, claims FROM onceward_spend
+WHERE namespace = ?1 AND subject = ?2 AND window_start = ?3
+"#;
+
+/// Debits a claim (`?5` units and one claim) to its subject's window.
+pub(super) const DEBIT: &str = r#"
+INSERT INTO onceward_spend (namespace, subject, window_start, window_end, cost, claims)
+VALUES (?1, ?2, ?3, ?4, ?5, 1)
+ON CONFLICT (namespace, subject, window_start) DO UPDATE
+    SET cost = min(cost + excluded.cost, 9223372036854775807), claims = claims + 1
+"#;
+
+pub(super) const PURGE_SPEND: &str = r#"
+DELETE FROM onceward_spend
+WHERE (namespace, subject, window_start) IN (
+    SELECT namespace, subject, window_start FROM onceward_spend WHERE window_end <= ?1 LIMIT ?2
+)
+"#;
+
+pub(super) const PURGE_EVENTS: &str = r#"
+DELETE FROM onceward_events
+WHERE id IN (SELECT id FROM onceward_events WHERE expires_at <= ?1 LIMIT ?2)
+"#;
+
+pub(super) const INSERT_EVENT: &str = r#"
+INSERT INTO onceward_events
+    (namespace, at, minute, key, subject, kind, count, detail, expires_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+ON CONFLICT (namespace, key, minute) WHERE kind = 1
+DO UPDATE SET count = count + excluded.count
+"#;
+
+pub(super) const SELECT_EVENTS: &str = r#"
+SELECT at, key, subject, kind, count, detail
+FROM onceward_events
+WHERE namespace = ?1 AND at >= ?2
+ORDER BY at DESC, id DESC
+LIMIT ?3
 "#;

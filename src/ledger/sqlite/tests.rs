@@ -37,6 +37,8 @@ fn new_claim(key: &str, fingerprint: &[u8], lease: Duration) -> NewClaim {
         lease,
         abandon_after: ABANDON,
         claimant: Claimant::random(),
+        spend: Default::default(),
+        guarded: false,
     }
 }
 

@@ -155,6 +155,25 @@ where
                 return response;
             }
             Ok(Claim::Completed { response }) => return replay(&response),
+            Ok(Claim::Blocked { reason }) => {
+                return problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("blocked by the killswitch: {reason}"),
+                );
+            }
+            Ok(Claim::OverBudget {
+                reason,
+                retry_after,
+            }) => {
+                let mut response = problem(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!("over budget ({reason})"),
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, retry_after_seconds(retry_after));
+                return response;
+            }
             Ok(Claim::FingerprintMismatch) => {
                 return problem(
                     self.settings.mismatch_status,

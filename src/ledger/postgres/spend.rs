@@ -1,0 +1,130 @@
+//! Policies, spend and the audit trail on Postgres.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use super::sql::{
+    DELETE_POLICY, INSERT_EVENTS, SELECT_EVENTS, SELECT_POLICIES, SELECT_SPENT, UPSERT_POLICY,
+};
+use super::{PostgresLedger, once_more_if_the_connection_fails};
+use crate::domain::{Namespace, Policy, Spent, Subject};
+use crate::ledger::rows::{self, signed, unsigned};
+use crate::ledger::{AuditEvent, LedgerError, internal, micros};
+
+impl PostgresLedger {
+    pub(super) async fn read_policies(&self) -> Result<Vec<(Namespace, Policy)>, LedgerError> {
+        let rows = once_more_if_the_connection_fails(|| {
+            sqlx::query(SELECT_POLICIES).fetch_all(&self.pool)
+        })
+        .await?;
+        rows.iter().map(rows::policy).collect()
+    }
+
+    pub(super) async fn write_policy(
+        &self,
+        namespace: &Namespace,
+        policy: &Policy,
+        by: &str,
+    ) -> Result<(), LedgerError> {
+        if policy.is_empty() {
+            once_more_if_the_connection_fails(|| {
+                sqlx::query(DELETE_POLICY)
+                    .bind(namespace.as_str())
+                    .execute(&self.pool)
+            })
+            .await?;
+            return Ok(());
+        }
+        let budget = policy.budget.as_ref();
+        once_more_if_the_connection_fails(|| {
+            sqlx::query(UPSERT_POLICY)
+                .bind(namespace.as_str())
+                .bind(policy.killswitch)
+                .bind(&policy.killswitch_reason)
+                .bind(budget.is_some())
+                .bind(signed(budget.map_or(0, |b| b.max_cost)))
+                .bind(signed(budget.map_or(0, |b| b.max_claims)))
+                .bind(budget.map_or(0, |b| micros(b.window)))
+                .bind(budget.is_some_and(|b| b.require_subject))
+                .bind(by)
+                .execute(&self.pool)
+        })
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn read_spent(
+        &self,
+        namespace: &Namespace,
+        subject: &Subject,
+        window: Duration,
+    ) -> Result<Spent, LedgerError> {
+        let row = once_more_if_the_connection_fails(|| {
+            sqlx::query(SELECT_SPENT)
+                .bind(namespace.as_str())
+                .bind(subject.as_str())
+                .bind(micros(window).max(1))
+                .fetch_one(&self.pool)
+        })
+        .await?;
+        Ok(Spent {
+            window_start: row.try_get("window_start").map_err(internal)?,
+            window_end: row.try_get("window_end").map_err(internal)?,
+            cost: unsigned(row.try_get("cost").map_err(internal)?),
+            claims: unsigned(row.try_get("claims").map_err(internal)?),
+        })
+    }
+
+    pub(super) async fn insert_events(
+        &self,
+        events: &[AuditEvent],
+        retention: Duration,
+    ) -> Result<(), LedgerError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let namespaces: Vec<&str> = events.iter().map(|e| e.namespace.as_str()).collect();
+        let ats: Vec<DateTime<Utc>> = events.iter().map(|e| e.at).collect();
+        let minutes: Vec<DateTime<Utc>> = events.iter().map(AuditEvent::minute).collect();
+        let keys: Vec<&str> = events.iter().map(|e| e.key.as_str()).collect();
+        let subjects: Vec<&str> = events.iter().map(|e| e.subject.as_str()).collect();
+        let kinds: Vec<i16> = events.iter().map(|e| e.kind.code()).collect();
+        let counts: Vec<i64> = events.iter().map(|e| signed(e.count)).collect();
+        let details: Vec<&str> = events.iter().map(|e| e.detail.as_str()).collect();
+        once_more_if_the_connection_fails(|| {
+            sqlx::query(INSERT_EVENTS)
+                .bind(&namespaces)
+                .bind(&ats)
+                .bind(&minutes)
+                .bind(&keys)
+                .bind(&subjects)
+                .bind(&kinds)
+                .bind(&counts)
+                .bind(&details)
+                .bind(micros(retention))
+                .execute(&self.pool)
+        })
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn select_events(
+        &self,
+        namespace: &Namespace,
+        since: Option<DateTime<Utc>>,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, LedgerError> {
+        let since = since.unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let rows = once_more_if_the_connection_fails(|| {
+            sqlx::query(SELECT_EVENTS)
+                .bind(namespace.as_str())
+                .bind(since)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+        })
+        .await?;
+        rows.iter().map(|row| rows::event(row, namespace)).collect()
+    }
+}
