@@ -236,11 +236,14 @@ async fn invalid_batches_are_refused_whole_naming_the_item_and_nothing_is_done()
             "items[1].fingerprint",
         ),
         (
-            vec![ClaimItem {
-                cost: 5,
-                ..item("k1", b"")
-            }],
-            "items[0].cost",
+            vec![
+                item("k1", b""),
+                ClaimItem {
+                    cost: u64::MAX,
+                    ..item("k2", b"")
+                },
+            ],
+            "items[1].cost",
         ),
     ];
     for (items, expected) in cases {

@@ -55,6 +55,7 @@ mod retry_after;
 mod secured;
 mod security;
 mod semantics;
+mod spend_guard;
 mod startup;
 mod transport;
 mod typescript;

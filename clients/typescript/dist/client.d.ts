@@ -13,6 +13,10 @@ export interface Once {
 export interface OnceOptions {
     /** Abandons the call (waits, retries and in-flight RPCs) when aborted. */
     signal?: AbortSignal;
+    /** Whose spend this is (a user, a recipient, a shop), for the namespace's budget. */
+    subject?: string;
+    /** Units of the namespace's budget the effect spends (cents, messages). */
+    cost?: bigint | number;
 }
 /**
  * The side effect: given the fencing token, does the work and returns the result to

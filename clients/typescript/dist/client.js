@@ -3,7 +3,7 @@ import { create } from "@bufbuild/protobuf";
 import { durationFromMs, durationMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { ClaimRequestSchema, Onceward, Outcome, } from "./gen/onceward/v1/onceward_pb.js";
-import { FingerprintMismatch, NotStored, OncewardError, RetryBudgetExhausted, StillInProgress, Unavailable, describe, finalError, } from "./errors.js";
+import { Blocked, FingerprintMismatch, NotStored, OncewardError, OverBudget, RetryBudgetExhausted, StillInProgress, Unavailable, describe, finalError, } from "./errors.js";
 import { DEFAULT_CONFIG, RetryBudget, backoff, inProgressWait, sleep, } from "./retry.js";
 /** Random bytes in the claimant of each logical Claim. */
 export const CLAIMANT_BYTES = 16;
@@ -34,6 +34,8 @@ export class Client {
             fingerprint: bytes(fingerprint),
             lease: durationFromMs(this.config.leaseMs),
             claimant: crypto.getRandomValues(new Uint8Array(CLAIMANT_BYTES)),
+            subject: options.subject ?? "",
+            cost: BigInt(options.cost ?? 0),
         });
         return this.call((attempt, callOptions) => this.api.claim({ ...base, attempt }, callOptions), options.signal);
     }
@@ -56,6 +58,12 @@ export class Client {
             }
             if (answer.outcome === Outcome.FINGERPRINT_MISMATCH) {
                 throw new FingerprintMismatch(`${namespace}/${key} was used with a different fingerprint`);
+            }
+            if (answer.outcome === Outcome.BLOCKED) {
+                throw new Blocked(answer.reason);
+            }
+            if (answer.outcome === Outcome.OVER_BUDGET) {
+                throw new OverBudget(answer.reason, answer.retryAfter ? durationMs(answer.retryAfter) : 0);
             }
             if (answer.outcome !== Outcome.IN_PROGRESS) {
                 throw new OncewardError(`unexpected claim outcome ${answer.outcome}`);

@@ -6,6 +6,24 @@ export declare class OncewardError extends Error {
 /** The key was used before with a different fingerprint: a bug in the caller. */
 export declare class FingerprintMismatch extends OncewardError {
 }
+/**
+ * The namespace's killswitch is engaged: the effect did not run and nothing was stored
+ * or spent. Retrying will not help until an operator releases it.
+ */
+export declare class Blocked extends OncewardError {
+    readonly reason: string;
+    constructor(reason: string);
+}
+/**
+ * The subject's budget for the current window would be exceeded: the effect did not
+ * run and nothing was stored or spent. `retryAfterMs` is the time until the window
+ * resets.
+ */
+export declare class OverBudget extends OncewardError {
+    readonly reason: string;
+    readonly retryAfterMs: number;
+    constructor(reason: string, retryAfterMs: number);
+}
 /** Another caller held the key for longer than `inProgressTimeoutMs`. */
 export declare class StillInProgress extends OncewardError {
     readonly waitedMs: number;

@@ -11,6 +11,31 @@ export class OncewardError extends Error {
 /** The key was used before with a different fingerprint: a bug in the caller. */
 export class FingerprintMismatch extends OncewardError {
 }
+/**
+ * The namespace's killswitch is engaged: the effect did not run and nothing was stored
+ * or spent. Retrying will not help until an operator releases it.
+ */
+export class Blocked extends OncewardError {
+    reason;
+    constructor(reason) {
+        super(`blocked by the namespace's killswitch: ${reason}`);
+        this.reason = reason;
+    }
+}
+/**
+ * The subject's budget for the current window would be exceeded: the effect did not
+ * run and nothing was stored or spent. `retryAfterMs` is the time until the window
+ * resets.
+ */
+export class OverBudget extends OncewardError {
+    reason;
+    retryAfterMs;
+    constructor(reason, retryAfterMs) {
+        super(`over budget (${reason}); the window resets in ${retryAfterMs} ms`);
+        this.reason = reason;
+        this.retryAfterMs = retryAfterMs;
+    }
+}
 /** Another caller held the key for longer than `inProgressTimeoutMs`. */
 export class StillInProgress extends OncewardError {
     waitedMs;

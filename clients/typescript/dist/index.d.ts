@@ -1,6 +1,6 @@
 export { Client, CLAIMANT_BYTES } from "./client.js";
 export type { Effect, Once, OnceOptions } from "./client.js";
-export { FingerprintMismatch, LeaseLost, NotStored, OncewardError, Rejected, RetryBudgetExhausted, StillInProgress, Unauthorized, Unavailable, } from "./errors.js";
+export { Blocked, FingerprintMismatch, LeaseLost, NotStored, OncewardError, OverBudget, Rejected, RetryBudgetExhausted, StillInProgress, Unauthorized, Unavailable, } from "./errors.js";
 export { DEFAULT_CONFIG, MIN_IN_PROGRESS_WAIT_MS, RetryBudget, backoff, backoffCeiling, inProgressWait, } from "./retry.js";
 export type { ClientConfig } from "./retry.js";
 export { createFetchTransport } from "./transport.js";

@@ -13,9 +13,11 @@ import {
   type ClaimResponse,
 } from "./gen/onceward/v1/onceward_pb.js";
 import {
+  Blocked,
   FingerprintMismatch,
   NotStored,
   OncewardError,
+  OverBudget,
   RetryBudgetExhausted,
   StillInProgress,
   Unavailable,
@@ -45,6 +47,10 @@ export interface Once {
 export interface OnceOptions {
   /** Abandons the call (waits, retries and in-flight RPCs) when aborted. */
   signal?: AbortSignal;
+  /** Whose spend this is (a user, a recipient, a shop), for the namespace's budget. */
+  subject?: string;
+  /** Units of the namespace's budget the effect spends (cents, messages). */
+  cost?: bigint | number;
 }
 
 /**
@@ -93,6 +99,8 @@ export class Client {
       fingerprint: bytes(fingerprint),
       lease: durationFromMs(this.config.leaseMs),
       claimant: crypto.getRandomValues(new Uint8Array(CLAIMANT_BYTES)),
+      subject: options.subject ?? "",
+      cost: BigInt(options.cost ?? 0),
     });
     return this.call(
       (attempt, callOptions) => this.api.claim({ ...base, attempt }, callOptions),
@@ -125,6 +133,15 @@ export class Client {
       }
       if (answer.outcome === Outcome.FINGERPRINT_MISMATCH) {
         throw new FingerprintMismatch(`${namespace}/${key} was used with a different fingerprint`);
+      }
+      if (answer.outcome === Outcome.BLOCKED) {
+        throw new Blocked(answer.reason);
+      }
+      if (answer.outcome === Outcome.OVER_BUDGET) {
+        throw new OverBudget(
+          answer.reason,
+          answer.retryAfter ? durationMs(answer.retryAfter) : 0,
+        );
       }
       if (answer.outcome !== Outcome.IN_PROGRESS) {
         throw new OncewardError(`unexpected claim outcome ${answer.outcome}`);

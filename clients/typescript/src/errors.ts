@@ -14,6 +14,30 @@ export class OncewardError extends Error {
 /** The key was used before with a different fingerprint: a bug in the caller. */
 export class FingerprintMismatch extends OncewardError {}
 
+/**
+ * The namespace's killswitch is engaged: the effect did not run and nothing was stored
+ * or spent. Retrying will not help until an operator releases it.
+ */
+export class Blocked extends OncewardError {
+  constructor(readonly reason: string) {
+    super(`blocked by the namespace's killswitch: ${reason}`);
+  }
+}
+
+/**
+ * The subject's budget for the current window would be exceeded: the effect did not
+ * run and nothing was stored or spent. `retryAfterMs` is the time until the window
+ * resets.
+ */
+export class OverBudget extends OncewardError {
+  constructor(
+    readonly reason: string,
+    readonly retryAfterMs: number,
+  ) {
+    super(`over budget (${reason}); the window resets in ${retryAfterMs} ms`);
+  }
+}
+
 /** Another caller held the key for longer than `inProgressTimeoutMs`. */
 export class StillInProgress extends OncewardError {
   constructor(readonly waitedMs: number) {

@@ -8,10 +8,12 @@
 export { Client, CLAIMANT_BYTES } from "./client.js";
 export type { Effect, Once, OnceOptions } from "./client.js";
 export {
+  Blocked,
   FingerprintMismatch,
   LeaseLost,
   NotStored,
   OncewardError,
+  OverBudget,
   Rejected,
   RetryBudgetExhausted,
   StillInProgress,

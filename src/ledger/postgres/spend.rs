@@ -116,7 +116,6 @@ impl PostgresLedger {
         since: Option<DateTime<Utc>>,
         limit: u32,
     ) -> Result<Vec<AuditEvent>, LedgerError> {
-        let since = since.unwrap_or(DateTime::<Utc>::MIN_UTC);
         let rows = once_more_if_the_connection_fails(|| {
             sqlx::query(SELECT_EVENTS)
                 .bind(namespace.as_str())

@@ -234,7 +234,7 @@ DO UPDATE SET count = e.count + EXCLUDED.count
 pub(super) const SELECT_EVENTS: &str = r#"
 SELECT at, key, subject, kind, count, detail
 FROM onceward_events
-WHERE namespace = $1 AND at >= $2
+WHERE namespace = $1 AND ($2::timestamptz IS NULL OR at >= $2)
 ORDER BY at DESC, id DESC
 LIMIT $3
 "#;

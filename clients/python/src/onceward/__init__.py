@@ -11,12 +11,14 @@ broker messages with ClaimBatch and CompleteBatch.
 """
 
 from onceward._common import (
+    Blocked,
     ClientConfig,
     FingerprintMismatch,
     LeaseLost,
     NotStored,
     Once,
     OncewardError,
+    OverBudget,
     Rejected,
     RetryBudgetExhausted,
     StillInProgress,
@@ -26,6 +28,7 @@ from onceward._common import (
 from onceward.client import Client
 
 __all__ = [
+    "Blocked",
     "Client",
     "ClientConfig",
     "FingerprintMismatch",
@@ -33,6 +36,7 @@ __all__ = [
     "NotStored",
     "Once",
     "OncewardError",
+    "OverBudget",
     "Rejected",
     "RetryBudgetExhausted",
     "StillInProgress",

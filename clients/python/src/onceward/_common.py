@@ -95,6 +95,34 @@ class FingerprintMismatch(OncewardError):
     """The key was used before with a different fingerprint: a bug in the caller."""
 
 
+class Blocked(OncewardError):
+    """The namespace's killswitch is engaged: the effect did not run and nothing was
+    stored or spent. Retrying will not help until an operator releases it."""
+
+    def __init__(self, reason: str):
+        super().__init__(f"blocked by the namespace's killswitch: {reason}")
+        self.reason = reason
+
+
+class OverBudget(OncewardError):
+    """The subject's budget for the current window would be exceeded: the effect did
+    not run and nothing was stored or spent. ``retry_after`` (seconds) is the time
+    until the window resets."""
+
+    def __init__(self, reason: str, retry_after: float):
+        super().__init__(f"over budget ({reason}); the window resets in {retry_after:.3f}s")
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+def raise_refusal(answer: pb.ClaimResponse) -> None:
+    """Raises the spend guard's refusal of ``answer``, if it is one."""
+    if answer.outcome == pb.OUTCOME_BLOCKED:
+        raise Blocked(answer.reason)
+    if answer.outcome == pb.OUTCOME_OVER_BUDGET:
+        raise OverBudget(answer.reason, retry_after_seconds(answer))
+
+
 class StillInProgress(OncewardError):
     """Another caller held the key for longer than ``in_progress_timeout``."""
 
@@ -226,7 +254,7 @@ def every_attempt(request: M) -> Callable[[int], M]:
 
 
 def claim_requests(
-    namespace: str, key: str, fingerprint: bytes, config: ClientConfig
+    namespace: str, key: str, fingerprint: bytes, config: ClientConfig, subject: str = "", cost: int = 0
 ) -> Callable[[int], pb.ClaimRequest]:
     """The request of each attempt (1 for the first) of one logical Claim.
 
@@ -241,6 +269,8 @@ def claim_requests(
         fingerprint=fingerprint,
         lease=duration(config.lease),
         claimant=secrets.token_bytes(CLAIMANT_BYTES),
+        subject=subject,
+        cost=cost,
     )
 
     def for_attempt(attempt: int) -> pb.ClaimRequest:

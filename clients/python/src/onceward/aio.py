@@ -93,29 +93,41 @@ class Client:
                 raise c.Unavailable(attempts, last)
             await asyncio.sleep(pause)
 
-    async def claim(self, namespace: str, key: str, fingerprint: bytes = b"") -> pb.ClaimResponse:
+    async def claim(
+        self, namespace: str, key: str, fingerprint: bytes = b"", *, subject: str = "", cost: int = 0
+    ) -> pb.ClaimResponse:
         """One Claim (failed calls retried; IN_PROGRESS is returned, not waited on).
 
         Every retry of this Claim carries the same random claimant and the next attempt
         number, so a retry after a lost reply is ACQUIRED again with the same token.
         """
-        return await self._call(self._stub.Claim, c.claim_requests(namespace, key, fingerprint, self.config))
+        return await self._call(
+            self._stub.Claim, c.claim_requests(namespace, key, fingerprint, self.config, subject, cost)
+        )
 
     async def once(
-        self, namespace: str, key: str, fingerprint: bytes, effect: Callable[[int], Awaitable[bytes]]
+        self,
+        namespace: str,
+        key: str,
+        fingerprint: bytes,
+        effect: Callable[[int], Awaitable[bytes]],
+        *,
+        subject: str = "",
+        cost: int = 0,
     ) -> c.Once:
         """Runs ``await effect(fencing_token)`` at most once for (namespace, key); see
         ``onceward.Client.once``."""
         started = time.monotonic()
         waits = 0
         while True:
-            answer = await self.claim(namespace, key, fingerprint)
+            answer = await self.claim(namespace, key, fingerprint, subject=subject, cost=cost)
             if answer.outcome == pb.OUTCOME_ACQUIRED:
                 break
             if answer.outcome == pb.OUTCOME_COMPLETED:
                 return c.Once(response=answer.response, replayed=True)
             if answer.outcome == pb.OUTCOME_FINGERPRINT_MISMATCH:
                 raise c.FingerprintMismatch(f"{namespace}/{key} was used with a different fingerprint")
+            c.raise_refusal(answer)
             if answer.outcome != pb.OUTCOME_IN_PROGRESS:
                 raise c.OncewardError(f"unexpected claim outcome {answer.outcome}")
             retry_after = c.retry_after_seconds(answer)

@@ -89,13 +89,15 @@ class Client:
                 raise c.Unavailable(attempts, last)
             time.sleep(pause)
 
-    def claim(self, namespace: str, key: str, fingerprint: bytes = b"") -> pb.ClaimResponse:
+    def claim(
+        self, namespace: str, key: str, fingerprint: bytes = b"", *, subject: str = "", cost: int = 0
+    ) -> pb.ClaimResponse:
         """One Claim (failed calls retried; IN_PROGRESS is returned, not waited on).
 
         Every retry of this Claim carries the same random claimant and the next attempt
         number, so a retry after a lost reply is ACQUIRED again with the same token.
         """
-        return self._call(self._stub.Claim, c.claim_requests(namespace, key, fingerprint, self.config))
+        return self._call(self._stub.Claim, c.claim_requests(namespace, key, fingerprint, self.config, subject, cost))
 
     def claim_batch(self, namespace: str, items: Sequence[Tuple[str, bytes]]) -> List[pb.ClaimResponse]:
         """One ClaimBatch of ``(key, fingerprint)`` items (failed calls retried, each item
@@ -117,8 +119,21 @@ class Client:
         out its lease)."""
         self._release(namespace, key, token)
 
-    def once(self, namespace: str, key: str, fingerprint: bytes, effect: Callable[[int], bytes]) -> c.Once:
+    def once(
+        self,
+        namespace: str,
+        key: str,
+        fingerprint: bytes,
+        effect: Callable[[int], bytes],
+        *,
+        subject: str = "",
+        cost: int = 0,
+    ) -> c.Once:
         """Runs ``effect(fencing_token)`` at most once for (namespace, key).
+
+        ``subject`` and ``cost`` spend the namespace's budget (its spend guard). Its
+        refusals are raised, never retried: ``Blocked`` while the killswitch is
+        engaged, ``OverBudget`` (with ``retry_after``) when the subject's window is spent.
 
         Returns the effect's bytes (``replayed=False``) or, if an earlier call ran it,
         the stored bytes (``replayed=True``). If ``effect`` raises, the effect did not
@@ -127,13 +142,14 @@ class Client:
         started = time.monotonic()
         waits = 0
         while True:
-            answer = self.claim(namespace, key, fingerprint)
+            answer = self.claim(namespace, key, fingerprint, subject=subject, cost=cost)
             if answer.outcome == pb.OUTCOME_ACQUIRED:
                 break
             if answer.outcome == pb.OUTCOME_COMPLETED:
                 return c.Once(response=answer.response, replayed=True)
             if answer.outcome == pb.OUTCOME_FINGERPRINT_MISMATCH:
                 raise c.FingerprintMismatch(f"{namespace}/{key} was used with a different fingerprint")
+            c.raise_refusal(answer)
             if answer.outcome != pb.OUTCOME_IN_PROGRESS:
                 raise c.OncewardError(f"unexpected claim outcome {answer.outcome}")
             retry_after = c.retry_after_seconds(answer)

@@ -21,6 +21,9 @@ from onceward.v1 import onceward_pb2 as pb
 
 #: The most messages sent in one ClaimBatch (the sidecar's default limit is 1000).
 CHUNK = 500
+#: How soon a message the killswitch blocked is worth redelivering (seconds): an
+#: operator's release is what it waits for, not a window.
+BLOCKED_RETRY_AFTER = 30.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,6 +123,10 @@ class Inbox:
                     verdicts[index] = self._after_failure(message, error)
             elif answer.outcome == pb.OUTCOME_IN_PROGRESS:
                 verdicts[index] = Retry(c.retry_after_seconds(answer), "another consumer is handling it")
+            elif answer.outcome == pb.OUTCOME_BLOCKED:
+                verdicts[index] = Retry(BLOCKED_RETRY_AFTER, f"blocked by the killswitch: {answer.reason}")
+            elif answer.outcome == pb.OUTCOME_OVER_BUDGET:
+                verdicts[index] = Retry(c.retry_after_seconds(answer), f"over budget ({answer.reason})")
             elif answer.outcome == pb.OUTCOME_COMPLETED:
                 verdicts[index] = Duplicate(answer.response)
             elif answer.outcome == pb.OUTCOME_FINGERPRINT_MISMATCH:

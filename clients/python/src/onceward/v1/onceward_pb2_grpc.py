@@ -381,10 +381,30 @@ class AdminStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.GetPolicy = channel.unary_unary(
+                '/onceward.v1.Admin/GetPolicy',
+                request_serializer=onceward_dot_v1_dot_onceward__pb2.GetPolicyRequest.SerializeToString,
+                response_deserializer=onceward_dot_v1_dot_onceward__pb2.Policy.FromString,
+                _registered_method=True)
+        self.SetPolicy = channel.unary_unary(
+                '/onceward.v1.Admin/SetPolicy',
+                request_serializer=onceward_dot_v1_dot_onceward__pb2.SetPolicyRequest.SerializeToString,
+                response_deserializer=onceward_dot_v1_dot_onceward__pb2.Policy.FromString,
+                _registered_method=True)
+        self.GetSpend = channel.unary_unary(
+                '/onceward.v1.Admin/GetSpend',
+                request_serializer=onceward_dot_v1_dot_onceward__pb2.GetSpendRequest.SerializeToString,
+                response_deserializer=onceward_dot_v1_dot_onceward__pb2.Spend.FromString,
+                _registered_method=True)
         self.Forget = channel.unary_unary(
                 '/onceward.v1.Admin/Forget',
                 request_serializer=onceward_dot_v1_dot_onceward__pb2.ForgetRequest.SerializeToString,
                 response_deserializer=onceward_dot_v1_dot_onceward__pb2.ForgetResponse.FromString,
+                _registered_method=True)
+        self.ListEvents = channel.unary_unary(
+                '/onceward.v1.Admin/ListEvents',
+                request_serializer=onceward_dot_v1_dot_onceward__pb2.ListEventsRequest.SerializeToString,
+                response_deserializer=onceward_dot_v1_dot_onceward__pb2.ListEventsResponse.FromString,
                 _registered_method=True)
 
 
@@ -392,6 +412,28 @@ class AdminServicer:
     """Operators' RPCs. With tenants configured, only a tenant marked `admin = true` may call
     them, and only for its own namespaces.
     """
+
+    def GetPolicy(self, request, context):
+        """The namespace's policy (empty when it has none).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetPolicy(self, request, context):
+        """Replaces the namespace's policy whole; every sidecar sharing the ledger applies it
+        within 1 s.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSpend(self, request, context):
+        """What a subject spent in the namespace's current budget window.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def Forget(self, request, context):
         """Deletes a key's record from the ledger and the hot tier, and every sidecar sharing
@@ -403,13 +445,41 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListEvents(self, request, context):
+        """The audit trail, newest first: rejections, takeovers, releases, forgets, and
+        duplicates counted per key per minute.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'GetPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPolicy,
+                    request_deserializer=onceward_dot_v1_dot_onceward__pb2.GetPolicyRequest.FromString,
+                    response_serializer=onceward_dot_v1_dot_onceward__pb2.Policy.SerializeToString,
+            ),
+            'SetPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPolicy,
+                    request_deserializer=onceward_dot_v1_dot_onceward__pb2.SetPolicyRequest.FromString,
+                    response_serializer=onceward_dot_v1_dot_onceward__pb2.Policy.SerializeToString,
+            ),
+            'GetSpend': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSpend,
+                    request_deserializer=onceward_dot_v1_dot_onceward__pb2.GetSpendRequest.FromString,
+                    response_serializer=onceward_dot_v1_dot_onceward__pb2.Spend.SerializeToString,
+            ),
             'Forget': grpc.unary_unary_rpc_method_handler(
                     servicer.Forget,
                     request_deserializer=onceward_dot_v1_dot_onceward__pb2.ForgetRequest.FromString,
                     response_serializer=onceward_dot_v1_dot_onceward__pb2.ForgetResponse.SerializeToString,
+            ),
+            'ListEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEvents,
+                    request_deserializer=onceward_dot_v1_dot_onceward__pb2.ListEventsRequest.FromString,
+                    response_serializer=onceward_dot_v1_dot_onceward__pb2.ListEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -423,6 +493,87 @@ class Admin:
     """Operators' RPCs. With tenants configured, only a tenant marked `admin = true` may call
     them, and only for its own namespaces.
     """
+
+    @staticmethod
+    def GetPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/onceward.v1.Admin/GetPolicy',
+            onceward_dot_v1_dot_onceward__pb2.GetPolicyRequest.SerializeToString,
+            onceward_dot_v1_dot_onceward__pb2.Policy.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/onceward.v1.Admin/SetPolicy',
+            onceward_dot_v1_dot_onceward__pb2.SetPolicyRequest.SerializeToString,
+            onceward_dot_v1_dot_onceward__pb2.Policy.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSpend(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/onceward.v1.Admin/GetSpend',
+            onceward_dot_v1_dot_onceward__pb2.GetSpendRequest.SerializeToString,
+            onceward_dot_v1_dot_onceward__pb2.Spend.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def Forget(request,
@@ -441,6 +592,33 @@ class Admin:
             '/onceward.v1.Admin/Forget',
             onceward_dot_v1_dot_onceward__pb2.ForgetRequest.SerializeToString,
             onceward_dot_v1_dot_onceward__pb2.ForgetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/onceward.v1.Admin/ListEvents',
+            onceward_dot_v1_dot_onceward__pb2.ListEventsRequest.SerializeToString,
+            onceward_dot_v1_dot_onceward__pb2.ListEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -35,6 +35,19 @@ export type ClaimRequest = Message<"onceward.v1.ClaimRequest"> & {
      */
     lease?: Duration | undefined;
     /**
+     * Whose spend this is (a user, a recipient, a shop): 0-128 bytes, no control
+     * characters. The namespace's budget is per subject; without one, not limited.
+     *
+     * @generated from field: string subject = 5;
+     */
+    subject: string;
+    /**
+     * Units of the namespace's budget this effect spends (cents, messages); 0 = free.
+     *
+     * @generated from field: uint64 cost = 6;
+     */
+    cost: bigint;
+    /**
      * 0-64 opaque bytes naming this logical attempt (clients send 16 random bytes and
      * reuse them on every retry of this Claim). A Claim that meets a live claim acquired
      * with the same non-empty claimant (and a compatible fingerprint) is ACQUIRED again
@@ -81,7 +94,8 @@ export type ClaimResponse = Message<"onceward.v1.ClaimResponse"> & {
      */
     response: Uint8Array;
     /**
-     * With OUTCOME_IN_PROGRESS: how long to wait before claiming again.
+     * With OUTCOME_IN_PROGRESS: how long to wait before claiming again. With
+     * OUTCOME_OVER_BUDGET: the time until the subject's budget window resets.
      *
      * @generated from field: google.protobuf.Duration retry_after = 4;
      */
@@ -98,6 +112,13 @@ export type ClaimResponse = Message<"onceward.v1.ClaimResponse"> & {
      * @generated from field: google.protobuf.Timestamp completed_at = 6;
      */
     completedAt?: Timestamp | undefined;
+    /**
+     * With OUTCOME_BLOCKED: the killswitch's reason; with OUTCOME_OVER_BUDGET: the limit
+     * (`max_cost` or `max_claims`).
+     *
+     * @generated from field: string reason = 7;
+     */
+    reason: string;
 };
 /**
  * Describes the message onceward.v1.ClaimResponse.
@@ -586,6 +607,230 @@ export type ForgetResponse = Message<"onceward.v1.ForgetResponse"> & {
  */
 export declare const ForgetResponseSchema: GenMessage<ForgetResponse>;
 /**
+ * A namespace's spend guard, stored in the ledger and shared by every sidecar on it.
+ *
+ * @generated from message onceward.v1.Policy
+ */
+export type Policy = Message<"onceward.v1.Policy"> & {
+    /**
+     * Engaged: no new ACQUIRED in this namespace (duplicates are still answered).
+     *
+     * @generated from field: bool killswitch = 1;
+     */
+    killswitch: boolean;
+    /**
+     * Shown to callers in ClaimResponse.reason while the killswitch is engaged.
+     *
+     * @generated from field: string killswitch_reason = 2;
+     */
+    killswitchReason: string;
+    /**
+     * Absent: no budget.
+     *
+     * @generated from field: onceward.v1.Budget budget = 3;
+     */
+    budget?: Budget | undefined;
+};
+/**
+ * Describes the message onceward.v1.Policy.
+ * Use `create(PolicySchema)` to create a new message.
+ */
+export declare const PolicySchema: GenMessage<Policy>;
+/**
+ * Per subject, per window.
+ *
+ * @generated from message onceward.v1.Budget
+ */
+export type Budget = Message<"onceward.v1.Budget"> & {
+    /**
+     * 0: no cost limit.
+     *
+     * @generated from field: uint64 max_cost = 1;
+     */
+    maxCost: bigint;
+    /**
+     * 0: no count limit (the fan-out cap).
+     *
+     * @generated from field: uint64 max_claims = 2;
+     */
+    maxClaims: bigint;
+    /**
+     * Fixed windows aligned to the Unix epoch on the ledger's clock (1 s to 31 d).
+     *
+     * @generated from field: google.protobuf.Duration window = 3;
+     */
+    window?: Duration | undefined;
+    /**
+     * A Claim without a subject is INVALID_ARGUMENT.
+     *
+     * @generated from field: bool require_subject = 4;
+     */
+    requireSubject: boolean;
+};
+/**
+ * Describes the message onceward.v1.Budget.
+ * Use `create(BudgetSchema)` to create a new message.
+ */
+export declare const BudgetSchema: GenMessage<Budget>;
+/**
+ * @generated from message onceward.v1.GetPolicyRequest
+ */
+export type GetPolicyRequest = Message<"onceward.v1.GetPolicyRequest"> & {
+    /**
+     * @generated from field: string namespace = 1;
+     */
+    namespace: string;
+};
+/**
+ * Describes the message onceward.v1.GetPolicyRequest.
+ * Use `create(GetPolicyRequestSchema)` to create a new message.
+ */
+export declare const GetPolicyRequestSchema: GenMessage<GetPolicyRequest>;
+/**
+ * @generated from message onceward.v1.SetPolicyRequest
+ */
+export type SetPolicyRequest = Message<"onceward.v1.SetPolicyRequest"> & {
+    /**
+     * @generated from field: string namespace = 1;
+     */
+    namespace: string;
+    /**
+     * Replaces the namespace's policy whole; absent or empty: no policy.
+     *
+     * @generated from field: onceward.v1.Policy policy = 2;
+     */
+    policy?: Policy | undefined;
+};
+/**
+ * Describes the message onceward.v1.SetPolicyRequest.
+ * Use `create(SetPolicyRequestSchema)` to create a new message.
+ */
+export declare const SetPolicyRequestSchema: GenMessage<SetPolicyRequest>;
+/**
+ * @generated from message onceward.v1.GetSpendRequest
+ */
+export type GetSpendRequest = Message<"onceward.v1.GetSpendRequest"> & {
+    /**
+     * @generated from field: string namespace = 1;
+     */
+    namespace: string;
+    /**
+     * @generated from field: string subject = 2;
+     */
+    subject: string;
+};
+/**
+ * Describes the message onceward.v1.GetSpendRequest.
+ * Use `create(GetSpendRequestSchema)` to create a new message.
+ */
+export declare const GetSpendRequestSchema: GenMessage<GetSpendRequest>;
+/**
+ * What a subject has spent in the current window.
+ *
+ * @generated from message onceward.v1.Spend
+ */
+export type Spend = Message<"onceward.v1.Spend"> & {
+    /**
+     * @generated from field: google.protobuf.Timestamp window_start = 1;
+     */
+    windowStart?: Timestamp | undefined;
+    /**
+     * @generated from field: google.protobuf.Timestamp window_end = 2;
+     */
+    windowEnd?: Timestamp | undefined;
+    /**
+     * @generated from field: uint64 cost = 3;
+     */
+    cost: bigint;
+    /**
+     * @generated from field: uint64 claims = 4;
+     */
+    claims: bigint;
+};
+/**
+ * Describes the message onceward.v1.Spend.
+ * Use `create(SpendSchema)` to create a new message.
+ */
+export declare const SpendSchema: GenMessage<Spend>;
+/**
+ * @generated from message onceward.v1.ListEventsRequest
+ */
+export type ListEventsRequest = Message<"onceward.v1.ListEventsRequest"> & {
+    /**
+     * @generated from field: string namespace = 1;
+     */
+    namespace: string;
+    /**
+     * Only events at or after this instant; absent: all that are kept.
+     *
+     * @generated from field: google.protobuf.Timestamp since = 2;
+     */
+    since?: Timestamp | undefined;
+    /**
+     * At most this many, newest first: default 100, at most 1000.
+     *
+     * @generated from field: uint32 limit = 3;
+     */
+    limit: number;
+};
+/**
+ * Describes the message onceward.v1.ListEventsRequest.
+ * Use `create(ListEventsRequestSchema)` to create a new message.
+ */
+export declare const ListEventsRequestSchema: GenMessage<ListEventsRequest>;
+/**
+ * @generated from message onceward.v1.ListEventsResponse
+ */
+export type ListEventsResponse = Message<"onceward.v1.ListEventsResponse"> & {
+    /**
+     * @generated from field: repeated onceward.v1.Event events = 1;
+     */
+    events: Event[];
+};
+/**
+ * Describes the message onceward.v1.ListEventsResponse.
+ * Use `create(ListEventsResponseSchema)` to create a new message.
+ */
+export declare const ListEventsResponseSchema: GenMessage<ListEventsResponse>;
+/**
+ * One entry of the audit trail.
+ *
+ * @generated from message onceward.v1.Event
+ */
+export type Event = Message<"onceward.v1.Event"> & {
+    /**
+     * @generated from field: google.protobuf.Timestamp at = 1;
+     */
+    at?: Timestamp | undefined;
+    /**
+     * @generated from field: string key = 2;
+     */
+    key: string;
+    /**
+     * @generated from field: string subject = 3;
+     */
+    subject: string;
+    /**
+     * @generated from field: onceward.v1.EventKind kind = 4;
+     */
+    kind: EventKind;
+    /**
+     * How many answers this event stands for (duplicates are counted per key per minute).
+     *
+     * @generated from field: uint64 count = 5;
+     */
+    count: bigint;
+    /**
+     * @generated from field: string detail = 6;
+     */
+    detail: string;
+};
+/**
+ * Describes the message onceward.v1.Event.
+ * Use `create(EventSchema)` to create a new message.
+ */
+export declare const EventSchema: GenMessage<Event>;
+/**
  * What a Claim decided.
  *
  * @generated from enum onceward.v1.Outcome
@@ -620,7 +865,15 @@ export declare enum Outcome {
      *
      * @generated from enum value: OUTCOME_FINGERPRINT_MISMATCH = 4;
      */
-    FINGERPRINT_MISMATCH = 4
+    FINGERPRINT_MISMATCH = 4,
+    /**
+     * @generated from enum value: OUTCOME_BLOCKED = 5;
+     */
+    BLOCKED = 5,
+    /**
+     * @generated from enum value: OUTCOME_OVER_BUDGET = 6;
+     */
+    OVER_BUDGET = 6
 }
 /**
  * Describes the enum onceward.v1.Outcome.
@@ -684,6 +937,47 @@ export declare enum RecordState {
  * Describes the enum onceward.v1.RecordState.
  */
 export declare const RecordStateSchema: GenEnum<RecordState>;
+/**
+ * @generated from enum onceward.v1.EventKind
+ */
+export declare enum EventKind {
+    /**
+     * @generated from enum value: EVENT_KIND_UNSPECIFIED = 0;
+     */
+    UNSPECIFIED = 0,
+    /**
+     * @generated from enum value: EVENT_KIND_DUPLICATE = 1;
+     */
+    DUPLICATE = 1,
+    /**
+     * @generated from enum value: EVENT_KIND_FINGERPRINT_MISMATCH = 2;
+     */
+    FINGERPRINT_MISMATCH = 2,
+    /**
+     * @generated from enum value: EVENT_KIND_BLOCKED = 3;
+     */
+    BLOCKED = 3,
+    /**
+     * @generated from enum value: EVENT_KIND_OVER_BUDGET = 4;
+     */
+    OVER_BUDGET = 4,
+    /**
+     * @generated from enum value: EVENT_KIND_TAKEOVER = 5;
+     */
+    TAKEOVER = 5,
+    /**
+     * @generated from enum value: EVENT_KIND_RELEASE = 6;
+     */
+    RELEASE = 6,
+    /**
+     * @generated from enum value: EVENT_KIND_FORGET = 7;
+     */
+    FORGET = 7
+}
+/**
+ * Describes the enum onceward.v1.EventKind.
+ */
+export declare const EventKindSchema: GenEnum<EventKind>;
 /**
  * The idempotency service. Every RPC is keyed by (namespace, key).
  *
@@ -774,6 +1068,37 @@ export declare const Onceward: GenService<{
  */
 export declare const Admin: GenService<{
     /**
+     * The namespace's policy (empty when it has none).
+     *
+     * @generated from rpc onceward.v1.Admin.GetPolicy
+     */
+    getPolicy: {
+        methodKind: "unary";
+        input: typeof GetPolicyRequestSchema;
+        output: typeof PolicySchema;
+    };
+    /**
+     * Replaces the namespace's policy whole; every sidecar sharing the ledger applies it
+     * within 1 s.
+     *
+     * @generated from rpc onceward.v1.Admin.SetPolicy
+     */
+    setPolicy: {
+        methodKind: "unary";
+        input: typeof SetPolicyRequestSchema;
+        output: typeof PolicySchema;
+    };
+    /**
+     * What a subject spent in the namespace's current budget window.
+     *
+     * @generated from rpc onceward.v1.Admin.GetSpend
+     */
+    getSpend: {
+        methodKind: "unary";
+        input: typeof GetSpendRequestSchema;
+        output: typeof SpendSchema;
+    };
+    /**
      * Deletes a key's record from the ledger and the hot tier, and every sidecar sharing
      * the ledger drops its in-memory copies within 1 s: the key is new again everywhere.
      * A live claim is only forgotten with `force` (its holder's token is then refused);
@@ -785,5 +1110,16 @@ export declare const Admin: GenService<{
         methodKind: "unary";
         input: typeof ForgetRequestSchema;
         output: typeof ForgetResponseSchema;
+    };
+    /**
+     * The audit trail, newest first: rejections, takeovers, releases, forgets, and
+     * duplicates counted per key per minute.
+     *
+     * @generated from rpc onceward.v1.Admin.ListEvents
+     */
+    listEvents: {
+        methodKind: "unary";
+        input: typeof ListEventsRequestSchema;
+        output: typeof ListEventsResponseSchema;
     };
 }>;

@@ -6,7 +6,7 @@ import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@
 /**
  * Describes the file onceward/v1/onceward.proto.
  */
-export const file_onceward_v1_onceward = /*@__PURE__*/ fileDesc("ChpvbmNld2FyZC92MS9vbmNld2FyZC5wcm90bxILb25jZXdhcmQudjEikAEKDENsYWltUmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkSCwoDa2V5GAIgASgJEhMKC2ZpbmdlcnByaW50GAMgASgMEigKBWxlYXNlGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhAKCGNsYWltYW50GAcgASgMEg8KB2F0dGVtcHQYCCABKA0i5wEKDUNsYWltUmVzcG9uc2USJQoHb3V0Y29tZRgBIAEoDjIULm9uY2V3YXJkLnYxLk91dGNvbWUSFQoNZmVuY2luZ190b2tlbhgCIAEoBBIQCghyZXNwb25zZRgDIAEoDBIuCgtyZXRyeV9hZnRlchgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIkCglzZXJ2ZWRfYnkYBSABKA4yES5vbmNld2FyZC52MS5UaWVyEjAKDGNvbXBsZXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiiAEKD0NvbXBsZXRlUmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkSCwoDa2V5GAIgASgJEhUKDWZlbmNpbmdfdG9rZW4YAyABKAQSEAoIcmVzcG9uc2UYBCABKAwSLAoJcmV0ZW50aW9uGAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIkIKEENvbXBsZXRlUmVzcG9uc2USLgoKZXhwaXJlc19hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiRwoOUmVsZWFzZVJlcXVlc3QSEQoJbmFtZXNwYWNlGAEgASgJEgsKA2tleRgCIAEoCRIVCg1mZW5jaW5nX3Rva2VuGAMgASgEIhEKD1JlbGVhc2VSZXNwb25zZSJ1ChJFeHRlbmRMZWFzZVJlcXVlc3QSEQoJbmFtZXNwYWNlGAEgASgJEgsKA2tleRgCIAEoCRIVCg1mZW5jaW5nX3Rva2VuGAMgASgEEigKBWxlYXNlGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIksKE0V4dGVuZExlYXNlUmVzcG9uc2USNAoQbGVhc2VfZXhwaXJlc19hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiLwoNTG9va3VwUmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkSCwoDa2V5GAIgASgJIkQKDkxvb2t1cFJlc3BvbnNlEg0KBWZvdW5kGAEgASgIEiMKBnJlY29yZBgCIAEoCzITLm9uY2V3YXJkLnYxLlJlY29yZCLAAgoGUmVjb3JkEhEKCW5hbWVzcGFjZRgBIAEoCRILCgNrZXkYAiABKAkSJwoFc3RhdGUYAyABKA4yGC5vbmNld2FyZC52MS5SZWNvcmRTdGF0ZRITCgtmaW5nZXJwcmludBgEIAEoDBIQCghyZXNwb25zZRgFIAEoDBIuCgpjcmVhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxjb21wbGV0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjQKEGxlYXNlX2V4cGlyZXNfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmV4cGlyZXNfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIncKEUNsYWltQmF0Y2hSZXF1ZXN0EhEKCW5hbWVzcGFjZRgBIAEoCRIlCgVpdGVtcxgCIAMoCzIWLm9uY2V3YXJkLnYxLkNsYWltSXRlbRIoCgVsZWFzZRgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJvCglDbGFpbUl0ZW0SCwoDa2V5GAEgASgJEhMKC2ZpbmdlcnByaW50GAIgASgMEg8KB3N1YmplY3QYAyABKAkSDAoEY29zdBgEIAEoBBIQCghjbGFpbWFudBgFIAEoDBIPCgdhdHRlbXB0GAYgASgNIkEKEkNsYWltQmF0Y2hSZXNwb25zZRIrCgdyZXN1bHRzGAEgAygLMhoub25jZXdhcmQudjEuQ2xhaW1SZXNwb25zZSKBAQoUQ29tcGxldGVCYXRjaFJlcXVlc3QSEQoJbmFtZXNwYWNlGAEgASgJEigKBWl0ZW1zGAIgAygLMhkub25jZXdhcmQudjEuQ29tcGxldGVJdGVtEiwKCXJldGVudGlvbhgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJECgxDb21wbGV0ZUl0ZW0SCwoDa2V5GAEgASgJEhUKDWZlbmNpbmdfdG9rZW4YAiABKAQSEAoIcmVzcG9uc2UYAyABKAwiRQoVQ29tcGxldGVCYXRjaFJlc3BvbnNlEiwKB3Jlc3VsdHMYASADKAsyGy5vbmNld2FyZC52MS5Db21wbGV0ZVJlc3VsdCJfCg5Db21wbGV0ZVJlc3VsdBIMCgRjb2RlGAEgASgNEg8KB21lc3NhZ2UYAiABKAkSLgoKZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiPgoNRm9yZ2V0UmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkSCwoDa2V5GAIgASgJEg0KBWZvcmNlGAMgASgIIh8KDkZvcmdldFJlc3BvbnNlEg0KBWZvdW5kGAEgASgIKooBCgdPdXRjb21lEhcKE09VVENPTUVfVU5TUEVDSUZJRUQQABIUChBPVVRDT01FX0FDUVVJUkVEEAESFwoTT1VUQ09NRV9JTl9QUk9HUkVTUxACEhUKEU9VVENPTUVfQ09NUExFVEVEEAMSIAocT1VUQ09NRV9GSU5HRVJQUklOVF9NSVNNQVRDSBAEKj0KBFRpZXISFAoQVElFUl9VTlNQRUNJRklFRBAAEg4KClRJRVJfQ0FDSEUQARIPCgtUSUVSX0xFREdFUhACKmUKC1JlY29yZFN0YXRlEhwKGFJFQ09SRF9TVEFURV9VTlNQRUNJRklFRBAAEhwKGFJFQ09SRF9TVEFURV9JTl9QUk9HUkVTUxABEhoKFlJFQ09SRF9TVEFURV9DT01QTEVURUQQAjKVBAoIT25jZXdhcmQSPgoFQ2xhaW0SGS5vbmNld2FyZC52MS5DbGFpbVJlcXVlc3QaGi5vbmNld2FyZC52MS5DbGFpbVJlc3BvbnNlEkcKCENvbXBsZXRlEhwub25jZXdhcmQudjEuQ29tcGxldGVSZXF1ZXN0Gh0ub25jZXdhcmQudjEuQ29tcGxldGVSZXNwb25zZRJECgdSZWxlYXNlEhsub25jZXdhcmQudjEuUmVsZWFzZVJlcXVlc3QaHC5vbmNld2FyZC52MS5SZWxlYXNlUmVzcG9uc2USUAoLRXh0ZW5kTGVhc2USHy5vbmNld2FyZC52MS5FeHRlbmRMZWFzZVJlcXVlc3QaIC5vbmNld2FyZC52MS5FeHRlbmRMZWFzZVJlc3BvbnNlEkEKBkxvb2t1cBIaLm9uY2V3YXJkLnYxLkxvb2t1cFJlcXVlc3QaGy5vbmNld2FyZC52MS5Mb29rdXBSZXNwb25zZRJNCgpDbGFpbUJhdGNoEh4ub25jZXdhcmQudjEuQ2xhaW1CYXRjaFJlcXVlc3QaHy5vbmNld2FyZC52MS5DbGFpbUJhdGNoUmVzcG9uc2USVgoNQ29tcGxldGVCYXRjaBIhLm9uY2V3YXJkLnYxLkNvbXBsZXRlQmF0Y2hSZXF1ZXN0GiIub25jZXdhcmQudjEuQ29tcGxldGVCYXRjaFJlc3BvbnNlMkoKBUFkbWluEkEKBkZvcmdldBIaLm9uY2V3YXJkLnYxLkZvcmdldFJlcXVlc3QaGy5vbmNld2FyZC52MS5Gb3JnZXRSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+export const file_onceward_v1_onceward = /*@__PURE__*/ fileDesc("ChpvbmNld2FyZC92MS9vbmNld2FyZC5wcm90bxILb25jZXdhcmQudjEirwEKDENsYWltUmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkSCwoDa2V5GAIgASgJEhMKC2ZpbmdlcnByaW50GAMgASgMEigKBWxlYXNlGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg8KB3N1YmplY3QYBSABKAkSDAoEY29zdBgGIAEoBBIQCghjbGFpbWFudBgHIAEoDBIPCgdhdHRlbXB0GAggASgNIvcBCg1DbGFpbVJlc3BvbnNlEiUKB291dGNvbWUYASABKA4yFC5vbmNld2FyZC52MS5PdXRjb21lEhUKDWZlbmNpbmdfdG9rZW4YAiABKAQSEAoIcmVzcG9uc2UYAyABKAwSLgoLcmV0cnlfYWZ0ZXIYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SJAoJc2VydmVkX2J5GAUgASgOMhEub25jZXdhcmQudjEuVGllchIwCgxjb21wbGV0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnJlYXNvbhgHIAEoCSKIAQoPQ29tcGxldGVSZXF1ZXN0EhEKCW5hbWVzcGFjZRgBIAEoCRILCgNrZXkYAiABKAkSFQoNZmVuY2luZ190b2tlbhgDIAEoBBIQCghyZXNwb25zZRgEIAEoDBIsCglyZXRlbnRpb24YBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iQgoQQ29tcGxldGVSZXNwb25zZRIuCgpleHBpcmVzX2F0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJHCg5SZWxlYXNlUmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkSCwoDa2V5GAIgASgJEhUKDWZlbmNpbmdfdG9rZW4YAyABKAQiEQoPUmVsZWFzZVJlc3BvbnNlInUKEkV4dGVuZExlYXNlUmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkSCwoDa2V5GAIgASgJEhUKDWZlbmNpbmdfdG9rZW4YAyABKAQSKAoFbGVhc2UYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iSwoTRXh0ZW5kTGVhc2VSZXNwb25zZRI0ChBsZWFzZV9leHBpcmVzX2F0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIvCg1Mb29rdXBSZXF1ZXN0EhEKCW5hbWVzcGFjZRgBIAEoCRILCgNrZXkYAiABKAkiRAoOTG9va3VwUmVzcG9uc2USDQoFZm91bmQYASABKAgSIwoGcmVjb3JkGAIgASgLMhMub25jZXdhcmQudjEuUmVjb3JkIsACCgZSZWNvcmQSEQoJbmFtZXNwYWNlGAEgASgJEgsKA2tleRgCIAEoCRInCgVzdGF0ZRgDIAEoDjIYLm9uY2V3YXJkLnYxLlJlY29yZFN0YXRlEhMKC2ZpbmdlcnByaW50GAQgASgMEhAKCHJlc3BvbnNlGAUgASgMEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGNvbXBsZXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNAoQbGVhc2VfZXhwaXJlc19hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAidwoRQ2xhaW1CYXRjaFJlcXVlc3QSEQoJbmFtZXNwYWNlGAEgASgJEiUKBWl0ZW1zGAIgAygLMhYub25jZXdhcmQudjEuQ2xhaW1JdGVtEigKBWxlYXNlGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIm8KCUNsYWltSXRlbRILCgNrZXkYASABKAkSEwoLZmluZ2VycHJpbnQYAiABKAwSDwoHc3ViamVjdBgDIAEoCRIMCgRjb3N0GAQgASgEEhAKCGNsYWltYW50GAUgASgMEg8KB2F0dGVtcHQYBiABKA0iQQoSQ2xhaW1CYXRjaFJlc3BvbnNlEisKB3Jlc3VsdHMYASADKAsyGi5vbmNld2FyZC52MS5DbGFpbVJlc3BvbnNlIoEBChRDb21wbGV0ZUJhdGNoUmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkSKAoFaXRlbXMYAiADKAsyGS5vbmNld2FyZC52MS5Db21wbGV0ZUl0ZW0SLAoJcmV0ZW50aW9uGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIkQKDENvbXBsZXRlSXRlbRILCgNrZXkYASABKAkSFQoNZmVuY2luZ190b2tlbhgCIAEoBBIQCghyZXNwb25zZRgDIAEoDCJFChVDb21wbGV0ZUJhdGNoUmVzcG9uc2USLAoHcmVzdWx0cxgBIAMoCzIbLm9uY2V3YXJkLnYxLkNvbXBsZXRlUmVzdWx0Il8KDkNvbXBsZXRlUmVzdWx0EgwKBGNvZGUYASABKA0SDwoHbWVzc2FnZRgCIAEoCRIuCgpleHBpcmVzX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI+Cg1Gb3JnZXRSZXF1ZXN0EhEKCW5hbWVzcGFjZRgBIAEoCRILCgNrZXkYAiABKAkSDQoFZm9yY2UYAyABKAgiHwoORm9yZ2V0UmVzcG9uc2USDQoFZm91bmQYASABKAgiXAoGUG9saWN5EhIKCmtpbGxzd2l0Y2gYASABKAgSGQoRa2lsbHN3aXRjaF9yZWFzb24YAiABKAkSIwoGYnVkZ2V0GAMgASgLMhMub25jZXdhcmQudjEuQnVkZ2V0InIKBkJ1ZGdldBIQCghtYXhfY29zdBgBIAEoBBISCgptYXhfY2xhaW1zGAIgASgEEikKBndpbmRvdxgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIXCg9yZXF1aXJlX3N1YmplY3QYBCABKAgiJQoQR2V0UG9saWN5UmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkiSgoQU2V0UG9saWN5UmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkSIwoGcG9saWN5GAIgASgLMhMub25jZXdhcmQudjEuUG9saWN5IjUKD0dldFNwZW5kUmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkSDwoHc3ViamVjdBgCIAEoCSKHAQoFU3BlbmQSMAoMd2luZG93X3N0YXJ0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp3aW5kb3dfZW5kGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgRjb3N0GAMgASgEEg4KBmNsYWltcxgEIAEoBCJgChFMaXN0RXZlbnRzUmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkSKQoFc2luY2UYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBWxpbWl0GAMgASgNIjgKEkxpc3RFdmVudHNSZXNwb25zZRIiCgZldmVudHMYASADKAsyEi5vbmNld2FyZC52MS5FdmVudCKSAQoFRXZlbnQSJgoCYXQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgsKA2tleRgCIAEoCRIPCgdzdWJqZWN0GAMgASgJEiQKBGtpbmQYBCABKA4yFi5vbmNld2FyZC52MS5FdmVudEtpbmQSDQoFY291bnQYBSABKAQSDgoGZGV0YWlsGAYgASgJKrgBCgdPdXRjb21lEhcKE09VVENPTUVfVU5TUEVDSUZJRUQQABIUChBPVVRDT01FX0FDUVVJUkVEEAESFwoTT1VUQ09NRV9JTl9QUk9HUkVTUxACEhUKEU9VVENPTUVfQ09NUExFVEVEEAMSIAocT1VUQ09NRV9GSU5HRVJQUklOVF9NSVNNQVRDSBAEEhMKD09VVENPTUVfQkxPQ0tFRBAFEhcKE09VVENPTUVfT1ZFUl9CVURHRVQQBio9CgRUaWVyEhQKEFRJRVJfVU5TUEVDSUZJRUQQABIOCgpUSUVSX0NBQ0hFEAESDwoLVElFUl9MRURHRVIQAiplCgtSZWNvcmRTdGF0ZRIcChhSRUNPUkRfU1RBVEVfVU5TUEVDSUZJRUQQABIcChhSRUNPUkRfU1RBVEVfSU5fUFJPR1JFU1MQARIaChZSRUNPUkRfU1RBVEVfQ09NUExFVEVEEAIq4gEKCUV2ZW50S2luZBIaChZFVkVOVF9LSU5EX1VOU1BFQ0lGSUVEEAASGAoURVZFTlRfS0lORF9EVVBMSUNBVEUQARIjCh9FVkVOVF9LSU5EX0ZJTkdFUlBSSU5UX01JU01BVENIEAISFgoSRVZFTlRfS0lORF9CTE9DS0VEEAMSGgoWRVZFTlRfS0lORF9PVkVSX0JVREdFVBAEEhcKE0VWRU5UX0tJTkRfVEFLRU9WRVIQBRIWChJFVkVOVF9LSU5EX1JFTEVBU0UQBhIVChFFVkVOVF9LSU5EX0ZPUkdFVBAHMpUECghPbmNld2FyZBI+CgVDbGFpbRIZLm9uY2V3YXJkLnYxLkNsYWltUmVxdWVzdBoaLm9uY2V3YXJkLnYxLkNsYWltUmVzcG9uc2USRwoIQ29tcGxldGUSHC5vbmNld2FyZC52MS5Db21wbGV0ZVJlcXVlc3QaHS5vbmNld2FyZC52MS5Db21wbGV0ZVJlc3BvbnNlEkQKB1JlbGVhc2USGy5vbmNld2FyZC52MS5SZWxlYXNlUmVxdWVzdBocLm9uY2V3YXJkLnYxLlJlbGVhc2VSZXNwb25zZRJQCgtFeHRlbmRMZWFzZRIfLm9uY2V3YXJkLnYxLkV4dGVuZExlYXNlUmVxdWVzdBogLm9uY2V3YXJkLnYxLkV4dGVuZExlYXNlUmVzcG9uc2USQQoGTG9va3VwEhoub25jZXdhcmQudjEuTG9va3VwUmVxdWVzdBobLm9uY2V3YXJkLnYxLkxvb2t1cFJlc3BvbnNlEk0KCkNsYWltQmF0Y2gSHi5vbmNld2FyZC52MS5DbGFpbUJhdGNoUmVxdWVzdBofLm9uY2V3YXJkLnYxLkNsYWltQmF0Y2hSZXNwb25zZRJWCg1Db21wbGV0ZUJhdGNoEiEub25jZXdhcmQudjEuQ29tcGxldGVCYXRjaFJlcXVlc3QaIi5vbmNld2FyZC52MS5Db21wbGV0ZUJhdGNoUmVzcG9uc2Uy2QIKBUFkbWluEj8KCUdldFBvbGljeRIdLm9uY2V3YXJkLnYxLkdldFBvbGljeVJlcXVlc3QaEy5vbmNld2FyZC52MS5Qb2xpY3kSPwoJU2V0UG9saWN5Eh0ub25jZXdhcmQudjEuU2V0UG9saWN5UmVxdWVzdBoTLm9uY2V3YXJkLnYxLlBvbGljeRI8CghHZXRTcGVuZBIcLm9uY2V3YXJkLnYxLkdldFNwZW5kUmVxdWVzdBoSLm9uY2V3YXJkLnYxLlNwZW5kEkEKBkZvcmdldBIaLm9uY2V3YXJkLnYxLkZvcmdldFJlcXVlc3QaGy5vbmNld2FyZC52MS5Gb3JnZXRSZXNwb25zZRJNCgpMaXN0RXZlbnRzEh4ub25jZXdhcmQudjEuTGlzdEV2ZW50c1JlcXVlc3QaHy5vbmNld2FyZC52MS5MaXN0RXZlbnRzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 /**
  * Describes the message onceward.v1.ClaimRequest.
  * Use `create(ClaimRequestSchema)` to create a new message.
@@ -108,6 +108,51 @@ export const ForgetRequestSchema = /*@__PURE__*/ messageDesc(file_onceward_v1_on
  */
 export const ForgetResponseSchema = /*@__PURE__*/ messageDesc(file_onceward_v1_onceward, 19);
 /**
+ * Describes the message onceward.v1.Policy.
+ * Use `create(PolicySchema)` to create a new message.
+ */
+export const PolicySchema = /*@__PURE__*/ messageDesc(file_onceward_v1_onceward, 20);
+/**
+ * Describes the message onceward.v1.Budget.
+ * Use `create(BudgetSchema)` to create a new message.
+ */
+export const BudgetSchema = /*@__PURE__*/ messageDesc(file_onceward_v1_onceward, 21);
+/**
+ * Describes the message onceward.v1.GetPolicyRequest.
+ * Use `create(GetPolicyRequestSchema)` to create a new message.
+ */
+export const GetPolicyRequestSchema = /*@__PURE__*/ messageDesc(file_onceward_v1_onceward, 22);
+/**
+ * Describes the message onceward.v1.SetPolicyRequest.
+ * Use `create(SetPolicyRequestSchema)` to create a new message.
+ */
+export const SetPolicyRequestSchema = /*@__PURE__*/ messageDesc(file_onceward_v1_onceward, 23);
+/**
+ * Describes the message onceward.v1.GetSpendRequest.
+ * Use `create(GetSpendRequestSchema)` to create a new message.
+ */
+export const GetSpendRequestSchema = /*@__PURE__*/ messageDesc(file_onceward_v1_onceward, 24);
+/**
+ * Describes the message onceward.v1.Spend.
+ * Use `create(SpendSchema)` to create a new message.
+ */
+export const SpendSchema = /*@__PURE__*/ messageDesc(file_onceward_v1_onceward, 25);
+/**
+ * Describes the message onceward.v1.ListEventsRequest.
+ * Use `create(ListEventsRequestSchema)` to create a new message.
+ */
+export const ListEventsRequestSchema = /*@__PURE__*/ messageDesc(file_onceward_v1_onceward, 26);
+/**
+ * Describes the message onceward.v1.ListEventsResponse.
+ * Use `create(ListEventsResponseSchema)` to create a new message.
+ */
+export const ListEventsResponseSchema = /*@__PURE__*/ messageDesc(file_onceward_v1_onceward, 27);
+/**
+ * Describes the message onceward.v1.Event.
+ * Use `create(EventSchema)` to create a new message.
+ */
+export const EventSchema = /*@__PURE__*/ messageDesc(file_onceward_v1_onceward, 28);
+/**
  * What a Claim decided.
  *
  * @generated from enum onceward.v1.Outcome
@@ -144,6 +189,14 @@ export var Outcome;
      * @generated from enum value: OUTCOME_FINGERPRINT_MISMATCH = 4;
      */
     Outcome[Outcome["FINGERPRINT_MISMATCH"] = 4] = "FINGERPRINT_MISMATCH";
+    /**
+     * @generated from enum value: OUTCOME_BLOCKED = 5;
+     */
+    Outcome[Outcome["BLOCKED"] = 5] = "BLOCKED";
+    /**
+     * @generated from enum value: OUTCOME_OVER_BUDGET = 6;
+     */
+    Outcome[Outcome["OVER_BUDGET"] = 6] = "OVER_BUDGET";
 })(Outcome || (Outcome = {}));
 /**
  * Describes the enum onceward.v1.Outcome.
@@ -209,6 +262,48 @@ export var RecordState;
  * Describes the enum onceward.v1.RecordState.
  */
 export const RecordStateSchema = /*@__PURE__*/ enumDesc(file_onceward_v1_onceward, 2);
+/**
+ * @generated from enum onceward.v1.EventKind
+ */
+export var EventKind;
+(function (EventKind) {
+    /**
+     * @generated from enum value: EVENT_KIND_UNSPECIFIED = 0;
+     */
+    EventKind[EventKind["UNSPECIFIED"] = 0] = "UNSPECIFIED";
+    /**
+     * @generated from enum value: EVENT_KIND_DUPLICATE = 1;
+     */
+    EventKind[EventKind["DUPLICATE"] = 1] = "DUPLICATE";
+    /**
+     * @generated from enum value: EVENT_KIND_FINGERPRINT_MISMATCH = 2;
+     */
+    EventKind[EventKind["FINGERPRINT_MISMATCH"] = 2] = "FINGERPRINT_MISMATCH";
+    /**
+     * @generated from enum value: EVENT_KIND_BLOCKED = 3;
+     */
+    EventKind[EventKind["BLOCKED"] = 3] = "BLOCKED";
+    /**
+     * @generated from enum value: EVENT_KIND_OVER_BUDGET = 4;
+     */
+    EventKind[EventKind["OVER_BUDGET"] = 4] = "OVER_BUDGET";
+    /**
+     * @generated from enum value: EVENT_KIND_TAKEOVER = 5;
+     */
+    EventKind[EventKind["TAKEOVER"] = 5] = "TAKEOVER";
+    /**
+     * @generated from enum value: EVENT_KIND_RELEASE = 6;
+     */
+    EventKind[EventKind["RELEASE"] = 6] = "RELEASE";
+    /**
+     * @generated from enum value: EVENT_KIND_FORGET = 7;
+     */
+    EventKind[EventKind["FORGET"] = 7] = "FORGET";
+})(EventKind || (EventKind = {}));
+/**
+ * Describes the enum onceward.v1.EventKind.
+ */
+export const EventKindSchema = /*@__PURE__*/ enumDesc(file_onceward_v1_onceward, 3);
 /**
  * The idempotency service. Every RPC is keyed by (namespace, key).
  *
