@@ -90,6 +90,7 @@ BEGIN
     now_micros := (extract(epoch FROM db_now) * 1000000)::bigint;
     FOR i IN 1 .. coalesce(array_length(p_keys, 1), 0) LOOP
         item := i;
+        verdict := 0;
         token := NULL;
         stored_fingerprint := NULL;
         lease_ends := NULL;
@@ -139,12 +140,11 @@ BEGIN
             CONTINUE;
         END IF;
 
-        IF has_policy AND pol.killswitch THEN
-            verdict := 3;
-            detail := pol.killswitch_reason;
-            RETURN NEXT;
-            CONTINUE;
-        END IF;
+        -- A new key: inserted first, so that a concurrent claim of the same key that
+        -- has not committed yet is waited for and answered as the duplicate it is
+        -- (verdict 2), never refused by the killswitch or the budget. If the policy
+        -- refuses this claim, the row goes again in the same transaction: nobody
+        -- ever sees it.
         debit := has_policy AND pol.has_budget AND p_subjects[i] <> '';
         IF debit THEN
             start_micros := (now_micros / pol.window_micros) * pol.window_micros;
@@ -153,30 +153,7 @@ BEGIN
                 + (start_micros % 1000000) * interval '1 microsecond';
             w_end := w_start + (pol.window_micros / 1000000) * interval '1 second'
                 + (pol.window_micros % 1000000) * interval '1 microsecond';
-            INSERT INTO onceward_spend (namespace, subject, window_start, window_end, cost, claims)
-            VALUES (p_namespaces[i], p_subjects[i], w_start, w_end, 0, 0)
-            ON CONFLICT DO NOTHING;
-            SELECT s.cost, s.claims INTO spent_cost, spent_claims
-            FROM onceward_spend s
-            WHERE s.namespace = p_namespaces[i] AND s.subject = p_subjects[i]
-              AND s.window_start = w_start
-            FOR UPDATE;
-            IF pol.max_cost > 0 AND spent_cost::numeric + p_costs[i] > pol.max_cost THEN
-                verdict := 4;
-                detail := 'max_cost';
-                window_ends := w_end;
-                RETURN NEXT;
-                CONTINUE;
-            END IF;
-            IF pol.max_claims > 0 AND spent_claims + 1 > pol.max_claims THEN
-                verdict := 5;
-                detail := 'max_claims';
-                window_ends := w_end;
-                RETURN NEXT;
-                CONTINUE;
-            END IF;
         END IF;
-
         INSERT INTO onceward_records AS r
             (namespace, key, state, fingerprint, fencing_token, created_at, lease_expires_at,
              expires_at, claimant, subject, cost, debit_window)
@@ -195,7 +172,43 @@ BEGIN
             RETURN NEXT;
             CONTINUE;
         END IF;
+        IF has_policy AND pol.killswitch THEN
+            DELETE FROM onceward_records r
+            WHERE r.namespace = p_namespaces[i] AND r.key = p_keys[i];
+            token := NULL;
+            stored_fingerprint := NULL;
+            lease_ends := NULL;
+            verdict := 3;
+            detail := pol.killswitch_reason;
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
         IF debit THEN
+            INSERT INTO onceward_spend (namespace, subject, window_start, window_end, cost, claims)
+            VALUES (p_namespaces[i], p_subjects[i], w_start, w_end, 0, 0)
+            ON CONFLICT DO NOTHING;
+            SELECT s.cost, s.claims INTO spent_cost, spent_claims
+            FROM onceward_spend s
+            WHERE s.namespace = p_namespaces[i] AND s.subject = p_subjects[i]
+              AND s.window_start = w_start
+            FOR UPDATE;
+            IF pol.max_cost > 0 AND spent_cost::numeric + p_costs[i] > pol.max_cost THEN
+                detail := 'max_cost';
+                verdict := 4;
+            ELSIF pol.max_claims > 0 AND spent_claims + 1 > pol.max_claims THEN
+                detail := 'max_claims';
+                verdict := 5;
+            END IF;
+            IF verdict IN (4, 5) THEN
+                DELETE FROM onceward_records r
+                WHERE r.namespace = p_namespaces[i] AND r.key = p_keys[i];
+                token := NULL;
+                stored_fingerprint := NULL;
+                lease_ends := NULL;
+                window_ends := w_end;
+                RETURN NEXT;
+                CONTINUE;
+            END IF;
             UPDATE onceward_spend s
             SET cost = LEAST(s.cost::numeric + p_costs[i], 9223372036854775807)::bigint,
                 claims = s.claims + 1

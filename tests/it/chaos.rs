@@ -12,15 +12,20 @@
 //! operation's plan and the fault schedule, so a failure can be replayed (the exact
 //! interleaving depends on timing). Sidecar logs go to `$CARGO_TARGET_TMPDIR`.
 //!
+//! The namespace has a spend guard: every operation spends its customer's budget, and
+//! each budget is exactly what its customer's operations cost, so any second debit of
+//! one operation would refuse another (OVER_BUDGET fails it) and show in the spend.
+//!
 //! Layout: `fleet` (the sidecar processes and the scrape gate), `vendor` (the fake
 //! payment vendor), `plan` (each operation and what goes wrong in it), `worker` (the
 //! honest clients), `report` (what the workers saw), `faults` (the schedule and the
-//! evidence).
+//! evidence), `spend_guard` (the budgets and their check).
 
 mod faults;
 mod fleet;
 mod plan;
 mod report;
+mod spend_guard;
 mod vendor;
 mod worker;
 
@@ -114,6 +119,8 @@ async fn a_thousand_operations_take_effect_exactly_once_through_every_fault() {
     let ops: Vec<Arc<Op>> = (0..OPERATIONS)
         .map(|i| Arc::new(Op::new(seed, i)))
         .collect();
+    let budgets = spend_guard::Budgets::of(&ops);
+    budgets.set(&fleet[0]).await;
     let failures: Vec<u32> = ops.iter().map(|op| op.plan.vendor_failures).collect();
     let ctx = Arc::new(Ctx {
         fleet,
@@ -195,6 +202,7 @@ async fn a_thousand_operations_take_effect_exactly_once_through_every_fault() {
     let tally = std::mem::take(&mut *ctx.tally.lock().unwrap());
 
     check_effects(&reports, &calls, &ledger, &mut problems);
+    budgets.check(&mut audit, NAMESPACE, &mut problems).await;
     check_claim_metrics(&tally, &metrics, &mut problems);
     check_faults(
         &schedule,

@@ -58,7 +58,20 @@ pub struct Op {
     pub(super) seed: u64,
 }
 
+/// The customers whose budgets the operations spend (the namespace has a budget).
+pub const SUBJECTS: usize = 40;
+
 impl Op {
+    /// Whose spend this operation is.
+    pub fn subject(&self) -> String {
+        format!("customer-{}", self.index % SUBJECTS)
+    }
+
+    /// What it costs, in the namespace's budget units.
+    pub fn cost(&self) -> u64 {
+        1 + (self.index % 7) as u64
+    }
+
     /// Operation `index` of a run seeded with `seed`.
     pub fn new(seed: u64, index: usize) -> Self {
         Self {

@@ -128,6 +128,8 @@ async fn worker(
         let request = ClaimRequest {
             claimant: claimant.clone(),
             attempt: attempt + 1,
+            subject: op.subject(),
+            cost: op.cost(),
             ..claim_request(
                 &ctx.namespace,
                 &op.key,
@@ -213,7 +215,12 @@ async fn worker(
                     response: String::from_utf8_lossy(&reply.response).into_owned(),
                 };
             }
-            other => return WorkerEnd::Failed(format!("{caller}: unexpected {other:?}")),
+            other => {
+                return WorkerEnd::Failed(format!(
+                    "{caller}: unexpected {other:?} {}",
+                    reply.reason
+                ));
+            }
         }
     }
     WorkerEnd::Failed(format!(
