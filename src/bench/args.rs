@@ -249,6 +249,11 @@ pub enum Workload {
     /// sends it. Measured in the same rounds as gRPC `duplicate`, so the report compares
     /// the two.
     Connect,
+    /// `new` in a namespace with a budget (the spend guard): each Claim names one of
+    /// 1000 subjects and costs 1, debited in the claim's ledger transaction; the limits
+    /// are never reached. Measured in the same rounds as `new` (no policy) and
+    /// `duplicate` with the gRPC floor, so the report compares the three.
+    Budget,
 }
 
 impl Workload {
@@ -260,6 +265,7 @@ impl Workload {
             Workload::Mixed => "mixed",
             Workload::Batch => "batch",
             Workload::Connect => "connect",
+            Workload::Budget => "budget",
         }
     }
 }

@@ -16,6 +16,7 @@
 
 pub mod args;
 mod baselines;
+mod budget;
 mod connect;
 mod driver;
 mod plot;
@@ -159,6 +160,18 @@ impl<'a> Bench<'a> {
                 vec![Target::Onceward],
                 vec![Workload::Duplicate, Workload::Connect],
             )
+        } else if args.workload == Workload::Budget {
+            anyhow::ensure!(
+                args.target == Target::Onceward,
+                "--workload budget measures the sidecar's spend guard: use --target onceward"
+            );
+            budget::set(&args.addr).await?;
+            // New keys without a policy, and duplicates with the floor, in the same
+            // rounds: the two ratios the workload is for.
+            (
+                vec![Target::Onceward, Target::GrpcFloor],
+                vec![Workload::New, Workload::Budget, Workload::Duplicate],
+            )
         } else if args.workload == Workload::Batch {
             anyhow::ensure!(
                 args.target == Target::Onceward,
@@ -216,6 +229,7 @@ impl<'a> Bench<'a> {
             embedded_sidecar: None,
             batch_items: (args.workload == Workload::Batch).then_some(args.batch_items),
             connect_compared: args.workload == Workload::Connect,
+            budget_compared: args.workload == Workload::Budget,
         };
         report.compute_ratios();
         Ok(report)

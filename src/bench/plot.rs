@@ -186,6 +186,7 @@ fn style(target: Target, workload: Workload) -> (&'static str, &'static str) {
         (_, Workload::Mixed) => "2,2,8,2",
         (_, Workload::Batch) => "12,3,2,3",
         (_, Workload::Connect) => "4,2",
+        (_, Workload::Budget) => "6,2,2,2",
     };
     (colour, dash)
 }

@@ -22,6 +22,8 @@ pub const EMBEDDED_NEW_VS_ONCEWARD_BAR: f64 = 1.0;
 pub const BATCH_VS_NEW_BAR: f64 = 4.0;
 /// Duplicate throughput, Connect JSON ÷ gRPC, at the same concurrency.
 pub const CONNECT_VS_GRPC_BAR: f64 = 0.5;
+/// New-key claims under a budget ÷ without a policy, at the same level.
+pub const BUDGET_VS_NEW_BAR: f64 = 0.8;
 
 /// One measured run.
 #[derive(Debug, Clone, Serialize)]
@@ -205,6 +207,8 @@ pub struct Report {
     pub batch_items: Option<u32>,
     /// Whether Connect duplicates were measured against gRPC's (--workload connect).
     pub connect_compared: bool,
+    /// Whether the budget workload ran next to `new` (no policy).
+    pub budget_compared: bool,
 }
 
 /// Two targets' best closed-loop throughput for one workload, whatever the level.
@@ -373,6 +377,7 @@ impl Report {
         self.embedded_ratios_text(&mut out);
         self.batch_text(&mut out);
         self.connect_text(&mut out);
+        self.budget_text(&mut out);
         if let Some(peak) = &self.peak_new_vs_direct_postgres {
             let _ = writeln!(
                 out,

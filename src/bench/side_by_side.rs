@@ -4,7 +4,9 @@
 use std::fmt::Write as _;
 
 use super::args::{Target, Workload};
-use super::report::{BATCH_VS_NEW_BAR, CONNECT_VS_GRPC_BAR, Report, against_bar, table};
+use super::report::{
+    BATCH_VS_NEW_BAR, BUDGET_VS_NEW_BAR, CONNECT_VS_GRPC_BAR, Report, against_bar, table,
+};
 
 /// One side-by-side table: `measured` against `baseline`, level by level.
 struct Comparison {
@@ -37,6 +39,28 @@ impl Report {
                     "Connect ÷ gRPC (bar ≥ 0.5)",
                 ],
                 bar: CONNECT_VS_GRPC_BAR,
+            },
+        );
+    }
+
+    /// New-key pairs/s under a budget against pairs/s in a namespace without a policy.
+    pub(super) fn budget_text(&self, out: &mut String) {
+        if !self.budget_compared {
+            return;
+        }
+        self.side_by_side(
+            out,
+            &Comparison {
+                title: "new keys under a budget (the spend guard) and without a policy".to_owned(),
+                measured: Workload::Budget,
+                baseline: Workload::New,
+                units: 1.0,
+                heads: [
+                    "new pairs/s, no policy",
+                    "new pairs/s, budget",
+                    "budget ÷ no policy (bar ≥ 0.8)",
+                ],
+                bar: BUDGET_VS_NEW_BAR,
             },
         );
     }

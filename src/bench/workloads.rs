@@ -20,6 +20,10 @@ use crate::proto::{
 
 /// The namespace every bench key lives in.
 pub const NAMESPACE: &str = "bench";
+/// The namespace of the budget workload, which has a budget.
+pub const BUDGET_NAMESPACE: &str = "bench-budget";
+/// The subjects the budget workload's claims spend for.
+const BUDGET_SUBJECTS: u64 = 1000;
 /// A fingerprint the size of a SHA-256, the same for every operation so duplicates
 /// match it.
 pub const FINGERPRINT: &[u8; 32] = b"onceward-bench-fingerprint-32-by";
@@ -56,7 +60,7 @@ impl KeyPlan {
     /// The key of operation `seq`.
     pub fn key(&self, seq: u64) -> Key {
         let duplicate = match self.workload {
-            Workload::New | Workload::Batch => false,
+            Workload::New | Workload::Batch | Workload::Budget => false,
             Workload::Duplicate | Workload::Connect => true,
             Workload::Mixed => unit_interval(seq) < self.duplicate_ratio,
         };
@@ -143,15 +147,26 @@ impl OncewardWorker {
     }
 
     async fn claim(&mut self, key: String) -> Result<crate::proto::ClaimResponse, String> {
+        self.claim_spending(NAMESPACE, key, String::new()).await
+    }
+
+    async fn claim_spending(
+        &mut self,
+        namespace: &str,
+        key: String,
+        subject: String,
+    ) -> Result<crate::proto::ClaimResponse, String> {
+        let cost = u64::from(!subject.is_empty());
         self.client
             .claim(ClaimRequest {
-                namespace: NAMESPACE.to_owned(),
+                namespace: namespace.to_owned(),
                 key,
                 fingerprint: FINGERPRINT.to_vec(),
                 lease: None,
                 claimant: rand::random::<[u8; 16]>().to_vec(),
                 attempt: 1,
-                ..ClaimRequest::default()
+                subject,
+                cost,
             })
             .await
             .map(tonic::Response::into_inner)
@@ -159,11 +174,21 @@ impl OncewardWorker {
     }
 
     async fn claim_and_complete(&mut self, key: String) -> Result<(), String> {
-        let claimed = self.claim(key.clone()).await?;
+        self.spend_and_complete(NAMESPACE, key, String::new()).await
+    }
+
+    /// Claims `key` in `namespace` for `subject` (none: empty), then completes it.
+    async fn spend_and_complete(
+        &mut self,
+        namespace: &str,
+        key: String,
+        subject: String,
+    ) -> Result<(), String> {
+        let claimed = self.claim_spending(namespace, key.clone(), subject).await?;
         expect_outcome(claimed.outcome, Outcome::Acquired)?;
         self.client
             .complete(CompleteRequest {
-                namespace: NAMESPACE.to_owned(),
+                namespace: namespace.to_owned(),
                 key,
                 fencing_token: claimed.fencing_token,
                 response: self.plan.response.to_vec(),
@@ -236,6 +261,15 @@ impl Worker for OncewardWorker {
         }
         if self.plan.workload == Workload::Batch {
             return self.batch(seq).await;
+        }
+        if self.plan.workload == Workload::Budget {
+            let Key::Fresh(key) = self.plan.key(seq) else {
+                return Err("the budget workload claims fresh keys only".to_owned());
+            };
+            let subject = format!("bench-subject-{}", spread(seq) % BUDGET_SUBJECTS);
+            return self
+                .spend_and_complete(BUDGET_NAMESPACE, key, subject)
+                .await;
         }
         match self.plan.key(seq) {
             Key::Fresh(key) => self.claim_and_complete(key).await,
