@@ -22,15 +22,16 @@ pub async fn set(addr: &str) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot reach the sidecar at {addr} to set the bench budget"))?;
     let token = std::env::var("ONCEWARD_AUTH_TOKEN").ok();
-    let mut admin = AdminClient::with_interceptor(channel, move |mut request: tonic::Request<()>| {
-        if let Some(token) = &token {
-            let value = format!("Bearer {token}")
-                .parse()
-                .map_err(|_| tonic::Status::invalid_argument("ONCEWARD_AUTH_TOKEN is not ASCII"))?;
-            request.metadata_mut().insert("authorization", value);
-        }
-        Ok(request)
-    });
+    let mut admin =
+        AdminClient::with_interceptor(channel, move |mut request: tonic::Request<()>| {
+            if let Some(token) = &token {
+                let value = format!("Bearer {token}").parse().map_err(|_| {
+                    tonic::Status::invalid_argument("ONCEWARD_AUTH_TOKEN is not ASCII")
+                })?;
+                request.metadata_mut().insert("authorization", value);
+            }
+            Ok(request)
+        });
     let policy = Policy {
         budget: Some(Budget {
             max_cost: i64::MAX as u64,

@@ -12,6 +12,7 @@ mod auth;
 mod claim;
 mod exit_codes;
 mod health;
+mod policy;
 mod script;
 mod tls;
 mod token;
