@@ -37,6 +37,9 @@ struct State {
     policies: HashMap<Namespace, Policy>,
     /// When the policies were last read in full; `None`: never.
     read_at: Option<Instant>,
+    /// When a policy was last set through this sidecar: a read that began before it
+    /// is older than what the book holds, and is not taken in.
+    set_at: Option<Instant>,
 }
 
 impl PolicyBook {
@@ -58,6 +61,7 @@ impl PolicyBook {
     /// Takes in `namespace`'s new policy at once (set through this sidecar).
     pub fn set(&self, namespace: &Namespace, policy: &Policy) {
         let mut state = self.write();
+        state.set_at = Some(Instant::now());
         if policy.is_empty() {
             state.policies.remove(namespace);
         } else {
@@ -71,20 +75,28 @@ impl PolicyBook {
     pub async fn refresh(&self, ledger: &dyn Ledger) {
         let asked_at = Instant::now();
         match ledger.policies().await {
-            Ok(policies) => {
-                let mut state = self.write();
-                for (namespace, _) in &policies {
-                    if !state.policies.contains_key(namespace) {
-                        crate::metrics::policy_set(namespace);
-                    }
-                }
-                state.policies = policies.into_iter().collect();
-                state.read_at = Some(asked_at);
-            }
+            Ok(policies) => self.take_in(policies, asked_at),
             Err(error) => {
                 tracing::debug!(error = %crate::errors::chain(&error), "cannot read the policies");
             }
         }
+    }
+
+    /// Takes in the policies a read that began at `asked_at` returned, unless a policy
+    /// was set through this sidecar since: then the book already holds newer, and the
+    /// next read brings the rest.
+    fn take_in(&self, policies: Vec<(Namespace, Policy)>, asked_at: Instant) {
+        let mut state = self.write();
+        if state.set_at.is_some_and(|set_at| set_at >= asked_at) {
+            return;
+        }
+        for (namespace, _) in &policies {
+            if !state.policies.contains_key(namespace) {
+                crate::metrics::policy_set(namespace);
+            }
+        }
+        state.policies = policies.into_iter().collect();
+        state.read_at = Some(asked_at);
     }
 
     /// Re-reads the policies every [`REFRESH_EVERY`] until the task is aborted.
@@ -153,5 +165,25 @@ mod tests {
         book.set(&ns("sms"), &Policy::default());
         book.write().read_at = Some(Instant::now());
         assert!(!book.guarded(&ns("sms")), "an empty policy is no policy");
+    }
+
+    #[test]
+    fn a_read_that_began_before_a_set_does_not_undo_it() {
+        let book = PolicyBook::default();
+        let asked_at = Instant::now();
+        book.set(
+            &ns("sms"),
+            &Policy {
+                killswitch: true,
+                ..Policy::default()
+            },
+        );
+        book.take_in(Vec::new(), asked_at);
+        assert!(book.read().policies.contains_key(&ns("sms")), "kept");
+        book.take_in(Vec::new(), Instant::now());
+        assert!(
+            !book.read().policies.contains_key(&ns("sms")),
+            "a later read wins"
+        );
     }
 }

@@ -14,11 +14,13 @@
 //! rolls everything back, and every caller is told UNAVAILABLE: nothing is `Acquired`
 //! without a commit.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
 
+use super::bulk;
 use super::spend::{self, Debit};
 use super::sql::{
     COMPLETE, COMPLETED_BY_TOKEN, INSERT_CLAIM, MARK_REENTERED, RECORD_EXISTS, RELEASE_UNHELD,
@@ -127,7 +129,7 @@ impl From<sqlx::Error> for Failure {
 
 /// A transaction that did not commit: nothing of it was written, so every caller in
 /// it may retry.
-fn transaction_failed(error: sqlx::Error) -> LedgerError {
+pub(super) fn transaction_failed(error: sqlx::Error) -> LedgerError {
     LedgerError::Unavailable(Box::new(error))
 }
 
@@ -138,13 +140,26 @@ pub(super) async fn write_batch(pool: &SqlitePool, batch: &mut [Write]) -> Batch
         .begin_with("BEGIN IMMEDIATE")
         .await
         .map_err(transaction_failed)?;
+    let alone = alone_in_batch(batch);
     let claims = batch
         .iter()
         .filter(|write| matches!(write, Write::Claim(_)))
         .count();
-    let mut tokens = TokenRange::reserve(&mut tx, claims).await?;
-    let mut results = Vec::with_capacity(batch.len());
-    for write in batch.iter_mut() {
+    // A claim the bulk insert finds taken is decided again one by one, with a token
+    // of its own: two per such claim at most.
+    let bulk_claims = batch
+        .iter()
+        .zip(&alone)
+        .filter(|(write, alone)| **alone && matches!(write, Write::Claim(claim) if !claim.guarded))
+        .count();
+    let mut tokens = TokenRange::reserve(&mut tx, claims + bulk_claims).await?;
+    let mut results: Vec<Option<Result<Written, LedgerError>>> =
+        (0..batch.len()).map(|_| None).collect();
+    bulk_writes(&mut tx, batch, &alone, &mut tokens, &mut results).await?;
+    for (write, result) in batch.iter_mut().zip(results.iter_mut()) {
+        if result.is_some() {
+            continue;
+        }
         let written = match write {
             Write::Claim(claim) => claim_one(&mut tx, claim, &mut tokens)
                 .await
@@ -158,15 +173,100 @@ pub(super) async fn write_batch(pool: &SqlitePool, batch: &mut [Write]) -> Batch
                 .await
                 .map(Written::Complete),
         };
-        match written {
-            Ok(written) => results.push(Ok(written)),
-            Err(Failure::Item(error)) => results.push(Err(error)),
+        *result = match written {
+            Ok(written) => Some(Ok(written)),
+            Err(Failure::Item(error)) => Some(Err(error)),
             // Dropping the transaction rolls it back.
             Err(Failure::Transaction(error)) => return Err(error),
-        }
+        };
     }
     tx.commit().await.map_err(transaction_failed)?;
-    Ok(results)
+    Ok(results
+        .into_iter()
+        .map(|result| result.unwrap_or_else(|| Err(internal("a write went undecided"))))
+        .collect())
+}
+
+/// The items whose key no other item of the batch names: the order they run in
+/// cannot matter, so the bulk statements may take them.
+fn alone_in_batch(batch: &[Write]) -> Vec<bool> {
+    fn id(write: &Write) -> &RecordId {
+        match write {
+            Write::Claim(claim) => &claim.id,
+            Write::Complete { id, .. } => id,
+        }
+    }
+    let mut count: HashMap<&RecordId, usize> = HashMap::with_capacity(batch.len());
+    for write in batch {
+        *count.entry(id(write)).or_default() += 1;
+    }
+    batch.iter().map(|write| count[id(write)] == 1).collect()
+}
+
+/// Runs the bulk statements for the items `alone` names (claims outside any policy,
+/// and completions) and records what they decided; what they leave undecided goes one
+/// by one afterwards.
+async fn bulk_writes(
+    connection: &mut SqliteConnection,
+    batch: &mut [Write],
+    alone: &[bool],
+    tokens: &mut TokenRange,
+    results: &mut [Option<Result<Written, LedgerError>>],
+) -> Result<(), LedgerError> {
+    let now = clock_now();
+    let mut claims = Vec::new();
+    let mut completions = Vec::new();
+    for (index, write) in batch.iter_mut().enumerate() {
+        if !alone[index] {
+            continue;
+        }
+        match write {
+            Write::Claim(claim) if !claim.guarded => {
+                let token = tokens.peek()?;
+                tokens.used();
+                claims.push(bulk::BulkClaim {
+                    index,
+                    claim,
+                    token,
+                });
+            }
+            Write::Claim(_) => {}
+            Write::Complete {
+                id,
+                token,
+                response,
+                retention,
+            } => completions.push(bulk::BulkCompletion {
+                index,
+                id,
+                token: *token,
+                response: std::mem::take(response),
+                retention: *retention,
+            }),
+        }
+    }
+    for (index, decision) in bulk::insert_claims(connection, &claims, now).await? {
+        results[index] = Some(Ok(Written::Claim(decision)));
+    }
+    let completed = bulk::complete(connection, &mut completions, now).await?;
+    let mut responses = Vec::new();
+    for completion in completions {
+        if !completed.contains_key(&completion.index) {
+            responses.push((completion.index, completion.response));
+        }
+    }
+    for (index, decision) in completed {
+        results[index] = Some(Ok(Written::Complete(decision)));
+    }
+    drop(claims);
+    // The completions that matched nothing are decided one by one: they need their
+    // response back.
+    for (index, response) in responses {
+        if let Write::Complete { response: slot, .. } = &mut batch[index] {
+            *slot = response;
+        }
+    }
+    Ok(())
 }
 
 /// The fencing tokens a batch may hand out, reserved with one statement in its

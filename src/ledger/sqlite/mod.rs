@@ -31,6 +31,7 @@
 //! - here: opening the file, the reads, the writes outside batches, the clock,
 //!   sorting errors, and how a SQLite row stores time and state;
 //! - `batch`: the group commit of claims and completions;
+//! - `bulk`: a batch's order-free writes in multi-row statements;
 //! - `spend`: policies, spend and the audit trail, and the spend guard's part of a
 //!   claim (read and debited in the claim's own write transaction);
 //! - `sql`: every statement;
@@ -39,6 +40,7 @@
 //!   `tests/it/ledger.rs`.
 
 mod batch;
+mod bulk;
 mod forget;
 mod spend;
 mod sql;
