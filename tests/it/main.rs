@@ -50,6 +50,7 @@ mod properties;
 mod python;
 mod raw;
 mod readme;
+mod relay;
 mod retention;
 mod retry_after;
 mod secured;
