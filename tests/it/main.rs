@@ -45,6 +45,7 @@ mod http_settings;
 mod hygiene;
 mod inbox;
 mod ledger;
+mod payment_path;
 mod php;
 mod properties;
 mod python;

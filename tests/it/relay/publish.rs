@@ -231,20 +231,6 @@ async fn max_rate_bounds_the_rate_the_broker_receives() {
     );
 }
 
-/// The most messages in any one-second window, and the seconds from first to last.
-pub fn busiest_second(times: &[i128]) -> (usize, f64) {
-    let mut busiest = 0;
-    let mut start = 0;
-    for end in 0..times.len() {
-        while times[end] - times[start] >= 1_000_000_000 {
-            start += 1;
-        }
-        busiest = busiest.max(end - start + 1);
-    }
-    let span = (times[times.len() - 1] - times[0]) as f64 / 1e9;
-    (busiest, span)
-}
-
 #[tokio::test]
 async fn metrics_show_the_backlog_its_lag_and_the_publishes_from_zero() {
     let db = outbox_database().await;
