@@ -222,9 +222,27 @@ async fn handle(
                 .map_or(1, |info| info.delivered.max(1) as u32),
         })
         .collect();
+    // When the broker stored each message, in seconds since the epoch.
+    let published: std::collections::HashMap<&str, f64> = batch
+        .iter()
+        .zip(&ids)
+        .filter_map(|(message, id)| {
+            let info = message.info().ok()?;
+            Some((
+                id.as_str(),
+                info.published.unix_timestamp_nanos() as f64 / 1e9,
+            ))
+        })
+        .collect();
     let verdicts = inbox
         .process(&messages, |message| {
-            apply(pool, message.id.to_owned(), message.payload.to_vec())
+            let published = published.get(message.id).copied();
+            apply(
+                pool,
+                message.id.to_owned(),
+                message.payload.to_vec(),
+                published,
+            )
         })
         .await
         .context("the sidecar did not answer")?;
@@ -251,7 +269,12 @@ async fn handle(
 }
 
 /// The effect: one ledger entry per charge message.
-async fn apply(pool: &PgPool, id: String, payload: Vec<u8>) -> Result<Vec<u8>, String> {
+async fn apply(
+    pool: &PgPool,
+    id: String,
+    payload: Vec<u8>,
+    published: Option<f64>,
+) -> Result<Vec<u8>, String> {
     #[derive(serde::Deserialize)]
     struct Charged {
         key: String,
@@ -263,12 +286,13 @@ async fn apply(pool: &PgPool, id: String, payload: Vec<u8>) -> Result<Vec<u8>, S
         return Err(format!("amount {} is not a charge", charged.amount_cents));
     }
     let written = sqlx::query(
-        "INSERT INTO ledger_entries (message_id, charge_key, amount_cents) VALUES ($1, $2, $3) \
-         ON CONFLICT (message_id) DO NOTHING",
+        "INSERT INTO ledger_entries (message_id, charge_key, amount_cents, published_at) \
+         VALUES ($1, $2, $3, to_timestamp($4)) ON CONFLICT (message_id) DO NOTHING",
     )
     .bind(&id)
     .bind(&charged.key)
     .bind(charged.amount_cents)
+    .bind(published)
     .execute(pool)
     .await
     .map_err(|error| format!("ledger write failed: {error}"))?

@@ -26,13 +26,15 @@ pub async fn setup(database_url: &str) -> anyhow::Result<()> {
            order_id text NOT NULL, \
            amount_cents bigint NOT NULL, \
            created_at timestamptz NOT NULL DEFAULT now())",
-        // The consumer's effect: one entry per message id. The UNIQUE is the last net
+        // The consumer's effect: one entry per message id, with when the broker stored
+        // the message (what the consumer was offered when) and when it was applied. The UNIQUE is the last net
         // under the inbox (a consumer killed after its effect, before its
         // CompleteBatch, gets the message again).
         "CREATE TABLE IF NOT EXISTS ledger_entries (\
            message_id text PRIMARY KEY, \
            charge_key text NOT NULL, \
            amount_cents bigint NOT NULL, \
+           published_at timestamptz, \
            applied_at timestamptz NOT NULL DEFAULT now())",
     ] {
         sqlx::query(statement).execute(&mut conn).await?;

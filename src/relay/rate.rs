@@ -2,17 +2,17 @@
 //! broker outage drains at a steady rate instead of as one burst into consumers that
 //! are only just back themselves.
 //!
-//! The bucket refills at `rate` tokens per second and holds at most a twentieth of a
-//! second's worth (at least one): short enough that no one-second window ever sees
-//! more than 5 % over the rate, long enough that the timer's millisecond granularity
-//! does not slow the relay below it (a late wake-up finds the tokens it missed).
+//! The bucket refills at `rate` tokens per second and holds at most a hundredth of a
+//! second's worth (at least one): small enough that no one-second window sees more
+//! than 1 % over the rate, large enough that the timer's millisecond granularity does
+//! not slow the relay below it (a wake-up up to 10 ms late finds the tokens it missed).
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 /// The fraction of a second's tokens the bucket can hold.
-const BURST_DIVISOR: u32 = 20;
+const BURST_DIVISOR: u32 = 100;
 
 /// A token bucket of publishes.
 #[derive(Debug)]
@@ -97,8 +97,8 @@ mod tests {
         while bucket.try_take(later).is_ok() {
             burst += 1;
         }
-        assert_eq!(burst, 50, "a twentieth of a second's worth");
-        assert_eq!(bucket.capacity(), 50);
+        assert_eq!(burst, 10, "a hundredth of a second's worth");
+        assert_eq!(bucket.capacity(), 10);
     }
 
     #[test]

@@ -87,21 +87,26 @@ async fn a_backlog_after_a_broker_outage_drains_at_max_rate_without_a_retry_stor
         "every charge reached the ledger"
     );
 
-    let times = applied_times(db).await;
-    let (busiest, span) = busiest_second(&times);
+    // What the consumer was offered: when the broker stored each message it received.
+    let (busiest, span) = busiest_second(&entry_times(db, "published_at").await);
+    // What it did with it: a pull consumer that fell behind (its own reconnect) catches
+    // up at its own pace, which may be faster.
+    let (busiest_applied, _) = busiest_second(&entry_times(db, "applied_at").await);
     let retries = client
         .counts
         .retries
         .load(std::sync::atomic::Ordering::Relaxed);
     println!(
-        "{BACKLOG_ROWS} rows drained in {:.1} s at --max-rate {MAX_RATE}: the consumer applied \
-         them over {span:.1} s, at most {busiest} in any second; client retries {retries} \
-         (budget allowed {:.0})",
+        "{BACKLOG_ROWS} rows drained in {:.1} s at --max-rate {MAX_RATE}: the consumer \
+         received them over {span:.1} s, at most {busiest} in any second (it applied at most \
+         {busiest_applied} in a second); client retries {retries} (budget allowed {:.0})",
         drained.as_secs_f64(),
         client.retry_allowance()
     );
+    // The bucket's burst is 1 % of the rate; the rest of the 5 % allows for the
+    // broker's own timestamps (it stores messages a few milliseconds apart unevenly).
     assert!(
-        busiest <= MAX_RATE + MAX_RATE / 20 + 1,
+        busiest <= MAX_RATE + MAX_RATE / 20,
         "{busiest} effects in one second at --max-rate {MAX_RATE}"
     );
     assert!(
@@ -128,12 +133,12 @@ async fn a_backlog_after_a_broker_outage_drains_at_max_rate_without_a_retry_stor
     );
 }
 
-/// When the consumer applied each entry, in nanoseconds, in order.
-async fn applied_times(db: &TestDatabase) -> Vec<i128> {
+/// A timestamp column of every ledger entry, in nanoseconds, in order.
+async fn entry_times(db: &TestDatabase, column: &str) -> Vec<i128> {
     let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
-    let seconds: Vec<f64> = sqlx::query_scalar(
-        "SELECT EXTRACT(EPOCH FROM applied_at)::float8 FROM ledger_entries ORDER BY applied_at",
-    )
+    let seconds: Vec<f64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT EXTRACT(EPOCH FROM {column})::float8 FROM ledger_entries ORDER BY {column}"
+    )))
     .fetch_all(&mut conn)
     .await
     .unwrap();

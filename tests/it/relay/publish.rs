@@ -221,12 +221,14 @@ async fn max_rate_bounds_the_rate_the_broker_receives() {
     assert_eq!(times.len(), ROWS);
     let (busiest, span) = busiest_second(&times);
     eprintln!("busiest second: {busiest} messages; {ROWS} took {span:.2} s at --max-rate {RATE}");
+    // The bucket's burst is 1 % of the rate; the rest of the 5 % allows for the
+    // broker's own timestamps (it stores messages a few milliseconds apart unevenly).
     assert!(
-        busiest <= RATE + RATE / 20 + 1,
+        busiest <= RATE + RATE / 20,
         "{busiest} messages in one second at --max-rate {RATE}"
     );
     assert!(
-        span >= (ROWS - RATE / 20) as f64 / RATE as f64 * 0.95,
+        span >= (ROWS - RATE / 100) as f64 / RATE as f64 * 0.95,
         "{span} s"
     );
 }
