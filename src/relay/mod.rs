@@ -77,13 +77,10 @@ pub struct RelayArgs {
     #[arg(long, env = "ONCEWARD_RELAY_ACK_TIMEOUT", default_value = "5s", value_parser = parse_positive_duration)]
     pub ack_timeout: Duration,
 
-    /// Prometheus listen address (text format on /metrics).
-    #[arg(
-        long,
-        env = "ONCEWARD_RELAY_METRICS_LISTEN",
-        default_value = "127.0.0.1:9465"
-    )]
-    pub metrics_listen: SocketAddr,
+    /// Prometheus listen address (text format on /metrics). Default 127.0.0.1:9465;
+    /// when that is taken (another relay on this host), a free port, logged at start.
+    #[arg(long, env = "ONCEWARD_RELAY_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 
     /// Create the outbox table (and its index) if missing, and exit.
     #[arg(long)]
@@ -102,6 +99,27 @@ fn parse_positive_duration(text: &str) -> Result<Duration, String> {
     match parse_duration(text)? {
         duration if duration.is_zero() => Err("must be more than zero".to_owned()),
         duration => Ok(duration),
+    }
+}
+
+/// The metrics port when `--metrics-listen` is not given.
+pub const DEFAULT_METRICS_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9465);
+
+/// Binds `--metrics-listen`; without it the default, or a free port when a relay
+/// already holds the default (relays are meant to run several at once).
+async fn bind_metrics(requested: Option<SocketAddr>) -> anyhow::Result<tokio::net::TcpListener> {
+    let addr = requested.unwrap_or(DEFAULT_METRICS_LISTEN);
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => Ok(listener),
+        Err(error) if requested.is_none() && error.kind() == std::io::ErrorKind::AddrInUse => {
+            let fallback = SocketAddr::new(addr.ip(), 0);
+            tracing::warn!(%addr, "the default metrics address is taken; using a free port");
+            Ok(tokio::net::TcpListener::bind(fallback).await?)
+        }
+        Err(error) => {
+            Err(error).with_context(|| format!("cannot listen on --metrics-listen {addr}"))
+        }
     }
 }
 
@@ -125,9 +143,7 @@ pub async fn run(
     let nats_url = args.nats_url.as_deref().context("--nats-url is required")?;
 
     let handle = metrics::install();
-    let metrics_listener = tokio::net::TcpListener::bind(args.metrics_listen)
-        .await
-        .with_context(|| format!("cannot listen on --metrics-listen {}", args.metrics_listen))?;
+    let metrics_listener = bind_metrics(args.metrics_listen).await?;
     let pool = PgPoolOptions::new()
         // One for the round's transaction, one to measure the backlog.
         .max_connections(2)
