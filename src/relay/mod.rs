@@ -53,7 +53,8 @@ pub struct RelayArgs {
     #[arg(long, env = "ONCEWARD_RELAY_TABLE", default_value = "onceward_outbox", value_parser = TableName::parse)]
     pub table: TableName,
 
-    /// Rows taken (and locked) per round.
+    /// Rows taken (and locked) per round; at most --max-rate, so that no round holds
+    /// its locks much longer than a second.
     #[arg(long, env = "ONCEWARD_RELAY_BATCH", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub batch: u32,
 
