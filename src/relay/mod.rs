@@ -160,9 +160,10 @@ pub async fn run(
         );
     }
     drop(conn);
+    let nats_shown = crate::app::redact(nats_url);
     let publisher = JetStream::connect(nats_url, args.ack_timeout)
         .await
-        .with_context(|| format!("cannot connect to --nats-url {nats_url}"))?;
+        .with_context(|| format!("cannot connect to --nats-url {nats_shown}"))?;
 
     let stop = CancellationToken::new();
     let metrics_addr = metrics_listener.local_addr()?;
@@ -184,7 +185,7 @@ pub async fn run(
         batch = args.batch,
         max_rate = args.max_rate,
         max_attempts = args.max_attempts,
-        "relaying the outbox to {nats_url}"
+        "relaying the outbox to {nats_shown}"
     );
     let settings = PumpSettings {
         table: args.table,

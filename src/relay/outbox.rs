@@ -67,26 +67,35 @@ impl fmt::Display for TableName {
 /// One row taken for publishing.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct OutboxRow {
+    /// The row's id: the message's `Nats-Msg-Id` and `Onceward-Outbox-Id`.
     pub id: i64,
+    /// The subject it is published on.
     pub topic: String,
+    /// The service's key for it (`Onceward-Message-Key`).
     pub message_key: String,
+    /// The message body.
     pub payload: Vec<u8>,
     /// The row's `headers` jsonb, as JSON text.
     pub headers: String,
+    /// When the service wrote it (the database's clock).
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// A row whose publish failed, and why.
 #[derive(Debug, Clone)]
 pub struct Failure {
+    /// The row.
     pub id: i64,
+    /// What the broker said, kept in `last_error`.
     pub error: String,
 }
 
 /// The unpublished, live rows: how many, and how old the oldest is.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Backlog {
+    /// Unpublished rows that are not dead.
     pub rows: i64,
+    /// The oldest one's age, in seconds (0 when there is none).
     pub lag_seconds: f64,
 }
 

@@ -34,20 +34,30 @@ use super::rate::TokenBucket;
 /// What the loop needs besides its publisher and its database.
 #[derive(Debug, Clone)]
 pub struct PumpSettings {
+    /// `--table`.
     pub table: TableName,
+    /// `--batch`: rows per round (at most `max_rate`).
     pub batch: u32,
+    /// `--max-rate`: publishes per second.
     pub max_rate: u32,
+    /// `--max-attempts`: refusals before a row is dead.
     pub max_attempts: u32,
+    /// `--poll-interval`: the wait when there is nothing to do.
     pub poll_interval: Duration,
 }
 
 /// What one round did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Round {
+    /// Rows taken and locked.
     pub taken: usize,
+    /// Rows the broker acknowledged, now marked.
     pub published: usize,
+    /// Rows the broker refused (an attempt each).
     pub refused: usize,
+    /// Publishes the broker did not answer (no attempt counted).
     pub unavailable: usize,
+    /// Rows that reached `--max-attempts` in this round.
     pub died: u64,
 }
 
@@ -60,6 +70,7 @@ pub struct Pump {
 }
 
 impl Pump {
+    /// A loop over `settings.table` in `pool`, publishing through `publisher`.
     pub fn new(pool: PgPool, publisher: Arc<dyn Publisher>, settings: PumpSettings) -> Self {
         let bucket = TokenBucket::new(settings.max_rate, tokio::time::Instant::now());
         Self {

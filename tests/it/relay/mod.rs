@@ -19,13 +19,11 @@ use tokio::process::{Child, Command};
 
 use crate::harness::*;
 
-/// The relay's metrics, by name.
-pub const BACKLOG: &str = "onceward_outbox_backlog_rows";
-pub const LAG: &str = "onceward_outbox_lag_seconds";
-pub const PUBLISHED: &str = "onceward_relay_published_total";
-pub const ERRORS: &str = "onceward_relay_publish_errors_total";
-pub const DEAD: &str = "onceward_relay_dead_total";
-pub const DUPLICATES: &str = "onceward_relay_broker_duplicates_total";
+/// The relay's metrics, by the names it defines them under.
+pub use onceward::relay::metrics::{
+    BACKLOG_ROWS as BACKLOG, BROKER_DUPLICATES as DUPLICATES, DEAD, LAG_SECONDS as LAG,
+    PUBLISH_ERRORS as ERRORS, PUBLISHED,
+};
 
 /// A fresh database with the outbox table, made by `onceward relay --migrate`.
 pub async fn outbox_database() -> TestDatabase {
