@@ -65,10 +65,10 @@ enum Command {
     },
 }
 
-/// The address a service's `/metrics` listens on, and how long to wait for a sidecar.
+/// How long a service waits for a sidecar that is still starting.
 pub const SIDECAR_WAIT: Duration = Duration::from_secs(30);
 
-/// A metrics address flag's default, per service.
+/// A service's default `--metrics-listen`: loopback, on its own port.
 pub fn metrics_addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
