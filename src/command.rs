@@ -8,6 +8,7 @@ use crate::bench::BenchArgs;
 use crate::cli::ClientCommand;
 use crate::config::{GcArgs, ServeArgs, StorageArgs};
 use crate::drill::DrillArgs;
+use crate::relay::RelayArgs;
 use crate::telemetry::LogFormat;
 
 /// onceward: make paid or irreversible side effects happen at most once.
@@ -48,6 +49,10 @@ pub enum Command {
     /// Game days against a running deployment: `drill key-loss` makes Redis lose the
     /// drill's own keys and shows no duplicate gets through (exit 0 only then).
     Drill(DrillArgs),
+    /// The outbox relay: publish the rows a service writes to its outbox table (in the
+    /// transaction of its business write) to NATS JetStream, at least once and in
+    /// order; `--migrate` creates the table.
+    Relay(Box<RelayArgs>),
 }
 
 impl Command {

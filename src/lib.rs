@@ -19,6 +19,7 @@
 //! - [`metrics`]: every metric's name and help text.
 //! - [`bench`]: `onceward bench`, the load generator and its baselines.
 //! - [`drill`]: `onceward drill key-loss`, a game day against a real deployment.
+//! - [`relay`]: `onceward relay`, the outbox relay to NATS JetStream.
 //! - [`proto`]: the generated `onceward.v1` service, over the client crate's messages
 //!   and wire helpers (durations, timestamps, status-code labels).
 //! - [`errors`]: the cause-chain formatter, and which error type to use where.
@@ -44,6 +45,7 @@ pub mod grpc;
 pub mod ledger;
 pub mod metrics;
 pub mod proto;
+pub mod relay;
 pub mod retention;
 pub mod shutdown;
 pub mod telemetry;

@@ -65,5 +65,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Client(command) => std::process::exit(onceward::cli::run(command).await),
         Command::Drill(args) => std::process::exit(onceward::drill::run(args).await?),
+        Command::Relay(args) => onceward::relay::run(*args, onceward::shutdown::signal()).await,
     }
 }

@@ -333,7 +333,11 @@ fn edge_limits(
 
 /// A deliberately tiny HTTP/1 responder for `GET /metrics`: Prometheus scrapes are
 /// one request per connection, and this keeps a web framework out of the sidecar.
-async fn serve_metrics(listener: TcpListener, handle: PrometheusHandle, stop: CancellationToken) {
+pub(crate) async fn serve_metrics(
+    listener: TcpListener,
+    handle: PrometheusHandle,
+    stop: CancellationToken,
+) {
     let upkeep = {
         let handle = handle.clone();
         let stop = stop.clone();
