@@ -2,11 +2,14 @@
 //! the ledger in batches off the hot path.
 //!
 //! A claim hands its event to a bounded queue and moves on. One task takes whatever
-//! queued, folds duplicates into one event per key per minute with their count, and
-//! writes the batch in one ledger call; whatever queues meanwhile is the next batch.
-//! When the queue is full — the writer has fallen behind, or the ledger is down —
-//! events are dropped and counted in `onceward_audit_dropped_total`: claims are
-//! never slowed by the trail.
+//! queued and writes it in one ledger call; whatever queues meanwhile is the next
+//! batch. Rejections, takeovers, releases and forgets are written with the next batch.
+//! Duplicates — the hot path's answers, tens of thousands a second — are counted in
+//! memory per key per minute and written once a second ([`DUPLICATES_EVERY`]), so a
+//! key replayed a thousand times in that second costs the ledger one row update, not
+//! a thousand. When the queue is full — the writer has fallen behind, or the ledger is
+//! down — events are dropped and counted in `onceward_audit_dropped_total`: claims
+//! are never slowed by the trail.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,6 +25,10 @@ use crate::ledger::{AuditEvent, EventKind, Ledger};
 const QUEUE: usize = 16 * 1024;
 /// Events the writer takes into one batch at most.
 const BATCH: usize = 2048;
+/// How often counted duplicates are written.
+pub const DUPLICATES_EVERY: Duration = Duration::from_secs(1);
+/// Counted duplicates (distinct keys) that are written at once rather than wait.
+const MAX_COUNTED: usize = 50_000;
 
 /// Where the engine hands its events.
 #[derive(Debug, Clone)]
@@ -55,50 +62,86 @@ impl Audit {
     }
 }
 
-/// The writer: batches of whatever queued, duplicates folded, one ledger call each.
+/// The writer: rejections and the like as they queue, duplicates counted and written
+/// once a second, until every handle is dropped (then what it holds is written).
 async fn write(
     mut events: mpsc::Receiver<AuditEvent>,
     ledger: Arc<dyn Ledger>,
     retention: Duration,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
-    while events.recv_many(&mut batch, BATCH).await > 0 {
-        let folded = fold_duplicates(std::mem::take(&mut batch));
-        if let Err(error) = ledger.record_events(&folded, retention).await {
-            let lost: u64 = folded.iter().map(|event| event.count).sum();
-            crate::metrics::audit_dropped(lost);
-            tracing::warn!(
-                error = %crate::errors::chain(&error), lost,
-                "could not write audit events; dropped them"
-            );
+    let mut counted = Duplicates::default();
+    let mut flushed_at = tokio::time::Instant::now();
+    loop {
+        let next_flush = flushed_at + DUPLICATES_EVERY;
+        let open = tokio::select! {
+            received = events.recv_many(&mut batch, BATCH) => received > 0,
+            _ = tokio::time::sleep_until(next_flush), if counted.len() > 0 => true,
+        };
+        let mut due = Vec::new();
+        for event in batch.drain(..) {
+            match event.kind {
+                EventKind::Duplicate => counted.add(event),
+                _ => due.push(event),
+            }
+        }
+        let now = tokio::time::Instant::now();
+        if !open || counted.len() >= MAX_COUNTED || now >= next_flush {
+            due.extend(counted.take());
+            flushed_at = now;
+        }
+        if !due.is_empty() {
+            store(ledger.as_ref(), &due, retention).await;
+        }
+        if !open {
+            return;
         }
     }
 }
 
-/// One event per key per minute for duplicates, counting them; every other event as
-/// it came.
-fn fold_duplicates(batch: Vec<AuditEvent>) -> Vec<AuditEvent> {
-    let mut folded: Vec<AuditEvent> = Vec::with_capacity(batch.len());
-    let mut minutes: HashMap<(String, String, DateTime<Utc>), usize> = HashMap::new();
-    for event in batch {
-        if event.kind != EventKind::Duplicate {
-            folded.push(event);
-            continue;
-        }
+/// Writes `events`; if the ledger refuses them, they are dropped and counted.
+async fn store(ledger: &dyn Ledger, events: &[AuditEvent], retention: Duration) {
+    if let Err(error) = ledger.record_events(events, retention).await {
+        let lost: u64 = events.iter().map(|event| event.count).sum();
+        crate::metrics::audit_dropped(lost);
+        tracing::warn!(
+            error = %crate::errors::chain(&error), lost,
+            "could not write audit events; dropped them"
+        );
+    }
+}
+
+/// Duplicates counted per key per minute until they are written.
+#[derive(Default)]
+struct Duplicates {
+    by_minute: HashMap<(String, String, DateTime<Utc>), AuditEvent>,
+}
+
+impl Duplicates {
+    fn add(&mut self, event: AuditEvent) {
         let slot = (
             event.namespace.as_str().to_owned(),
             event.key.clone(),
             event.minute(),
         );
-        match minutes.get(&slot) {
-            Some(&index) => folded[index].count += event.count,
+        match self.by_minute.get_mut(&slot) {
+            Some(counted) => counted.count += event.count,
             None => {
-                minutes.insert(slot, folded.len());
-                folded.push(event);
+                self.by_minute.insert(slot, event);
             }
         }
     }
-    folded
+
+    fn len(&self) -> usize {
+        self.by_minute.len()
+    }
+
+    /// Everything counted so far, oldest first.
+    fn take(&mut self) -> Vec<AuditEvent> {
+        let mut events: Vec<AuditEvent> = self.by_minute.drain().map(|(_, e)| e).collect();
+        events.sort_by_key(|event| event.at);
+        events
+    }
 }
 
 #[cfg(test)]
@@ -119,28 +162,24 @@ mod tests {
     }
 
     #[test]
-    fn duplicates_fold_per_key_per_minute_and_the_rest_stay_apart() {
-        let folded = fold_duplicates(vec![
-            event("a", EventKind::Duplicate, 60),
-            event("a", EventKind::Duplicate, 119),
-            event("a", EventKind::Duplicate, 120),
-            event("b", EventKind::Duplicate, 61),
-            event("a", EventKind::Blocked, 62),
-            event("a", EventKind::Blocked, 63),
-        ]);
-        let summary: Vec<(&str, EventKind, u64)> = folded
+    fn duplicates_are_counted_per_key_per_minute() {
+        let mut counted = Duplicates::default();
+        for (key, at) in [("a", 60), ("a", 119), ("a", 120), ("b", 61), ("a", 70)] {
+            counted.add(event(key, EventKind::Duplicate, at));
+        }
+        let summary: Vec<(String, i64, u64)> = counted
+            .take()
             .iter()
-            .map(|e| (e.key.as_str(), e.kind, e.count))
+            .map(|e| (e.key.clone(), e.at.timestamp(), e.count))
             .collect();
         assert_eq!(
             summary,
             [
-                ("a", EventKind::Duplicate, 2),
-                ("a", EventKind::Duplicate, 1),
-                ("b", EventKind::Duplicate, 1),
-                ("a", EventKind::Blocked, 1),
-                ("a", EventKind::Blocked, 1),
+                ("a".to_owned(), 60, 3),
+                ("b".to_owned(), 61, 1),
+                ("a".to_owned(), 120, 1)
             ]
         );
+        assert_eq!(counted.len(), 0);
     }
 }
