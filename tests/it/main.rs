@@ -30,6 +30,7 @@ mod claimant;
 mod cli;
 mod client;
 mod clock;
+mod cluster;
 mod concurrency;
 mod connect;
 mod crash;

@@ -11,18 +11,21 @@
 //!   TLS and any other `serve` flags; and its `/metrics`, read sample by sample.
 //! - `postgres`: a database per test, and where the Postgres server is.
 //! - `redis`: the shared Redis, and a `redis-server` of a test's own.
+//! - `cluster`: a Redis Cluster of a test's own (three masters, three replicas).
 //! - `proxy`: the cutting TCP proxy, and free ports.
 //! - `rpc`: one helper per RPC, and `eventually`.
 //!
 //! All of it is re-exported here, so a test needs only `use crate::harness::*;`.
 
 mod app;
+mod cluster;
 mod postgres;
 mod proxy;
 mod redis;
 mod rpc;
 
 pub use app::*;
+pub use cluster::*;
 pub use postgres::*;
 pub use proxy::*;
 // `self::`: a bare `redis` would name the redis crate as well as this module.
