@@ -34,6 +34,7 @@ mod cluster;
 mod concurrency;
 mod connect;
 mod crash;
+mod deploy;
 mod drill;
 mod edge;
 mod embedded;
