@@ -47,6 +47,7 @@ mod http_settings;
 mod hygiene;
 mod inbox;
 mod ledger;
+mod pgbouncer;
 mod php;
 mod properties;
 mod python;

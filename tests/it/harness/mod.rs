@@ -12,6 +12,7 @@
 //! - `postgres`: a database per test, and where the Postgres server is.
 //! - `redis`: the shared Redis, and a `redis-server` of a test's own.
 //! - `cluster`: a Redis Cluster of a test's own (three masters, three replicas).
+//! - `pgbouncer`: a PgBouncer of a test's own in front of the test Postgres.
 //! - `proxy`: the cutting TCP proxy, and free ports.
 //! - `rpc`: one helper per RPC, and `eventually`.
 //!
@@ -19,6 +20,7 @@
 
 mod app;
 mod cluster;
+mod pgbouncer;
 mod postgres;
 mod proxy;
 mod redis;
@@ -26,6 +28,7 @@ mod rpc;
 
 pub use app::*;
 pub use cluster::*;
+pub use pgbouncer::*;
 pub use postgres::*;
 pub use proxy::*;
 // `self::`: a bare `redis` would name the redis crate as well as this module.
