@@ -499,3 +499,21 @@ fn a_redis_url_and_a_redis_cluster_together_are_refused_naming_both() {
         "{message}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_that_is_down_at_start_leaves_every_claim_to_the_ledger() {
+    let nowhere = format!("127.0.0.1:{},127.0.0.1:{}", free_port(), free_port());
+    let app = TestApp::builder()
+        .hot_tier(HotTier::RedisCluster(nowhere))
+        .spawn()
+        .await;
+    let mut client = app.client.clone();
+    let first = claim(&mut client, "down", "k").await;
+    assert_eq!(outcome(&first), Outcome::Acquired);
+    complete(&mut client, "down", "k", first.fencing_token, b"r")
+        .await
+        .expect("complete");
+    let replay = claim(&mut client, "down", "k").await;
+    assert_eq!(outcome(&replay), Outcome::Completed);
+    assert_eq!(replay.response, b"r");
+}

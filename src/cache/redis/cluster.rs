@@ -161,11 +161,13 @@ impl RedisClusterHotTier {
         C: FnOnce(ClusterConnection) -> F,
         F: Future<Output = redis::RedisResult<T>>,
     {
+        // The connection first: a breaker that admits this command may have handed it
+        // the half-open probe, which must end in a success or a failure.
+        let connection = self.connection()?;
         let breaker = self.shards.breaker(slot);
         if !breaker.admit() {
             return Err(CacheError::CircuitOpen);
         }
-        let connection = self.connection()?;
         self.read_shards_if_stale(&connection, false);
         match tokio::time::timeout(self.timeout, command(connection.clone())).await {
             Ok(Ok(value)) => {
