@@ -239,6 +239,13 @@ async fn hot_tier(args: &ServeArgs) -> anyhow::Result<Arc<dyn HotTier>> {
     } else if !args.redis_cluster.is_empty() {
         let nodes = redact(&args.redis_cluster.join(","));
         tracing::info!(seeds = %nodes, "hot tier: Redis Cluster");
+        if args.redis_key_prefix.contains('{') && args.redis_key_prefix.contains('}') {
+            tracing::warn!(
+                prefix = %args.redis_key_prefix,
+                "--redis-key-prefix holds a hash tag ({{…}}): every key hashes to one slot, \
+                 so one shard holds the whole hot tier"
+            );
+        }
         let cluster = RedisClusterHotTier::new(&RedisClusterOptions {
             nodes: args.redis_cluster.clone(),
             key_prefix: args.redis_key_prefix.clone(),
