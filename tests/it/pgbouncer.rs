@@ -149,3 +149,46 @@ async fn every_claim_rule_holds_with_the_ledger_behind_pgbouncer() {
     }
     println!("ran behind pgbouncer in {mode:?} mode");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_pgbouncer_that_loses_prepared_statements_the_sidecar_refuses_to_start() {
+    use clap::Parser as _;
+    let Some(version) = PgBouncer::installed_version() else {
+        println!("skipped: pgbouncer is not installed (apt-get install -y pgbouncer)");
+        return;
+    };
+    if version >= (1, 21) {
+        println!(
+            "skipped: pgbouncer {}.{} keeps prepared statements",
+            version.0, version.1
+        );
+        return;
+    }
+    let db = TestDatabase::create().await;
+    drop(
+        TestApp::builder()
+            .ledger(Ledger::Postgres(&db))
+            .spawn()
+            .await,
+    );
+    // One server connection: the pool's first statement meets the one the sidecar's
+    // first connection prepared under the same name.
+    let bouncer = PgBouncer::start(PoolMode::Transaction, 1).await;
+    let cli = onceward::command::Cli::try_parse_from([
+        "onceward".to_owned(),
+        "serve".to_owned(),
+        "--listen=127.0.0.1:0".to_owned(),
+        "--metrics-listen=127.0.0.1:0".to_owned(),
+        "--ledger-timeout=2s".to_owned(),
+        format!("--database-url={}", db.url_through(bouncer.addr)),
+    ])
+    .expect("flags");
+    let onceward::command::Command::Serve(args) = cli.command else {
+        unreachable!("a serve command line")
+    };
+    let Err(error) = onceward::app::Application::build(&args).await else {
+        panic!("a sidecar started behind a pooler that loses its prepared statements");
+    };
+    let message = format!("{error:#}");
+    assert!(message.contains("PgBouncer before 1.21"), "{message}");
+}

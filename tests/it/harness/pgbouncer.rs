@@ -37,8 +37,8 @@ impl PgBouncer {
     }
 
     /// Starts PgBouncer in `mode` with at most `pool_size` server connections per
-    /// database and user, and waits until it accepts connections. In transaction
-    /// mode it keeps clients' prepared statements (`max_prepared_statements`, 1.21+).
+    /// database and user, and waits until it accepts connections. From 1.21 on it
+    /// keeps clients' prepared statements (`max_prepared_statements`).
     pub async fn start(mode: PoolMode, pool_size: u32) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
@@ -63,11 +63,10 @@ impl PgBouncer {
              {prepared}             ignore_startup_parameters = extra_float_digits,options\n\
              logfile = {log}\n\
              pidfile = {pid}\n",
-            // Only 1.21+ knows the setting (older ones refuse the file), and only
-            // transaction mode needs it.
-            prepared = match mode {
-                PoolMode::Transaction => "max_prepared_statements = 200\n",
-                PoolMode::Session => "",
+            // Only 1.21+ knows the setting (older ones refuse the file).
+            prepared = match Self::installed_version() {
+                Some(version) if version >= (1, 21) => "max_prepared_statements = 200\n",
+                _ => "",
             },
             host = postgres.ip(),
             pg_port = postgres.port(),
