@@ -31,6 +31,8 @@ ENV ONCEWARD_LISTEN=0.0.0.0:50051 \
     ONCEWARD_LOG_FORMAT=json
 USER 65532:65532
 EXPOSE 50051 9464
+# `onceward health` asks 127.0.0.1:50051 (or ONCEWARD_ADDR): set ONCEWARD_ADDR too when
+# serving on another port, or https://… with TLS.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
     CMD ["/usr/local/bin/onceward", "health", "--timeout", "2s"]
 ENTRYPOINT ["/usr/local/bin/onceward"]
