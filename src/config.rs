@@ -83,12 +83,24 @@ pub struct ServeArgs {
     #[arg(long, env = "ONCEWARD_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 
+    /// The hot tier on a Redis Cluster (or Valkey cluster), instead of --redis-url:
+    /// seed nodes host:port[,host:port…]; the others are discovered.
+    #[arg(
+        long,
+        env = "ONCEWARD_REDIS_CLUSTER",
+        value_delimiter = ',',
+        conflicts_with = "redis_url",
+        hide_env_values = true
+    )]
+    pub redis_cluster: Vec<String>,
+
     /// Bytes of completed records each sidecar keeps in memory in front of Redis, so
     /// duplicates of completed keys need no round trip; 0 turns it off.
     #[arg(long, env = "ONCEWARD_NEAR_CACHE_MAX_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub near_cache_max_bytes: u64,
 
-    /// Most keys the in-process hot tier holds (when no --redis-url is given).
+    /// Most keys the in-process hot tier holds (when neither --redis-url nor
+    /// --redis-cluster is given).
     #[arg(long, env = "ONCEWARD_CACHE_MAX_ENTRIES", default_value_t = 100_000)]
     pub cache_max_entries: u64,
 

@@ -24,7 +24,8 @@ pub const CLAIM_ATTEMPTS: &str = "onceward_claim_attempts_total";
 pub const CACHE_LOOKUPS: &str = "onceward_cache_lookups_total";
 /// Hot-tier commands that failed or timed out, by `op`.
 pub const CACHE_ERRORS: &str = "onceward_cache_errors_total";
-/// 1 while the hot tier's circuit breaker is open.
+/// 1 while the hot tier's circuit breaker is open (per `shard`, a slot range, on a
+/// Redis Cluster).
 pub const CACHE_CIRCUIT_OPEN: &str = "onceward_cache_circuit_open";
 /// Ledger call latency, by `op` and `result`.
 pub const LEDGER_DURATION: &str = "onceward_ledger_duration_seconds";
@@ -287,9 +288,14 @@ pub fn cache_error(op: &'static str) {
     counter!(CACHE_ERRORS, "op" => op).increment(1);
 }
 
-/// The hot tier's circuit opened or closed.
-pub fn cache_circuit_open(open: bool) {
-    gauge!(CACHE_CIRCUIT_OPEN).set(if open { 1.0 } else { 0.0 });
+/// The hot tier's circuit opened or closed: the single Redis's (`shard` is `None`) or
+/// one Redis Cluster shard's.
+pub fn cache_circuit_open(shard: Option<&str>, open: bool) {
+    let value = if open { 1.0 } else { 0.0 };
+    match shard {
+        None => gauge!(CACHE_CIRCUIT_OPEN).set(value),
+        Some(shard) => gauge!(CACHE_CIRCUIT_OPEN, "shard" => shard.to_owned()).set(value),
+    }
 }
 
 /// A ledger call finished.

@@ -13,7 +13,10 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use crate::cache::{HotTier, MemoryHotTier, MemoryOptions, NearCache, RedisHotTier, RedisOptions};
+use crate::cache::{
+    HotTier, MemoryHotTier, MemoryOptions, NearCache, RedisClusterHotTier, RedisClusterOptions,
+    RedisHotTier, RedisOptions,
+};
 use crate::config::ServeArgs;
 use crate::engine::Engine;
 use crate::grpc::connect::ProtocolLayer;
@@ -62,33 +65,7 @@ impl Application {
         let gatekeeper = Arc::new(gatekeeper(args)?);
         let tls = tls_config(args)?;
         let ledger = connect_ledger(&args.storage).await?;
-        let hot: Arc<dyn HotTier> = match &args.redis_url {
-            Some(url) => {
-                tracing::info!(url = %redact(url), "hot tier: Redis");
-                let redis = RedisHotTier::new(&RedisOptions {
-                    url: url.clone(),
-                    key_prefix: args.redis_key_prefix.clone(),
-                    timeout: args.redis_timeout,
-                    breaker_cooldown: args.redis_breaker_cooldown,
-                })
-                .context("invalid --redis-url")?;
-                probe_redis(&redis, url).await;
-                let redis: Arc<dyn HotTier> = Arc::new(redis);
-                match args.near_cache_max_bytes {
-                    0 => redis,
-                    max_bytes => Arc::new(NearCache::new(redis, max_bytes)),
-                }
-            }
-            None => {
-                tracing::info!(
-                    max_entries = args.cache_max_entries,
-                    "hot tier: in-process (one sidecar; give --redis-url to share it)"
-                );
-                Arc::new(MemoryHotTier::new(&MemoryOptions {
-                    max_entries: args.cache_max_entries,
-                }))
-            }
-        };
+        let hot = hot_tier(args).await?;
         let engine = Arc::new(Engine::new(
             ledger.clone(),
             hot.clone(),
@@ -242,6 +219,68 @@ fn evict_forgotten(hot: Arc<dyn HotTier>, settle: Duration) -> crate::ledger::Fo
             });
         }
         None => hot.evict_all_local(),
+    })
+}
+
+/// The hot tier the flags name: a Redis, a Redis Cluster (each behind the near cache
+/// unless it is turned off), or the in-process cache.
+async fn hot_tier(args: &ServeArgs) -> anyhow::Result<Arc<dyn HotTier>> {
+    let shared: Arc<dyn HotTier> = if let Some(url) = &args.redis_url {
+        tracing::info!(url = %redact(url), "hot tier: Redis");
+        let redis = RedisHotTier::new(&RedisOptions {
+            url: url.clone(),
+            key_prefix: args.redis_key_prefix.clone(),
+            timeout: args.redis_timeout,
+            breaker_cooldown: args.redis_breaker_cooldown,
+        })
+        .context("invalid --redis-url")?;
+        probe_redis(&redis, url).await;
+        Arc::new(redis)
+    } else if !args.redis_cluster.is_empty() {
+        let nodes = redact(&args.redis_cluster.join(","));
+        tracing::info!(seeds = %nodes, "hot tier: Redis Cluster");
+        if args.redis_key_prefix.contains('{') && args.redis_key_prefix.contains('}') {
+            tracing::warn!(
+                prefix = %args.redis_key_prefix,
+                "--redis-key-prefix holds a hash tag ({{…}}): every key hashes to one slot, \
+                 so one shard holds the whole hot tier"
+            );
+        }
+        let cluster = RedisClusterHotTier::new(&RedisClusterOptions {
+            nodes: args.redis_cluster.clone(),
+            key_prefix: args.redis_key_prefix.clone(),
+            timeout: args.redis_timeout,
+            breaker_cooldown: args.redis_breaker_cooldown,
+        })
+        .context("invalid --redis-cluster")?;
+        match cluster.connect().await {
+            Ok(shards) => {
+                let shards: Vec<String> = shards
+                    .iter()
+                    .map(|shard| format!("{} on {}", shard.name(), shard.master))
+                    .collect();
+                tracing::info!(seeds = %nodes, ?shards, "Redis Cluster connected");
+            }
+            Err(error) => tracing::warn!(
+                seeds = %nodes,
+                error = %crate::errors::chain(&error),
+                "Redis Cluster does not answer; serving from the ledger alone until it \
+                 does (check --redis-cluster)"
+            ),
+        }
+        Arc::new(cluster)
+    } else {
+        tracing::info!(
+            max_entries = args.cache_max_entries,
+            "hot tier: in-process (one sidecar; give --redis-url or --redis-cluster to share it)"
+        );
+        return Ok(Arc::new(MemoryHotTier::new(&MemoryOptions {
+            max_entries: args.cache_max_entries,
+        })));
+    };
+    Ok(match args.near_cache_max_bytes {
+        0 => shared,
+        max_bytes => Arc::new(NearCache::new(shared, max_bytes)),
     })
 }
 

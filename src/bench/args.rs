@@ -18,9 +18,11 @@ const MIN_ROUND: Duration = Duration::from_millis(100);
 /// `onceward bench`: a load generator for a running sidecar and its baselines.
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
-    /// The sidecar's gRPC address (also used by the grpc-floor baseline).
-    #[arg(long, default_value = "http://127.0.0.1:50051")]
-    pub addr: String,
+    /// The sidecar's gRPC address (also used by the grpc-floor baseline); several
+    /// (repeated or comma-separated) measure a fleet sharing one ledger: the client
+    /// connections are spread over them round-robin.
+    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:50051")]
+    pub addr: Vec<String>,
 
     /// What to measure; --compare measures every target.
     #[arg(long, value_enum, default_value_t = Target::Onceward)]

@@ -48,5 +48,7 @@ pub async fn set(addr: &str) -> anyhow::Result<()> {
         })
         .await
         .context("cannot set the bench budget")?;
+    // Every other sidecar on the ledger reads it within a second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     Ok(())
 }

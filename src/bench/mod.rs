@@ -47,7 +47,12 @@ use workloads::{KeyPlan, OncewardWorker, unique_prefix};
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let bench = Bench::new(&args)?;
     let spawned = match args.spawn_sidecar {
-        true => Some(Sidecar::spawn(&args.serve_args, &args.addr).await?),
+        true => {
+            let [addr] = args.addr.as_slice() else {
+                anyhow::bail!("--spawn-sidecar starts one sidecar: give one --addr");
+            };
+            Some(Sidecar::spawn(&args.serve_args, addr).await?)
+        }
         false => None,
     };
     let embedded = match (args.spawn_embedded, &args.embedded_addr) {
@@ -107,10 +112,10 @@ struct Bench<'a> {
 
 /// The connections of one concurrency level, shared by every run at that level.
 struct Connections {
-    /// One HTTP/2 connection per client connection, to --addr.
+    /// One HTTP/2 connection per client connection, to the --addr sidecars in turn.
     channels: Vec<Channel>,
     /// --addr, for the Connect workload's HTTP/1.1 client.
-    addr: String,
+    addr: Vec<String>,
     /// The same, to --embedded-addr.
     embedded: Vec<Channel>,
     /// One Postgres connection per worker.
@@ -165,7 +170,9 @@ impl<'a> Bench<'a> {
                 args.target == Target::Onceward,
                 "--workload budget measures the sidecar's spend guard: use --target onceward"
             );
-            budget::set(&args.addr).await?;
+            // The policy lives in the ledger: one sidecar of the fleet sets it for all.
+            let first = args.addr.first().context("--addr is required")?;
+            budget::set(first).await?;
             // New keys without a policy, and duplicates with the floor, in the same
             // rounds: the two ratios the workload is for.
             (
@@ -216,7 +223,7 @@ impl<'a> Bench<'a> {
             false => (None, None),
         };
         let mut report = Report {
-            addr: args.addr.clone(),
+            addr: args.addr.join(","),
             duration_s: args.duration.as_secs_f64(),
             warmup_s: args.warmup.as_secs_f64(),
             rounds: args.rounds,
@@ -256,7 +263,8 @@ impl<'a> Bench<'a> {
                 .embedded_addr
                 .as_deref()
                 .context("the embedded target needs --embedded-addr")?;
-            connections.embedded = open_channels("--embedded-addr", addr, level).await?;
+            connections.embedded =
+                open_channels("--embedded-addr", &[addr.to_owned()], level).await?;
         }
         if targets.contains(&Target::DirectPostgres) {
             let url = args
@@ -496,12 +504,18 @@ impl Connections {
     }
 }
 
-/// One HTTP/2 connection to `addr` (given as `flag`) per client connection of `level`.
-async fn open_channels(flag: &str, addr: &str, level: Level) -> anyhow::Result<Vec<Channel>> {
-    let endpoint = Endpoint::from_shared(addr.to_owned())
-        .with_context(|| format!("invalid {flag} {addr:?}"))?;
+/// One HTTP/2 connection per client connection of `level`, to the sidecars at `addrs`
+/// (given as `flag`) in turn: a fleet gets the connections round-robin.
+async fn open_channels(flag: &str, addrs: &[String], level: Level) -> anyhow::Result<Vec<Channel>> {
+    let endpoints = addrs
+        .iter()
+        .map(|addr| {
+            Endpoint::from_shared(addr.clone()).with_context(|| format!("invalid {flag} {addr:?}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let mut channels = Vec::with_capacity(level.connections as usize);
-    for _ in 0..level.connections {
+    for at in 0..level.connections as usize {
+        let (addr, endpoint) = (&addrs[at % addrs.len()], &endpoints[at % endpoints.len()]);
         // Each connect() opens a connection of its own.
         let channel = endpoint
             .connect()
@@ -544,9 +558,10 @@ fn workers(
     let workers = match target {
         Target::Onceward if plan.workload == Workload::Connect => {
             let client = ConnectWorker::client();
+            let addrs = &connections.addr;
             (0..count)
-                .map(|_| {
-                    ConnectWorker::new(client.clone(), &connections.addr, plan.clone())
+                .map(|i| {
+                    ConnectWorker::new(client.clone(), &addrs[i % addrs.len()], plan.clone())
                         .map(|worker| Box::new(worker) as Box<dyn Worker>)
                 })
                 .collect::<anyhow::Result<_>>()?

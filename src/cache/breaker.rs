@@ -3,7 +3,9 @@
 //! skip the cache and go straight to the ledger; then a single probe decides whether
 //! to close it again.
 //!
-//! Lock-free on purpose: `admit` runs on every request.
+//! Lock-free on purpose: `admit` runs on every request. A Redis Cluster has one breaker
+//! per shard ([`CircuitBreaker::for_shard`]), so a dead shard sends only its own keys to
+//! the ledger.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -19,17 +21,31 @@ pub struct CircuitBreaker {
     open_until_ms: AtomicU64,
     /// Whether the half-open probe has been handed out.
     probing: AtomicBool,
+    /// The cluster shard this breaker guards (its slot range), as metrics label it;
+    /// `None` for a single Redis.
+    shard: Option<String>,
 }
 
 impl CircuitBreaker {
     /// A closed breaker that stays open for `cooldown` after a failure.
     pub fn new(cooldown: Duration) -> Self {
-        metrics::cache_circuit_open(false);
+        Self::guarding(cooldown, None)
+    }
+
+    /// A closed breaker for one shard of a Redis Cluster (`shard` names its slot
+    /// range, e.g. `0-5460`), reported in the circuit gauge's `shard` label.
+    pub fn for_shard(cooldown: Duration, shard: String) -> Self {
+        Self::guarding(cooldown, Some(shard))
+    }
+
+    fn guarding(cooldown: Duration, shard: Option<String>) -> Self {
+        metrics::cache_circuit_open(shard.as_deref(), false);
         Self {
             epoch: Instant::now(),
             cooldown,
             open_until_ms: AtomicU64::new(0),
             probing: AtomicBool::new(false),
+            shard,
         }
     }
 
@@ -62,8 +78,11 @@ impl CircuitBreaker {
             .is_ok()
         {
             self.probing.store(false, Ordering::Release);
-            metrics::cache_circuit_open(false);
-            tracing::info!("hot tier answered again; circuit closed");
+            metrics::cache_circuit_open(self.shard.as_deref(), false);
+            tracing::info!(
+                shard = self.shard.as_deref(),
+                "hot tier answered again; circuit closed"
+            );
         }
     }
 
@@ -73,8 +92,9 @@ impl CircuitBreaker {
         let was = self.open_until_ms.swap(until.max(1), Ordering::AcqRel);
         self.probing.store(false, Ordering::Release);
         if was == 0 {
-            metrics::cache_circuit_open(true);
+            metrics::cache_circuit_open(self.shard.as_deref(), true);
             tracing::warn!(
+                shard = self.shard.as_deref(),
                 cooldown = ?self.cooldown,
                 error = %cause,
                 "hot tier failing; circuit open, claims go to the ledger"

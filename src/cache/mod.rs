@@ -17,11 +17,12 @@
 //! - [`HotTier`], [`Cached`], [`CacheError`] (here): what every tier offers the engine.
 //! - `entry.rs`: [`Entry`], what a tier keeps per key, in the engine's terms.
 //! - `redis/`: [`RedisHotTier`], the shared tier (`mod.rs`), and `codec.rs`, the
-//!   protobuf an [`Entry`] is stored as, private to it and readable by older sidecars.
+//!   protobuf an [`Entry`] is stored as, private to it and readable by older sidecars;
+//!   [`RedisClusterHotTier`] (`cluster.rs`, `shards.rs`), the same on a Redis Cluster.
 //! - `memory.rs`: [`MemoryHotTier`], the in-process tier when no Redis is configured.
 //! - `near.rs`: [`NearCache`], completed entries kept in memory in front of Redis.
-//! - `breaker.rs`: [`CircuitBreaker`], so a dead Redis costs one timeout, not one per
-//!   request.
+//! - `breaker.rs`: [`CircuitBreaker`], so a dead Redis (or cluster shard) costs one
+//!   timeout, not one per request.
 
 mod breaker;
 mod entry;
@@ -33,7 +34,9 @@ pub use self::breaker::CircuitBreaker;
 pub use self::entry::Entry;
 pub use self::memory::{MemoryHotTier, MemoryOptions};
 pub use self::near::NearCache;
-pub use self::redis::{RedisHotTier, RedisOptions, no_delay};
+pub use self::redis::{
+    RedisClusterHotTier, RedisClusterOptions, RedisHotTier, RedisOptions, no_delay,
+};
 
 use std::time::Duration;
 

@@ -53,6 +53,28 @@ fn only_run(report: &Value) -> &Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_spreads_its_connections_over_a_fleet_of_sidecars_on_one_ledger() {
+    let db = TestDatabase::create().await;
+    let (one, two) = TestApp::builder()
+        .ledger(Ledger::Postgres(&db))
+        .spawn_two()
+        .await;
+    let fleet = format!("http://{},http://{}", one.addr, two.addr);
+    let report = bench(&["--addr", &fleet, "--workload", "new"]).await;
+    only_run(&report);
+    assert_eq!(report["addr"], fleet.as_str());
+    for sidecar in [&one, &two] {
+        let acquired = sidecar
+            .metric(
+                "onceward_claims_total",
+                &[("outcome", "acquired"), ("tier", "ledger")],
+            )
+            .await;
+        assert!(acquired > 0.0, "every sidecar of the fleet took load");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_claims_and_completes_new_keys_without_errors() {
     let app = TestApp::builder().spawn().await;
     let addr = format!("http://{}", app.addr);

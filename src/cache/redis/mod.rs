@@ -5,8 +5,15 @@
 //! - `mod.rs` (here): [`RedisHotTier`], its commands and keys, and [`no_delay`].
 //! - `codec.rs`: how an [`Entry`] is stored, byte for byte as older sidecars sharing
 //!   the Redis read it. Nothing outside this module sees the stored format.
+//! - `cluster.rs`: [`RedisClusterHotTier`], the same commands on a Redis Cluster,
+//!   batches split per slot, a circuit breaker per shard.
+//! - `shards.rs`: a key's hash slot, the cluster's slot ranges and their breakers.
 
+mod cluster;
 mod codec;
+mod shards;
+
+pub use self::cluster::{RedisClusterHotTier, RedisClusterOptions};
 
 use std::time::{Duration, Instant};
 
@@ -138,29 +145,6 @@ impl RedisHotTier {
 }
 
 impl RedisHotTier {
-    /// A claim's two commands: `SET key tentative NX PX ttl GET`, then `PTTL key`, so
-    /// the standing entry's time left comes with it in the same round trip (every TTL
-    /// here was derived from the ledger's clock, so the near cache and the engine can
-    /// judge the entry without reading this host's wall clock).
-    fn push_claim(
-        &self,
-        pipeline: &mut redis::Pipeline,
-        id: &RecordId,
-        tentative: &Entry,
-        ttl: Duration,
-    ) {
-        pipeline
-            .cmd("SET")
-            .arg(self.key(id))
-            .arg(codec::encode(tentative))
-            .arg("NX")
-            .arg("PX")
-            .arg(ttl_millis(ttl))
-            .arg("GET")
-            .cmd("PTTL")
-            .arg(self.key(id));
-    }
-
     /// The standing entry a claim's `SET … GET` returned, with its `PTTL`.
     fn standing(
         previous: Option<Vec<u8>>,
@@ -190,7 +174,7 @@ impl HotTier for RedisHotTier {
     ) -> Result<Option<Cached>, CacheError> {
         let mut connection = self.connection.clone();
         let mut pipeline = redis::pipe();
-        self.push_claim(&mut pipeline, id, tentative, ttl);
+        push_claim(&mut pipeline, self.key(id), tentative, ttl);
         let sent_at = Instant::now();
         let (previous, left_ms): (Option<Vec<u8>>, i64) = self
             .run("claim", pipeline.query_async(&mut connection))
@@ -203,7 +187,7 @@ impl HotTier for RedisHotTier {
         let mut connection = self.connection.clone();
         let mut pipeline = redis::pipe();
         for write in writes {
-            self.push_claim(&mut pipeline, write.id, write.entry, write.ttl);
+            push_claim(&mut pipeline, self.key(write.id), write.entry, write.ttl);
         }
         let sent_at = Instant::now();
         let replies: Result<Vec<(Option<Vec<u8>>, i64)>, CacheError> = self
@@ -291,6 +275,23 @@ impl HotTier for RedisHotTier {
             .await
             .map(drop)
     }
+}
+
+/// A claim's two commands: `SET key tentative NX PX ttl GET`, then `PTTL key`, so the
+/// standing entry's time left comes with it in the same round trip (every TTL here was
+/// derived from the ledger's clock, so the near cache and the engine can judge the
+/// entry without reading this host's wall clock).
+fn push_claim(pipeline: &mut redis::Pipeline, key: HotKey<'_>, tentative: &Entry, ttl: Duration) {
+    pipeline
+        .cmd("SET")
+        .arg(&key)
+        .arg(codec::encode(tentative))
+        .arg("NX")
+        .arg("PX")
+        .arg(ttl_millis(ttl))
+        .arg("GET")
+        .cmd("PTTL")
+        .arg(&key);
 }
 
 /// A record's Redis key, `{prefix}{namespace}:{key}`, written straight into the

@@ -177,13 +177,35 @@ fn hint(error: &sqlx::Error, options: &PgConnectOptions) -> Option<String> {
     }
 }
 
+/// Whether Postgres found a prepared statement missing, or one of the same name already
+/// there: the connection is not the one that prepared it, which is what a pooler in
+/// transaction mode without prepared statement support does to sqlx's named statements.
+fn prepared_statements_lost(error: &sqlx::Error) -> bool {
+    matches!(
+        error,
+        sqlx::Error::Database(database)
+            if matches!(database.code().as_deref(), Some("42P05" | "26000"))
+    )
+}
+
 /// Fails unless Postgres acknowledges commits only once they are durable, or the
 /// operator accepted the risk.
 async fn refuse_async_commit(pool: &PgPool, allow_async_commit: bool) -> anyhow::Result<()> {
+    // The first statement on the pool: where a pooler that loses prepared statements
+    // shows itself.
     let synchronous_commit: String = sqlx::query_scalar("SHOW synchronous_commit")
         .fetch_one(pool)
         .await
-        .context("cannot read synchronous_commit")?;
+        .map_err(|error| match prepared_statements_lost(&error) {
+            true => anyhow::anyhow!(
+                "cannot read synchronous_commit: {} — is a pooler in transaction mode \
+                 between onceward and Postgres that does not keep prepared statements \
+                 (PgBouncer before 1.21, or without max_prepared_statements)? Use \
+                 PgBouncer 1.21+ with max_prepared_statements, or session mode",
+                cause(&error)
+            ),
+            false => anyhow::Error::new(error).context("cannot read synchronous_commit"),
+        })?;
     if synchronous_commit == "off" {
         if allow_async_commit {
             tracing::warn!(

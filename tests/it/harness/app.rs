@@ -53,6 +53,9 @@ pub enum HotTier {
     /// The Redis at this URL: a [`RedisServer`](super::RedisServer) of the test's own,
     /// or something that only pretends to be one.
     Redis(String),
+    /// A Redis Cluster, given by its seed nodes (`--redis-cluster`), e.g. a
+    /// [`RedisCluster`](super::RedisCluster) of the test's own.
+    RedisCluster(String),
     /// No Redis: the in-process cache.
     InProcess,
 }
@@ -110,7 +113,8 @@ impl<'a> TestAppBuilder<'a> {
         self
     }
 
-    /// Where the sidecar keeps its hot copies (`--redis-url`, or none).
+    /// Where the sidecar keeps its hot copies (`--redis-url`, `--redis-cluster`, or
+    /// none).
     pub fn hot_tier(mut self, hot_tier: HotTier) -> Self {
         self.hot_tier = hot_tier;
         self
@@ -185,12 +189,13 @@ impl<'a> TestAppBuilder<'a> {
             Ledger::Postgres(db) => db.url.clone(),
             Ledger::PostgresThrough(db, proxy) => db.url_through(proxy.addr),
         };
-        let redis_url = match &self.hot_tier {
+        let redis_flag = match &self.hot_tier {
             HotTier::SharedRedis => {
                 self.shared_keys.track(&self.key_prefix);
-                Some(shared_redis_url())
+                Some(format!("--redis-url={}", shared_redis_url()))
             }
-            HotTier::Redis(url) => Some(url.clone()),
+            HotTier::Redis(url) => Some(format!("--redis-url={url}")),
+            HotTier::RedisCluster(seeds) => Some(format!("--redis-cluster={seeds}")),
             HotTier::InProcess => None,
         };
         let mut argv = vec![
@@ -203,7 +208,7 @@ impl<'a> TestAppBuilder<'a> {
             "--redis-breaker-cooldown=200ms".to_owned(),
             format!("--database-url={database_url}"),
         ];
-        argv.extend(redis_url.map(|url| format!("--redis-url={url}")));
+        argv.extend(redis_flag);
         argv.extend(self.args.iter().cloned());
         let args: ServeArgs = match Cli::try_parse_from(&argv)
             .expect("valid test flags")

@@ -12,20 +12,26 @@
 //! - `postgres`: a database per test, and where the Postgres server is.
 //! - `redis`: the shared Redis, and a `redis-server` of a test's own.
 //! - `nats`: a `nats-server -js` of a test's own, and its streams.
+//! - `cluster`: a Redis Cluster of a test's own (three masters, three replicas).
+//! - `pgbouncer`: a PgBouncer of a test's own in front of the test Postgres.
 //! - `proxy`: the cutting TCP proxy, and free ports.
 //! - `rpc`: one helper per RPC, and `eventually`.
 //!
 //! All of it is re-exported here, so a test needs only `use crate::harness::*;`.
 
 mod app;
+mod cluster;
 mod nats;
+mod pgbouncer;
 mod postgres;
 mod proxy;
 mod redis;
 mod rpc;
 
 pub use app::*;
+pub use cluster::*;
 pub use nats::*;
+pub use pgbouncer::*;
 pub use postgres::*;
 pub use proxy::*;
 // `self::`: a bare `redis` would name the redis crate as well as this module.
