@@ -59,13 +59,17 @@ CREATE INDEX onceward_events_newest ON onceward_events (namespace, at DESC);
 CREATE INDEX onceward_events_expires_at ON onceward_events (expires_at);
 
 -- The claims of a namespace with a policy, in one statement and one transaction, one
--- after another in array order. For each: a record that stands and cannot be taken
--- over is left to the caller to read (verdict 2: duplicates first, nothing debited);
--- otherwise the killswitch blocks it (3); a new key with a subject under a budget
--- locks the subject's window row, and is refused if a limit would be exceeded (4:
--- max_cost, 5: max_claims) or inserted and debited (1). A takeover (1, took_over)
--- debits nothing. The policy is read in the same transaction, so every decision uses
--- the policy as it stands.
+-- after another in array order. The policy is read in the same transaction, so every
+-- decision uses the policy as it stands. For each claim:
+-- - a new key is inserted first (so a concurrent claim of the same key that has not
+--   committed is waited for and answered as the duplicate it is, never refused);
+--   then the killswitch may block it (verdict 3), and under a budget, with a subject,
+--   one guarded upsert debits the subject's window or finds a limit in the way (4:
+--   max_cost, 5: max_claims). A refused claim's row goes again in the same
+--   transaction: nobody ever sees it. Otherwise it is acquired (1).
+-- - a key that stands and cannot be taken over is left to the caller to read
+--   (verdict 2: duplicates first, nothing debited); an expired lease is blocked by the
+--   killswitch (3) or taken over (1, took_over), which debits nothing.
 CREATE FUNCTION onceward_claim_guarded(
     p_namespaces text[], p_keys text[], p_fingerprints bytea[], p_leases bigint[],
     p_abandon bigint[], p_claimants bytea[], p_subjects text[], p_costs bigint[])
@@ -85,10 +89,129 @@ DECLARE
     spent_cost bigint;
     spent_claims bigint;
     debit boolean;
+    n int := coalesce(array_length(p_keys, 1), 0);
+    done boolean[];
+    ins_keys text[];
+    ins_tokens bigint[];
+    ins_fingerprints bytea[];
+    ins_leases timestamptz[];
+    ins_subjects text[];
+    ins_costs bigint[];
+    debited_subjects text[];
+    j int;
 BEGIN
     db_now := now();
     now_micros := (extract(epoch FROM db_now) * 1000000)::bigint;
-    FOR i IN 1 .. coalesce(array_length(p_keys, 1), 0) LOOP
+    done := array_fill(false, ARRAY[n]);
+
+    -- The common case in bulk: claims of one namespace with a budget and no
+    -- killswitch, each of a subject no other claim of the call names, with a cost
+    -- that fits. Their new keys are inserted in one statement and debited in one
+    -- guarded upsert (one row per subject, so order within the call cannot matter);
+    -- a claim the upsert finds a limit in the way of loses its row again. Everything
+    -- else — a key that stands, a repeated subject, another namespace — is decided one
+    -- by one below.
+    IF n > 1 AND p_namespaces[1] = ALL (p_namespaces) THEN
+        SELECT * INTO pol FROM onceward_policies p WHERE p.namespace = p_namespaces[1];
+        has_policy := FOUND;
+        pol_namespace := p_namespaces[1];
+        IF has_policy AND pol.has_budget AND NOT pol.killswitch THEN
+            start_micros := (now_micros / pol.window_micros) * pol.window_micros;
+            w_start := 'epoch'::timestamptz
+                + (start_micros / 1000000) * interval '1 second'
+                + (start_micros % 1000000) * interval '1 microsecond';
+            w_end := w_start + (pol.window_micros / 1000000) * interval '1 second'
+                + (pol.window_micros % 1000000) * interval '1 microsecond';
+            WITH c AS (
+                SELECT u.*, count(*) OVER (PARTITION BY u.subject) AS same_subject
+                FROM unnest(p_keys, p_fingerprints, p_leases, p_abandon, p_claimants,
+                            p_subjects, p_costs)
+                     AS u(key, fingerprint, lease, abandon, claimant, subject, cost)
+            ), ins AS (
+                INSERT INTO onceward_records AS r
+                    (namespace, key, state, fingerprint, fencing_token, created_at,
+                     lease_expires_at, expires_at, claimant, subject, cost, debit_window)
+                SELECT p_namespaces[1], c.key, 1, c.fingerprint,
+                       nextval('onceward_fencing_tokens'), db_now,
+                       db_now + c.lease * interval '1 microsecond',
+                       db_now + (c.lease + c.abandon) * interval '1 microsecond',
+                       c.claimant, c.subject, c.cost, w_start
+                FROM c
+                WHERE c.subject <> '' AND c.same_subject = 1
+                  AND (pol.max_cost = 0 OR c.cost <= pol.max_cost)
+                ORDER BY c.key
+                ON CONFLICT (namespace, key) DO NOTHING
+                RETURNING r.key, r.fencing_token, r.fingerprint, r.lease_expires_at,
+                          r.subject, r.cost
+            )
+            SELECT array_agg(ins.key), array_agg(ins.fencing_token),
+                   array_agg(ins.fingerprint), array_agg(ins.lease_expires_at),
+                   array_agg(ins.subject), array_agg(ins.cost)
+            INTO ins_keys, ins_tokens, ins_fingerprints, ins_leases, ins_subjects, ins_costs
+            FROM ins;
+
+            IF ins_keys IS NOT NULL THEN
+                WITH d AS (
+                    INSERT INTO onceward_spend AS s
+                        (namespace, subject, window_start, window_end, cost, claims)
+                    SELECT p_namespaces[1], x.subject, w_start, w_end, x.cost, 1
+                    FROM unnest(ins_subjects, ins_costs) AS x(subject, cost)
+                    ORDER BY x.subject
+                    ON CONFLICT (namespace, subject, window_start) DO UPDATE
+                        SET cost = LEAST(s.cost::numeric + EXCLUDED.cost,
+                                         9223372036854775807)::bigint,
+                            claims = s.claims + 1
+                        WHERE (pol.max_cost = 0
+                               OR s.cost::numeric + EXCLUDED.cost <= pol.max_cost)
+                          AND (pol.max_claims = 0 OR s.claims + 1 <= pol.max_claims)
+                    RETURNING s.subject
+                )
+                SELECT coalesce(array_agg(d.subject), '{}') INTO debited_subjects FROM d;
+
+                FOR k IN 1 .. array_length(ins_keys, 1) LOOP
+                    j := array_position(p_keys, ins_keys[k]);
+                    done[j] := true;
+                    item := j;
+                    took_over := false;
+                    window_ends := NULL;
+                    IF ins_subjects[k] = ANY (debited_subjects) THEN
+                        verdict := 1;
+                        token := ins_tokens[k];
+                        stored_fingerprint := ins_fingerprints[k];
+                        lease_ends := ins_leases[k];
+                        debited := ins_costs[k];
+                        detail := '';
+                    ELSE
+                        DELETE FROM onceward_records r
+                        WHERE r.namespace = p_namespaces[1] AND r.key = ins_keys[k];
+                        SELECT s.cost INTO spent_cost
+                        FROM onceward_spend s
+                        WHERE s.namespace = p_namespaces[1] AND s.subject = ins_subjects[k]
+                          AND s.window_start = w_start;
+                        IF pol.max_cost > 0
+                           AND spent_cost::numeric + ins_costs[k] > pol.max_cost THEN
+                            verdict := 4;
+                            detail := 'max_cost';
+                        ELSE
+                            verdict := 5;
+                            detail := 'max_claims';
+                        END IF;
+                        token := NULL;
+                        stored_fingerprint := NULL;
+                        lease_ends := NULL;
+                        debited := 0;
+                        window_ends := w_end;
+                    END IF;
+                    RETURN NEXT;
+                END LOOP;
+            END IF;
+        END IF;
+    END IF;
+
+    FOR i IN 1 .. n LOOP
+        IF done[i] THEN
+            CONTINUE;
+        END IF;
         item := i;
         verdict := 0;
         token := NULL;
@@ -103,48 +226,6 @@ BEGIN
             has_policy := FOUND;
             pol_namespace := p_namespaces[i];
         END IF;
-
-        SELECT r.state, r.fingerprint, r.lease_expires_at INTO rec
-        FROM onceward_records r
-        WHERE r.namespace = p_namespaces[i] AND r.key = p_keys[i]
-        FOR UPDATE;
-        IF FOUND THEN
-            IF NOT (rec.state = 1 AND rec.lease_expires_at <= db_now
-                    AND (octet_length(rec.fingerprint) = 0
-                         OR octet_length(p_fingerprints[i]) = 0
-                         OR rec.fingerprint = p_fingerprints[i])) THEN
-                verdict := 2;
-                RETURN NEXT;
-                CONTINUE;
-            END IF;
-            IF has_policy AND pol.killswitch THEN
-                verdict := 3;
-                detail := pol.killswitch_reason;
-                RETURN NEXT;
-                CONTINUE;
-            END IF;
-            UPDATE onceward_records r
-            SET fencing_token = nextval('onceward_fencing_tokens'),
-                fingerprint = CASE WHEN octet_length(p_fingerprints[i]) = 0
-                                   THEN r.fingerprint ELSE p_fingerprints[i] END,
-                lease_expires_at = db_now + p_leases[i] * interval '1 microsecond',
-                expires_at = db_now + (p_leases[i] + p_abandon[i]) * interval '1 microsecond',
-                claimant = p_claimants[i],
-                reentered = false
-            WHERE r.namespace = p_namespaces[i] AND r.key = p_keys[i]
-            RETURNING r.fencing_token, r.fingerprint, r.lease_expires_at
-            INTO token, stored_fingerprint, lease_ends;
-            verdict := 1;
-            took_over := true;
-            RETURN NEXT;
-            CONTINUE;
-        END IF;
-
-        -- A new key: inserted first, so that a concurrent claim of the same key that
-        -- has not committed yet is waited for and answered as the duplicate it is
-        -- (verdict 2), never refused by the killswitch or the budget. If the policy
-        -- refuses this claim, the row goes again in the same transaction: nobody
-        -- ever sees it.
         debit := has_policy AND pol.has_budget AND p_subjects[i] <> '';
         IF debit THEN
             start_micros := (now_micros / pol.window_micros) * pol.window_micros;
@@ -154,6 +235,7 @@ BEGIN
             w_end := w_start + (pol.window_micros / 1000000) * interval '1 second'
                 + (pol.window_micros % 1000000) * interval '1 microsecond';
         END IF;
+
         INSERT INTO onceward_records AS r
             (namespace, key, state, fingerprint, fencing_token, created_at, lease_expires_at,
              expires_at, claimant, subject, cost, debit_window)
@@ -166,57 +248,91 @@ BEGIN
         ON CONFLICT (namespace, key) DO NOTHING
         RETURNING r.fencing_token, r.fingerprint, r.lease_expires_at
         INTO token, stored_fingerprint, lease_ends;
-        IF NOT FOUND THEN
-            -- Inserted by a concurrent claim meanwhile: the caller reads it.
-            verdict := 2;
-            RETURN NEXT;
-            CONTINUE;
-        END IF;
-        IF has_policy AND pol.killswitch THEN
-            DELETE FROM onceward_records r
-            WHERE r.namespace = p_namespaces[i] AND r.key = p_keys[i];
-            token := NULL;
-            stored_fingerprint := NULL;
-            lease_ends := NULL;
-            verdict := 3;
-            detail := pol.killswitch_reason;
-            RETURN NEXT;
-            CONTINUE;
-        END IF;
-        IF debit THEN
-            INSERT INTO onceward_spend (namespace, subject, window_start, window_end, cost, claims)
-            VALUES (p_namespaces[i], p_subjects[i], w_start, w_end, 0, 0)
-            ON CONFLICT DO NOTHING;
-            SELECT s.cost, s.claims INTO spent_cost, spent_claims
-            FROM onceward_spend s
-            WHERE s.namespace = p_namespaces[i] AND s.subject = p_subjects[i]
-              AND s.window_start = w_start
-            FOR UPDATE;
-            IF pol.max_cost > 0 AND spent_cost::numeric + p_costs[i] > pol.max_cost THEN
-                detail := 'max_cost';
+
+        IF FOUND THEN
+            IF has_policy AND pol.killswitch THEN
+                verdict := 3;
+                detail := pol.killswitch_reason;
+            ELSIF debit AND pol.max_cost > 0 AND p_costs[i] > pol.max_cost THEN
                 verdict := 4;
-            ELSIF pol.max_claims > 0 AND spent_claims + 1 > pol.max_claims THEN
-                detail := 'max_claims';
-                verdict := 5;
+                detail := 'max_cost';
+            ELSIF debit THEN
+                INSERT INTO onceward_spend AS s
+                    (namespace, subject, window_start, window_end, cost, claims)
+                VALUES (p_namespaces[i], p_subjects[i], w_start, w_end, p_costs[i], 1)
+                ON CONFLICT (namespace, subject, window_start) DO UPDATE
+                    SET cost = LEAST(s.cost::numeric + EXCLUDED.cost,
+                                     9223372036854775807)::bigint,
+                        claims = s.claims + 1
+                    WHERE (pol.max_cost = 0 OR s.cost::numeric + EXCLUDED.cost <= pol.max_cost)
+                      AND (pol.max_claims = 0 OR s.claims + 1 <= pol.max_claims)
+                RETURNING s.cost INTO spent_cost;
+                IF FOUND THEN
+                    debited := p_costs[i];
+                ELSE
+                    SELECT s.cost, s.claims INTO spent_cost, spent_claims
+                    FROM onceward_spend s
+                    WHERE s.namespace = p_namespaces[i] AND s.subject = p_subjects[i]
+                      AND s.window_start = w_start;
+                    IF pol.max_cost > 0 AND spent_cost::numeric + p_costs[i] > pol.max_cost THEN
+                        verdict := 4;
+                        detail := 'max_cost';
+                    ELSE
+                        verdict := 5;
+                        detail := 'max_claims';
+                    END IF;
+                END IF;
             END IF;
-            IF verdict IN (4, 5) THEN
+            IF verdict <> 0 THEN
                 DELETE FROM onceward_records r
                 WHERE r.namespace = p_namespaces[i] AND r.key = p_keys[i];
                 token := NULL;
                 stored_fingerprint := NULL;
                 lease_ends := NULL;
-                window_ends := w_end;
-                RETURN NEXT;
-                CONTINUE;
+                IF verdict <> 3 THEN
+                    window_ends := w_end;
+                END IF;
+            ELSE
+                verdict := 1;
             END IF;
-            UPDATE onceward_spend s
-            SET cost = LEAST(s.cost::numeric + p_costs[i], 9223372036854775807)::bigint,
-                claims = s.claims + 1
-            WHERE s.namespace = p_namespaces[i] AND s.subject = p_subjects[i]
-              AND s.window_start = w_start;
-            debited := p_costs[i];
+            RETURN NEXT;
+            CONTINUE;
         END IF;
+
+        -- The key stands (or stood a moment ago): answered from the row, or taken over.
+        SELECT r.state, r.fingerprint, r.lease_expires_at INTO rec
+        FROM onceward_records r
+        WHERE r.namespace = p_namespaces[i] AND r.key = p_keys[i]
+        FOR UPDATE;
+        IF NOT FOUND
+           OR NOT (rec.state = 1 AND rec.lease_expires_at <= db_now
+                   AND (octet_length(rec.fingerprint) = 0
+                        OR octet_length(p_fingerprints[i]) = 0
+                        OR rec.fingerprint = p_fingerprints[i])) THEN
+            -- Gone again, or standing: the caller reads it and decides.
+            verdict := 2;
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        IF has_policy AND pol.killswitch THEN
+            verdict := 3;
+            detail := pol.killswitch_reason;
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        UPDATE onceward_records r
+        SET fencing_token = nextval('onceward_fencing_tokens'),
+            fingerprint = CASE WHEN octet_length(p_fingerprints[i]) = 0
+                               THEN r.fingerprint ELSE p_fingerprints[i] END,
+            lease_expires_at = db_now + p_leases[i] * interval '1 microsecond',
+            expires_at = db_now + (p_leases[i] + p_abandon[i]) * interval '1 microsecond',
+            claimant = p_claimants[i],
+            reentered = false
+        WHERE r.namespace = p_namespaces[i] AND r.key = p_keys[i]
+        RETURNING r.fencing_token, r.fingerprint, r.lease_expires_at
+        INTO token, stored_fingerprint, lease_ends;
         verdict := 1;
+        took_over := true;
         RETURN NEXT;
     END LOOP;
 END
