@@ -232,6 +232,47 @@ impl Target {
     }
 }
 
+impl BenchArgs {
+    /// The targets and workloads one run measures, in the same rounds: with
+    /// `--compare` every target on `new` and `duplicate`; a side-by-side workload with
+    /// what it is compared with (batches and budgets with single pairs, Connect with
+    /// gRPC duplicates, budgets with duplicates and the floor too); else one of each.
+    pub fn measured(&self) -> anyhow::Result<(Vec<Target>, Vec<Workload>)> {
+        if self.compare {
+            anyhow::ensure!(
+                self.database_url.is_some() && self.redis_url.is_some(),
+                "--compare measures the direct-postgres and direct-redis baselines too: \
+                 give --database-url and --redis-url"
+            );
+            let mut workloads = vec![Workload::New, Workload::Duplicate];
+            if self.workload == Workload::Mixed {
+                workloads.push(Workload::Mixed);
+            }
+            let targets = Target::ALL
+                .into_iter()
+                .filter(|&t| t != Target::Embedded || self.embedded_addr.is_some())
+                .collect();
+            return Ok((targets, workloads));
+        }
+        let side_by_side = match self.workload {
+            Workload::Connect => vec![Workload::Duplicate, Workload::Connect],
+            Workload::Budget => vec![Workload::New, Workload::Budget, Workload::Duplicate],
+            Workload::Batch => vec![Workload::New, Workload::Batch],
+            _ => return Ok((vec![self.target], vec![self.workload])),
+        };
+        anyhow::ensure!(
+            self.target == Target::Onceward,
+            "--workload {} measures the sidecar itself: use --target onceward",
+            self.workload.name()
+        );
+        let mut targets = vec![Target::Onceward];
+        if self.workload == Workload::Budget {
+            targets.push(Target::GrpcFloor);
+        }
+        Ok((targets, side_by_side))
+    }
+}
+
 /// What one operation is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]

@@ -140,55 +140,12 @@ impl<'a> Bench<'a> {
 
     async fn run(mut self) -> anyhow::Result<Report> {
         let args = self.args;
-        let (targets, workloads) = if args.compare {
-            anyhow::ensure!(
-                args.database_url.is_some() && args.redis_url.is_some(),
-                "--compare measures the direct-postgres and direct-redis baselines too: \
-                 give --database-url and --redis-url"
-            );
-            let mut workloads = vec![Workload::New, Workload::Duplicate];
-            if args.workload == Workload::Mixed {
-                workloads.push(Workload::Mixed);
-            }
-            let targets = Target::ALL
-                .into_iter()
-                .filter(|&t| t != Target::Embedded || args.embedded_addr.is_some())
-                .collect();
-            (targets, workloads)
-        } else if args.workload == Workload::Connect {
-            anyhow::ensure!(
-                args.target == Target::Onceward,
-                "--workload connect measures the sidecar's Connect endpoint: use --target onceward"
-            );
-            // gRPC duplicates in the same rounds: the ratio the workload is for.
-            (
-                vec![Target::Onceward],
-                vec![Workload::Duplicate, Workload::Connect],
-            )
-        } else if args.workload == Workload::Budget {
-            anyhow::ensure!(
-                args.target == Target::Onceward,
-                "--workload budget measures the sidecar's spend guard: use --target onceward"
-            );
+        let (targets, workloads) = args.measured()?;
+        if workloads.contains(&Workload::Budget) {
             // The policy lives in the ledger: one sidecar of the fleet sets it for all.
             let first = args.addr.first().context("--addr is required")?;
             budget::set(first).await?;
-            // New keys without a policy, and duplicates with the floor, in the same
-            // rounds: the two ratios the workload is for.
-            (
-                vec![Target::Onceward, Target::GrpcFloor],
-                vec![Workload::New, Workload::Budget, Workload::Duplicate],
-            )
-        } else if args.workload == Workload::Batch {
-            anyhow::ensure!(
-                args.target == Target::Onceward,
-                "--workload batch measures the sidecar's batch RPCs: use --target onceward"
-            );
-            // Single pairs in the same rounds: the ratio the batch workload is for.
-            (vec![Target::Onceward], vec![Workload::New, Workload::Batch])
-        } else {
-            (vec![args.target], vec![args.workload])
-        };
+        }
         // The floor does the same thing whatever the workload: measure it once per
         // level, next to the run it is compared with.
         let floor_workload = match workloads.contains(&Workload::Duplicate) {

@@ -18,7 +18,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
-use crate::domain::{RecordId, Subject};
+use crate::domain::{ClaimAnswer, Outcome, RecordId, Subject};
 use crate::ledger::{AuditEvent, EventKind, Ledger};
 
 /// Events waiting for the writer at most.
@@ -59,6 +59,25 @@ impl Audit {
         if self.queue.try_send(event).is_err() {
             crate::metrics::audit_dropped(1);
         }
+    }
+}
+
+impl super::Engine {
+    /// Records a claim's answer in the audit trail, if it is one the trail keeps:
+    /// duplicates (counted per key per minute) and rejections.
+    pub(super) fn audit_claim(&self, pending: &super::Pending, answer: &ClaimAnswer) {
+        let (kind, detail) = match &answer.outcome {
+            // A takeover is recorded where the ledger says so (`settle`).
+            Outcome::Acquired { .. } => return,
+            Outcome::InProgress { .. } => (EventKind::Duplicate, "in progress".to_owned()),
+            Outcome::Completed { .. } => (EventKind::Duplicate, "completed".to_owned()),
+            Outcome::FingerprintMismatch => (EventKind::FingerprintMismatch, String::new()),
+            Outcome::Blocked { reason } => (EventKind::Blocked, reason.clone()),
+            Outcome::OverBudget { limit, .. } => (EventKind::OverBudget, limit.as_str().to_owned()),
+        };
+        let id = &pending.claim.id;
+        self.audit
+            .record(id, &pending.claim.spend.subject, kind, detail);
     }
 }
 

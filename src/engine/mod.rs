@@ -585,25 +585,6 @@ impl Engine {
     }
 }
 
-impl Engine {
-    /// Records a claim's answer in the audit trail, if it is one the trail keeps:
-    /// duplicates (counted per key per minute) and rejections.
-    fn audit_claim(&self, pending: &Pending, answer: &ClaimAnswer) {
-        let (kind, detail) = match &answer.outcome {
-            // A takeover is recorded where the ledger says so (`settle`).
-            Outcome::Acquired { .. } => return,
-            Outcome::InProgress { .. } => (EventKind::Duplicate, "in progress".to_owned()),
-            Outcome::Completed { .. } => (EventKind::Duplicate, "completed".to_owned()),
-            Outcome::FingerprintMismatch => (EventKind::FingerprintMismatch, String::new()),
-            Outcome::Blocked { reason } => (EventKind::Blocked, reason.clone()),
-            Outcome::OverBudget { limit, .. } => (EventKind::OverBudget, limit.as_str().to_owned()),
-        };
-        let id = &pending.claim.id;
-        self.audit
-            .record(id, &pending.claim.spend.subject, kind, detail);
-    }
-}
-
 fn answered(outcome: Outcome, served_by: Tier) -> ClaimAnswer {
     metrics::claim_answered(outcome.label(), served_by.as_str());
     ClaimAnswer { outcome, served_by }

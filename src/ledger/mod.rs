@@ -184,10 +184,50 @@ impl LedgerError {
     }
 }
 
+/// The spend guard's and the audit trail's storage, kept by every ledger next to its
+/// records: the namespaces' policies, the subjects' spend, the events.
+#[async_trait]
+pub trait SpendStore: Send + Sync {
+    /// Every namespace's policy.
+    async fn policies(&self) -> Result<Vec<(Namespace, Policy)>, LedgerError>;
+
+    /// Replaces `namespace`'s policy (an empty one deletes it), recording `by` who.
+    async fn set_policy(
+        &self,
+        namespace: &Namespace,
+        policy: &Policy,
+        by: &str,
+    ) -> Result<(), LedgerError>;
+
+    /// What `subject` spent in `namespace`'s current budget window of `window`.
+    async fn spent(
+        &self,
+        namespace: &Namespace,
+        subject: &Subject,
+        window: Duration,
+    ) -> Result<Spent, LedgerError>;
+
+    /// Appends audit events (duplicates added to their key's minute), each kept for
+    /// `retention`.
+    async fn record_events(
+        &self,
+        events: &[AuditEvent],
+        retention: Duration,
+    ) -> Result<(), LedgerError>;
+
+    /// The newest `limit` audit events of `namespace` at or after `since`, newest first.
+    async fn events(
+        &self,
+        namespace: &Namespace,
+        since: Option<DateTime<Utc>>,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, LedgerError>;
+}
+
 /// The authority. Implementations must be safe to share between any number of
 /// sidecars pointed at the same database.
 #[async_trait]
-pub trait Ledger: Send + Sync + 'static {
+pub trait Ledger: SpendStore + Send + Sync + 'static {
     /// Inserts a new claim, takes over an expired one by compare-and-set on its token,
     /// or reports the record that stands. Returns `Acquired` only after commit.
     async fn claim(&self, claim: &NewClaim) -> Result<ClaimDecision, LedgerError>;
@@ -269,41 +309,6 @@ pub trait Ledger: Send + Sync + 'static {
     /// not waited for. Also deletes up to `limit` spend windows that have ended and
     /// audit events past their retention. Returns how many rows it deleted.
     async fn purge_expired(&self, limit: u32) -> Result<u64, LedgerError>;
-
-    /// Every namespace's policy.
-    async fn policies(&self) -> Result<Vec<(Namespace, Policy)>, LedgerError>;
-
-    /// Replaces `namespace`'s policy (an empty one deletes it), recording `by` who.
-    async fn set_policy(
-        &self,
-        namespace: &Namespace,
-        policy: &Policy,
-        by: &str,
-    ) -> Result<(), LedgerError>;
-
-    /// What `subject` spent in `namespace`'s current budget window of `window`.
-    async fn spent(
-        &self,
-        namespace: &Namespace,
-        subject: &Subject,
-        window: Duration,
-    ) -> Result<Spent, LedgerError>;
-
-    /// Appends audit events (duplicates added to their key's minute), each kept for
-    /// `retention`.
-    async fn record_events(
-        &self,
-        events: &[AuditEvent],
-        retention: Duration,
-    ) -> Result<(), LedgerError>;
-
-    /// The newest `limit` audit events of `namespace` at or after `since`, newest first.
-    async fn events(
-        &self,
-        namespace: &Namespace,
-        since: Option<DateTime<Utc>>,
-        limit: u32,
-    ) -> Result<Vec<AuditEvent>, LedgerError>;
 }
 
 /// Logs what became of the release of a claim that committed after its caller gave up

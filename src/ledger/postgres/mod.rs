@@ -59,10 +59,10 @@ use self::sql::{
 use super::batcher::Batcher;
 use super::rows::{self, LedgerRow};
 use super::{
-    AuditEvent, BatchCompletion, ClaimDecision, CompleteDecision, ExtendedLease, ForgetHook,
-    Forgotten, Ledger, LedgerError, NewClaim, db_token, internal, micros,
+    BatchCompletion, ClaimDecision, CompleteDecision, ExtendedLease, ForgetHook, Forgotten, Ledger,
+    LedgerError, NewClaim, db_token, internal, micros,
 };
-use crate::domain::{FencingToken, Namespace, Policy, Record, RecordId, Spent, Subject};
+use crate::domain::{FencingToken, Record, RecordId};
 
 /// Default batch writers per kind of write; each holds at most one pool connection at
 /// a time. One writer makes the biggest batches — one statement and one commit for
@@ -227,45 +227,6 @@ impl Ledger for PostgresLedger {
             deleted += done.rows_affected();
         }
         Ok(deleted)
-    }
-
-    async fn policies(&self) -> Result<Vec<(Namespace, Policy)>, LedgerError> {
-        self.read_policies().await
-    }
-
-    async fn set_policy(
-        &self,
-        namespace: &Namespace,
-        policy: &Policy,
-        by: &str,
-    ) -> Result<(), LedgerError> {
-        self.write_policy(namespace, policy, by).await
-    }
-
-    async fn spent(
-        &self,
-        namespace: &Namespace,
-        subject: &Subject,
-        window: Duration,
-    ) -> Result<Spent, LedgerError> {
-        self.read_spent(namespace, subject, window).await
-    }
-
-    async fn record_events(
-        &self,
-        events: &[AuditEvent],
-        retention: Duration,
-    ) -> Result<(), LedgerError> {
-        self.insert_events(events, retention).await
-    }
-
-    async fn events(
-        &self,
-        namespace: &Namespace,
-        since: Option<DateTime<Utc>>,
-        limit: u32,
-    ) -> Result<Vec<AuditEvent>, LedgerError> {
-        self.select_events(namespace, since, limit).await
     }
 }
 

@@ -11,10 +11,11 @@ use super::sql::{
 use super::{PostgresLedger, once_more_if_the_connection_fails};
 use crate::domain::{Namespace, Policy, Spent, Subject};
 use crate::ledger::rows::{self, signed, unsigned};
-use crate::ledger::{AuditEvent, LedgerError, internal, micros};
+use crate::ledger::{AuditEvent, LedgerError, SpendStore, internal, micros};
 
-impl PostgresLedger {
-    pub(super) async fn read_policies(&self) -> Result<Vec<(Namespace, Policy)>, LedgerError> {
+#[async_trait::async_trait]
+impl SpendStore for PostgresLedger {
+    async fn policies(&self) -> Result<Vec<(Namespace, Policy)>, LedgerError> {
         let rows = once_more_if_the_connection_fails(|| {
             sqlx::query(SELECT_POLICIES).fetch_all(&self.pool)
         })
@@ -22,7 +23,7 @@ impl PostgresLedger {
         rows.iter().map(rows::policy).collect()
     }
 
-    pub(super) async fn write_policy(
+    async fn set_policy(
         &self,
         namespace: &Namespace,
         policy: &Policy,
@@ -55,7 +56,7 @@ impl PostgresLedger {
         Ok(())
     }
 
-    pub(super) async fn read_spent(
+    async fn spent(
         &self,
         namespace: &Namespace,
         subject: &Subject,
@@ -77,7 +78,7 @@ impl PostgresLedger {
         })
     }
 
-    pub(super) async fn insert_events(
+    async fn record_events(
         &self,
         events: &[AuditEvent],
         retention: Duration,
@@ -110,7 +111,7 @@ impl PostgresLedger {
         Ok(())
     }
 
-    pub(super) async fn select_events(
+    async fn events(
         &self,
         namespace: &Namespace,
         since: Option<DateTime<Utc>>,

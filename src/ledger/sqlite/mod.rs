@@ -66,10 +66,10 @@ use self::sql::{
 use super::batcher::Batcher;
 use super::rows::{self, LedgerRow};
 use super::{
-    AuditEvent, BatchCompletion, ClaimDecision, CompleteDecision, ExtendedLease, Forgotten, Ledger,
+    BatchCompletion, ClaimDecision, CompleteDecision, ExtendedLease, Forgotten, Ledger,
     LedgerError, NewClaim, db_token, internal, micros, reentry,
 };
-use crate::domain::{FencingToken, Namespace, Policy, Record, RecordId, Spent, Subject};
+use crate::domain::{FencingToken, Record, RecordId};
 
 /// Options for opening the SQLite ledger.
 #[derive(Debug, Clone)]
@@ -365,45 +365,6 @@ impl Ledger for SqliteLedger {
         }
         tx.commit().await.map_err(classify)?;
         Ok(deleted)
-    }
-
-    async fn policies(&self) -> Result<Vec<(Namespace, Policy)>, LedgerError> {
-        self.read_policies().await
-    }
-
-    async fn set_policy(
-        &self,
-        namespace: &Namespace,
-        policy: &Policy,
-        by: &str,
-    ) -> Result<(), LedgerError> {
-        self.write_policy(namespace, policy, by).await
-    }
-
-    async fn spent(
-        &self,
-        namespace: &Namespace,
-        subject: &Subject,
-        window: Duration,
-    ) -> Result<Spent, LedgerError> {
-        self.read_spent(namespace, subject, window).await
-    }
-
-    async fn record_events(
-        &self,
-        events: &[AuditEvent],
-        retention: Duration,
-    ) -> Result<(), LedgerError> {
-        self.insert_events(events, retention).await
-    }
-
-    async fn events(
-        &self,
-        namespace: &Namespace,
-        since: Option<DateTime<Utc>>,
-        limit: u32,
-    ) -> Result<Vec<AuditEvent>, LedgerError> {
-        self.select_events(namespace, since, limit).await
     }
 
     async fn release(&self, id: &RecordId, token: FencingToken) -> Result<bool, LedgerError> {

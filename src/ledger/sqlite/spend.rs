@@ -16,7 +16,7 @@ use super::sql::{
 use super::{SqliteLedger, begin_write, classify, clock_now, timestamp};
 use crate::domain::{Budget, Limit, Namespace, Policy, Refusal, Spent, Subject};
 use crate::ledger::rows::{self, signed, unsigned};
-use crate::ledger::{AuditEvent, LedgerError, NewClaim, internal, micros};
+use crate::ledger::{AuditEvent, LedgerError, NewClaim, SpendStore, internal, micros};
 
 /// A new key's debit, decided before its insert and made after it.
 pub(super) struct Debit {
@@ -138,8 +138,9 @@ pub(super) async fn refund(
     Ok(cost)
 }
 
-impl SqliteLedger {
-    pub(super) async fn read_policies(&self) -> Result<Vec<(Namespace, Policy)>, LedgerError> {
+#[async_trait::async_trait]
+impl SpendStore for SqliteLedger {
+    async fn policies(&self) -> Result<Vec<(Namespace, Policy)>, LedgerError> {
         let rows = sqlx::query(SELECT_POLICIES)
             .fetch_all(&self.reader)
             .await
@@ -147,7 +148,7 @@ impl SqliteLedger {
         rows.iter().map(rows::policy).collect()
     }
 
-    pub(super) async fn write_policy(
+    async fn set_policy(
         &self,
         namespace: &Namespace,
         policy: &Policy,
@@ -174,7 +175,7 @@ impl SqliteLedger {
         tx.commit().await.map_err(classify)
     }
 
-    pub(super) async fn read_spent(
+    async fn spent(
         &self,
         namespace: &Namespace,
         subject: &Subject,
@@ -209,7 +210,7 @@ impl SqliteLedger {
         })
     }
 
-    pub(super) async fn insert_events(
+    async fn record_events(
         &self,
         events: &[AuditEvent],
         retention: Duration,
@@ -237,7 +238,7 @@ impl SqliteLedger {
         tx.commit().await.map_err(classify)
     }
 
-    pub(super) async fn select_events(
+    async fn events(
         &self,
         namespace: &Namespace,
         since: Option<DateTime<Utc>>,
