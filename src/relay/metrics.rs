@@ -13,16 +13,16 @@ pub const BACKLOG_ROWS: &str = "onceward_outbox_backlog_rows";
 pub const LAG_SECONDS: &str = "onceward_outbox_lag_seconds";
 /// Rows the broker acknowledged.
 pub const PUBLISHED: &str = "onceward_relay_published_total";
-/// Publishes that failed, by `kind`: `refused` (the broker said no: counts an attempt)
-/// or `unavailable` (no answer: counts none).
+/// Publishes that failed, whatever the cause (the name and shape SPEC section 16 gives).
 pub const PUBLISH_ERRORS: &str = "onceward_relay_publish_errors_total";
+/// Of those, the ones the broker refused (no stream for the topic, …): each counts an
+/// attempt towards `--max-attempts`. The rest had no answer and count none.
+pub const PUBLISH_REFUSALS: &str = "onceward_relay_publish_refusals_total";
 /// Rows that reached `--max-attempts` and were stamped `dead_at`.
 pub const DEAD: &str = "onceward_relay_dead_total";
 /// Acks that said the broker had the message already (its dedup window caught a
 /// re-publish, e.g. after a relay died between the ack and the mark).
 pub const BROKER_DUPLICATES: &str = "onceward_relay_broker_duplicates_total";
-
-const ERROR_KINDS: [&str; 2] = ["refused", "unavailable"];
 
 /// Installs the relay's Prometheus recorder (once per process) with every metric at
 /// zero, and returns the handle that renders `/metrics`.
@@ -42,9 +42,10 @@ pub fn install() -> PrometheusHandle {
                 "Age of the oldest unpublished outbox row, in seconds (0 when none)."
             );
             describe_counter!(PUBLISHED, "Outbox rows the broker acknowledged.");
+            describe_counter!(PUBLISH_ERRORS, "Failed publishes, whatever the cause.");
             describe_counter!(
-                PUBLISH_ERRORS,
-                "Failed publishes, by kind: refused (counts an attempt) or unavailable."
+                PUBLISH_REFUSALS,
+                "Failed publishes the broker refused (each counts an attempt towards --max-attempts)."
             );
             describe_counter!(DEAD, "Outbox rows given up on after --max-attempts.");
             describe_counter!(
@@ -55,9 +56,8 @@ pub fn install() -> PrometheusHandle {
             gauge!(BACKLOG_ROWS).set(0.0);
             gauge!(LAG_SECONDS).set(0.0);
             counter!(PUBLISHED).absolute(0);
-            for kind in ERROR_KINDS {
-                counter!(PUBLISH_ERRORS, "kind" => kind).absolute(0);
-            }
+            counter!(PUBLISH_ERRORS).absolute(0);
+            counter!(PUBLISH_REFUSALS).absolute(0);
             counter!(DEAD).absolute(0);
             counter!(BROKER_DUPLICATES).absolute(0);
             handle
@@ -77,9 +77,10 @@ pub fn published(rows: u64, duplicates: u64) {
     counter!(BROKER_DUPLICATES).increment(duplicates);
 }
 
-/// Publishes that failed, by kind (`refused` or `unavailable`).
-pub fn publish_errors(kind: &'static str, count: u64) {
-    counter!(PUBLISH_ERRORS, "kind" => kind).increment(count);
+/// Publishes that failed: `refused` by the broker, and `unanswered`.
+pub fn publish_errors(refused: u64, unanswered: u64) {
+    counter!(PUBLISH_ERRORS).increment(refused + unanswered);
+    counter!(PUBLISH_REFUSALS).increment(refused);
 }
 
 /// Rows that died.

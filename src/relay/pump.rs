@@ -170,8 +170,7 @@ impl Pump {
         round.published = published.len();
         round.refused = failures.len();
         metrics::published(round.published as u64, duplicates);
-        metrics::publish_errors("refused", round.refused as u64);
-        metrics::publish_errors("unavailable", round.unavailable as u64);
+        metrics::publish_errors(round.refused as u64, round.unavailable as u64);
         if round.died > 0 {
             tracing::error!(
                 rows = round.died,

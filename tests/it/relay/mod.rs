@@ -22,7 +22,7 @@ use crate::harness::*;
 /// The relay's metrics, by the names it defines them under.
 pub use onceward::relay::metrics::{
     BACKLOG_ROWS as BACKLOG, BROKER_DUPLICATES as DUPLICATES, DEAD, LAG_SECONDS as LAG,
-    PUBLISH_ERRORS as ERRORS, PUBLISHED,
+    PUBLISH_ERRORS as ERRORS, PUBLISH_REFUSALS as REFUSALS, PUBLISHED,
 };
 
 /// A fresh database with the outbox table, made by `onceward relay --migrate`.

@@ -139,7 +139,8 @@ async fn a_topic_no_stream_covers_dies_after_max_attempts_and_blocks_nothing() {
     assert!(error.contains("no stream"), "{error}");
     assert!(!published);
     assert_eq!(relay.metric(DEAD, &[]).await, 1.0);
-    assert_eq!(relay.metric(ERRORS, &[("kind", "refused")]).await, 3.0);
+    assert_eq!(relay.metric(REFUSALS, &[]).await, 3.0);
+    assert_eq!(relay.metric(ERRORS, &[]).await, 3.0);
     assert!(
         eventually(Duration::from_secs(5), || async {
             relay.metric(BACKLOG, &[]).await == 0.0
@@ -239,7 +240,7 @@ async fn metrics_show_the_backlog_its_lag_and_the_publishes_from_zero() {
     let nats = NatsServer::start().await;
     let relay = Relay::start(&db, &nats, &["--max-attempts", "1000"]).await;
     let text = relay.metrics().await;
-    for name in [BACKLOG, LAG, PUBLISHED, ERRORS, DEAD] {
+    for name in [BACKLOG, LAG, PUBLISHED, ERRORS, REFUSALS, DEAD] {
         assert!(
             text.contains(&format!("\n{name}")),
             "{name} is exported at zero:\n{text}"
@@ -259,7 +260,8 @@ async fn metrics_show_the_backlog_its_lag_and_the_publishes_from_zero() {
             let text = relay.metrics().await;
             metric_value(&text, BACKLOG, &[]) == 5.0
                 && metric_value(&text, LAG, &[]) >= 30.0
-                && metric_value(&text, ERRORS, &[("kind", "refused")]) >= 5.0
+                && metric_value(&text, REFUSALS, &[]) >= 5.0
+                && metric_value(&text, ERRORS, &[]) >= 5.0
         })
         .await,
         "{}",
