@@ -168,6 +168,50 @@ async fn the_connect_workload_replays_over_connect_json_in_the_same_rounds_as_gr
     );
 }
 
+/// The budget workload sets a budget it never reaches, so every one of its claims
+/// takes the spend guard's path and is debited: the ledger's spend says how many.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_budget_workload_spends_a_budget_beside_new_keys_without_one_and_duplicates() {
+    let db = TestDatabase::create().await;
+    let app = TestApp::builder()
+        .ledger(Ledger::Postgres(&db))
+        .spawn()
+        .await;
+    let addr = format!("http://{}", app.addr);
+    let report = bench(&["--addr", &addr, "--workload", "budget"]).await;
+    let runs = report["runs"].as_array().expect("runs");
+    let measured: Vec<(&str, &str)> = runs
+        .iter()
+        .map(|run| {
+            (
+                run["target"].as_str().unwrap(),
+                run["workload"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        measured,
+        [
+            ("onceward", "new"),
+            ("onceward", "budget"),
+            ("onceward", "duplicate"),
+            ("grpc-floor", "duplicate")
+        ],
+        "{report:#}"
+    );
+    for run in runs {
+        assert_eq!(run["errors_total"].as_u64(), Some(0), "{run:#}");
+    }
+    let debited = db
+        .scalar("SELECT COALESCE(sum(claims), 0)::bigint FROM onceward_spend WHERE namespace = 'bench-budget'")
+        .await;
+    let budget_ok = runs[1]["ok"].as_i64().unwrap();
+    assert!(
+        debited >= budget_ok && budget_ok > 0,
+        "{debited} debits for {budget_ok} budget claims"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_replays_completed_keys_without_errors() {
     let app = TestApp::builder().spawn().await;
