@@ -69,8 +69,11 @@ impl super::Engine {
         let (kind, detail) = match &answer.outcome {
             // A takeover is recorded where the ledger says so (`settle`).
             Outcome::Acquired { .. } => return,
-            Outcome::InProgress { .. } => (EventKind::Duplicate, "in progress".to_owned()),
-            Outcome::Completed { .. } => (EventKind::Duplicate, "completed".to_owned()),
+            // Counted per key per minute, in progress or completed alike: no detail,
+            // and no allocation for one on the hot path.
+            Outcome::InProgress { .. } | Outcome::Completed { .. } => {
+                (EventKind::Duplicate, String::new())
+            }
             Outcome::FingerprintMismatch => (EventKind::FingerprintMismatch, String::new()),
             Outcome::Blocked { reason } => (EventKind::Blocked, reason.clone()),
             Outcome::OverBudget { limit, .. } => (EventKind::OverBudget, limit.as_str().to_owned()),
