@@ -32,6 +32,7 @@
 //!   sorting errors, and how a SQLite row stores time and state;
 //! - `batch`: the group commit of claims and completions;
 //! - `bulk`: a batch's order-free writes in multi-row statements;
+//! - `reads`: the claim path's reads, batched on the reader connections;
 //! - `spend`: policies, spend and the audit trail, and the spend guard's part of a
 //!   claim (read and debited in the claim's own write transaction);
 //! - `sql`: every statement;
@@ -42,6 +43,7 @@
 mod batch;
 mod bulk;
 mod forget;
+mod reads;
 mod spend;
 mod sql;
 #[cfg(test)]
@@ -67,7 +69,7 @@ use super::batcher::Batcher;
 use super::rows::{self, LedgerRow};
 use super::{
     BatchCompletion, ClaimDecision, CompleteDecision, ExtendedLease, Forgotten, Ledger,
-    LedgerError, NewClaim, db_token, internal, micros, reentry,
+    LedgerError, NewClaim, db_token, internal, micros,
 };
 use crate::domain::{FencingToken, Record, RecordId};
 
@@ -103,6 +105,8 @@ pub struct SqliteLedger {
     reader: SqlitePool,
     /// Claims and completions, queued for the next write transaction.
     writes: Arc<Batcher<Write, Written>>,
+    /// Claims, queued for a reader to see what stands.
+    reads: Arc<Batcher<NewClaim, Option<ClaimDecision>>>,
 }
 
 impl std::fmt::Debug for SqliteLedger {
@@ -177,10 +181,13 @@ impl SqliteLedger {
             .await
             .context("cannot open SQLite ledger for reading")?;
         let writes = Arc::new(spawn_writer(writer.clone()));
+        let readers = usize::try_from(options.max_read_connections.max(1)).unwrap_or(1);
+        let reads = Arc::new(reads::spawn_reader(reader.clone(), readers));
         Ok(Self {
             writer,
             reader,
             writes,
+            reads,
         })
     }
 
@@ -192,31 +199,14 @@ impl SqliteLedger {
 
     /// The answer to `claim` if the record that stands decides it without a write (a
     /// completed record, a live claim of someone else's, a fingerprint mismatch), read
-    /// on a reader connection: in WAL mode it sees the last commit without waiting for
-    /// the writer. `None`: the writer decides (a new key, an expired lease, the
-    /// claimant's own claim), and decides again under the write lock.
+    /// on a reader connection (`reads`): in WAL mode it sees the last commit without
+    /// waiting for the writer. `None`: the writer decides (a new key, an expired lease,
+    /// the claimant's own claim), and decides again under the write lock.
     async fn standing_answer(
         &self,
         claim: &NewClaim,
     ) -> Result<Option<ClaimDecision>, LedgerError> {
-        let Some(row) = sqlx::query(SELECT_RECORD)
-            .bind(claim.id.namespace.as_str())
-            .bind(claim.id.key.as_str())
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(classify)?
-        else {
-            return Ok(None);
-        };
-        let record = rows::record(&row)?;
-        let holder = rows::holder(&row)?;
-        // Read after the row, so a lease the row shows as live is live at `now`.
-        let now = timestamp(clock_now())?;
-        let own = reentry(&record, holder.token, holder.claimant, claim, now).is_some();
-        if own || record.takeable_by(&claim.fingerprint, now) {
-            return Ok(None);
-        }
-        Ok(Some(ClaimDecision::Existing { record, now }))
+        self.reads.submit(claim.clone()).await
     }
 
     /// Queues `write` for the next write transaction.
@@ -284,8 +274,9 @@ impl Ledger for SqliteLedger {
     async fn claim_many(&self, claims: &[NewClaim]) -> Vec<Result<ClaimDecision, LedgerError>> {
         let mut answers = Vec::with_capacity(claims.len());
         let mut writes = Vec::new();
-        for claim in claims {
-            match self.standing_answer(claim).await {
+        let standing = self.reads.submit_many(claims.to_vec()).await;
+        for (claim, standing) in claims.iter().zip(standing) {
+            match standing {
                 Ok(None) => {
                     answers.push(None);
                     writes.push(Write::Claim(claim.clone()));

@@ -8,6 +8,15 @@ FROM onceward_records
 WHERE namespace = ?1 AND key = ?2
 "#;
 
+/// The records of several keys of one namespace (`?2`, a JSON array of keys), for the
+/// claim path's batched reads.
+pub(super) const SELECT_STANDING: &str = r#"
+SELECT namespace, key, state, fingerprint, fencing_token, response, created_at,
+       completed_at, lease_expires_at, expires_at, claimant
+FROM onceward_records
+WHERE namespace = ?1 AND key IN (SELECT value FROM json_each(?2))
+"#;
+
 /// SQLite has no sequences; this row is one. A batch reserves one token per claim in
 /// it (`?1`), inside its transaction, and gets the last one back.
 pub(super) const RESERVE_TOKENS: &str = r#"
