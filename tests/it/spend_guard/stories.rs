@@ -83,6 +83,8 @@ async fn a_cron_that_fires_twice_in_one_minute_sends_each_reminder_once() {
         },
     )
     .await;
+    // The second sidecar learns of the new policy within a second.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let vendor = Vendor::default();
     let due = [
         ("r1", "alice"),
