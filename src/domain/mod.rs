@@ -13,7 +13,7 @@ mod spend;
 pub use claimant::Claimant;
 pub use duration::{BoundedDuration, DurationBounds, format_duration, parse_duration};
 pub use onceward_client::{FencingToken, Fingerprint, IdempotencyKey, Namespace, ValidationError};
-pub use spend::{Budget, Limit, MAX_UNITS, Policy, Refusal, Spend, Spent, Subject, units};
+pub use spend::{Budget, Limit, Policy, Refusal, Spend, Spent, Subject, units};
 
 use std::fmt;
 use std::time::Duration;

@@ -250,6 +250,33 @@ where
     ))
 }
 
+/// A policy as both ledgers store it: the values of `UPSERT_POLICY`'s columns after the
+/// namespace, in its order.
+pub(crate) struct PolicyRow<'a> {
+    pub killswitch: bool,
+    pub killswitch_reason: &'a str,
+    pub has_budget: bool,
+    pub max_cost: i64,
+    pub max_claims: i64,
+    pub window_micros: i64,
+    pub require_subject: bool,
+}
+
+impl<'a> From<&'a Policy> for PolicyRow<'a> {
+    fn from(policy: &'a Policy) -> Self {
+        let budget = policy.budget.as_ref();
+        Self {
+            killswitch: policy.killswitch,
+            killswitch_reason: &policy.killswitch_reason,
+            has_budget: budget.is_some(),
+            max_cost: signed(budget.map_or(0, |b| b.max_cost)),
+            max_claims: signed(budget.map_or(0, |b| b.max_claims)),
+            window_micros: budget.map_or(0, |b| super::micros(b.window)),
+            require_subject: budget.is_some_and(|b| b.require_subject),
+        }
+    }
+}
+
 /// The columns of a stored audit event (its kind stored as the state is).
 #[derive(FromRow)]
 pub(crate) struct EventColumns<Time, Kind> {

@@ -10,7 +10,7 @@ use super::sql::{
 };
 use super::{PostgresLedger, once_more_if_the_connection_fails};
 use crate::domain::{Namespace, Policy, Spent, Subject};
-use crate::ledger::rows::{self, signed, unsigned};
+use crate::ledger::rows::{self, PolicyRow, signed, unsigned};
 use crate::ledger::{AuditEvent, LedgerError, SpendStore, internal, micros};
 
 #[async_trait::async_trait]
@@ -38,17 +38,17 @@ impl SpendStore for PostgresLedger {
             .await?;
             return Ok(());
         }
-        let budget = policy.budget.as_ref();
+        let row = PolicyRow::from(policy);
         once_more_if_the_connection_fails(|| {
             sqlx::query(UPSERT_POLICY)
                 .bind(namespace.as_str())
-                .bind(policy.killswitch)
-                .bind(&policy.killswitch_reason)
-                .bind(budget.is_some())
-                .bind(signed(budget.map_or(0, |b| b.max_cost)))
-                .bind(signed(budget.map_or(0, |b| b.max_claims)))
-                .bind(budget.map_or(0, |b| micros(b.window)))
-                .bind(budget.is_some_and(|b| b.require_subject))
+                .bind(row.killswitch)
+                .bind(row.killswitch_reason)
+                .bind(row.has_budget)
+                .bind(row.max_cost)
+                .bind(row.max_claims)
+                .bind(row.window_micros)
+                .bind(row.require_subject)
                 .bind(by)
                 .execute(&self.pool)
         })

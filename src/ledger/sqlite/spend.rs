@@ -15,7 +15,7 @@ use super::sql::{
 };
 use super::{SqliteLedger, begin_write, classify, clock_now, timestamp};
 use crate::domain::{Budget, Limit, Namespace, Policy, Refusal, Spent, Subject};
-use crate::ledger::rows::{self, signed, unsigned};
+use crate::ledger::rows::{self, PolicyRow, signed, unsigned};
 use crate::ledger::{AuditEvent, LedgerError, NewClaim, SpendStore, internal, micros};
 
 /// A new key's debit, decided before its insert and made after it.
@@ -155,19 +155,19 @@ impl SpendStore for SqliteLedger {
         by: &str,
     ) -> Result<(), LedgerError> {
         let mut tx = begin_write(&self.writer).await?;
-        let budget = policy.budget.as_ref();
         let statement = if policy.is_empty() {
             sqlx::query(DELETE_POLICY).bind(namespace.as_str())
         } else {
+            let row = PolicyRow::from(policy);
             sqlx::query(UPSERT_POLICY)
                 .bind(namespace.as_str())
-                .bind(policy.killswitch)
-                .bind(&policy.killswitch_reason)
-                .bind(budget.is_some())
-                .bind(signed(budget.map_or(0, |b| b.max_cost)))
-                .bind(signed(budget.map_or(0, |b| b.max_claims)))
-                .bind(budget.map_or(0, |b| micros(b.window)))
-                .bind(budget.is_some_and(|b| b.require_subject))
+                .bind(row.killswitch)
+                .bind(row.killswitch_reason)
+                .bind(row.has_budget)
+                .bind(row.max_cost)
+                .bind(row.max_claims)
+                .bind(row.window_micros)
+                .bind(row.require_subject)
                 .bind(by)
                 .bind(clock_now())
         };
