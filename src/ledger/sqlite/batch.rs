@@ -15,12 +15,15 @@
 //! without a commit.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use sqlx::Row;
-use sqlx::sqlite::{SqliteConnection, SqlitePool};
+use sqlx::sqlite::SqliteConnection;
 
 use super::bulk;
+use super::connections::{TokenBlock, Writer};
 use super::spend::{self, Debit};
 use super::sql::{
     COMPLETE, COMPLETED_BY_TOKEN, INSERT_CLAIM, MARK_REENTERED, RECORD_EXISTS, RELEASE_UNHELD,
@@ -43,8 +46,9 @@ pub(super) const MAX_BATCH: usize = 1000;
 
 /// A write waiting for its batch.
 pub(super) enum Write {
-    /// A claim the reader could not answer (a new key, an expired lease, a re-entry).
-    Claim(NewClaim),
+    /// A claim: one the reader could not answer (a new key, an expired lease, a
+    /// re-entry), or one queued while the reader reads, which its caller may withdraw.
+    Claim(NewClaim, Option<Arc<Ticket>>),
     /// A completion, with the token as stored.
     Complete {
         id: RecordId,
@@ -52,6 +56,52 @@ pub(super) enum Write {
         response: Vec<u8>,
         retention: Duration,
     },
+}
+
+/// Where a claim queued alongside its read stands: its caller withdraws it if the
+/// reader answers first, unless a batch has taken it, and a batch skips it once
+/// withdrawn. Either way exactly one of the two answers, so a claim the reader
+/// answered has written nothing.
+#[derive(Debug, Default)]
+pub(super) struct Ticket(AtomicU8);
+
+impl Ticket {
+    const QUEUED: u8 = 0;
+    const TAKEN: u8 = 1;
+    const WITHDRAWN: u8 = 2;
+
+    /// The batch's side: `false` if the caller withdrew the claim.
+    fn take(&self) -> bool {
+        self.0.compare_exchange(
+            Self::QUEUED,
+            Self::TAKEN,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) != Err(Self::WITHDRAWN)
+    }
+
+    /// The caller's side: `false` if a batch has already taken the claim.
+    pub(super) fn withdraw(&self) -> bool {
+        self.0
+            .compare_exchange(
+                Self::QUEUED,
+                Self::WITHDRAWN,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
+}
+
+impl Write {
+    /// Whether the batch is to decide this write: `false` for a claim its caller
+    /// withdrew.
+    fn take(&self) -> bool {
+        match self {
+            Write::Claim(_, Some(ticket)) => ticket.take(),
+            _ => true,
+        }
+    }
 }
 
 /// What a write decided.
@@ -63,19 +113,19 @@ pub(super) enum Written {
 /// The write queue: one writer, taking what queued while the last batch ran. A claim
 /// whose caller gave up while its batch ran is released (`RELEASE_UNHELD`): nobody was
 /// told of it, and it must not hold its key until the lease runs out (rule 5 of docs/PROTOCOL.md).
-pub(super) fn spawn_writer(pool: SqlitePool) -> Batcher<Write, Written> {
-    let release_pool = pool.clone();
+pub(super) fn spawn_writer(writer: Arc<Writer>) -> Batcher<Write, Written> {
+    let release_writer = writer.clone();
     let undelivered = move |write: Write, written: Written| {
-        if let (Write::Claim(claim), Written::Claim(ClaimDecision::Acquired { token, .. })) =
+        if let (Write::Claim(claim, _), Written::Claim(ClaimDecision::Acquired { token, .. })) =
             (write, written)
         {
-            tokio::spawn(release_unheld(release_pool.clone(), claim.id, token));
+            tokio::spawn(release_unheld(release_writer.clone(), claim.id, token));
         }
     };
     let run = move |mut batch: Vec<Write>| {
-        let pool = pool.clone();
+        let writer = writer.clone();
         async move {
-            let outcome = write_batch(&pool, &mut batch).await;
+            let outcome = write_batch(&writer, &mut batch).await;
             (batch, outcome)
         }
     };
@@ -84,8 +134,8 @@ pub(super) fn spawn_writer(pool: SqlitePool) -> Batcher<Write, Written> {
 
 /// Releases a claim that committed after its caller gave up, unless its claimant has
 /// had it back since. If this fails too, the lease runs out as it would have.
-async fn release_unheld(pool: SqlitePool, id: RecordId, token: crate::domain::FencingToken) {
-    let released = delete_claim(&pool, RELEASE_UNHELD, &id, token).await;
+async fn release_unheld(writer: Arc<Writer>, id: RecordId, token: crate::domain::FencingToken) {
+    let released = delete_claim(&writer, RELEASE_UNHELD, &id, token).await;
     crate::ledger::log_release_of_unheld(&id, token, released);
 }
 
@@ -135,41 +185,63 @@ pub(super) fn transaction_failed(error: sqlx::Error) -> LedgerError {
 
 /// Runs `batch` in one write transaction: one result per item, in order, or the
 /// failure of the whole transaction.
-pub(super) async fn write_batch(pool: &SqlitePool, batch: &mut [Write]) -> BatchOutcome<Written> {
-    let mut tx = pool
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .map_err(transaction_failed)?;
+pub(super) async fn write_batch(writer: &Writer, batch: &mut [Write]) -> BatchOutcome<Written> {
+    let mut writer = writer.lock().await?;
+    let (mut tx, block) = writer.begin_batch().await?;
+    let outcome = match decide(&mut tx, block, batch).await {
+        Ok(results) => tx
+            .commit()
+            .await
+            .map_err(transaction_failed)
+            .map(|()| results),
+        // Dropping the transaction rolls it back.
+        Err(error) => Err(error),
+    };
+    if outcome.is_err() {
+        // A block reserved in this transaction is not reserved any more.
+        block.retire();
+    }
+    outcome
+}
+
+/// Decides every item of `batch` in `tx`, the order-free ones in bulk (their claims'
+/// tokens from `block`) and the rest one by one.
+async fn decide(
+    tx: &mut SqliteConnection,
+    block: &mut TokenBlock,
+    batch: &mut [Write],
+) -> BatchOutcome<Written> {
     let alone = alone_in_batch(batch);
-    let claims = batch
+    // A withdrawn claim's caller has its answer from the reader and is gone.
+    let mut results: Vec<Option<Result<Written, LedgerError>>> = batch
         .iter()
-        .filter(|write| matches!(write, Write::Claim(_)))
-        .count();
-    // A claim the bulk insert finds taken is decided again one by one, with a token
-    // of its own: two per such claim at most.
-    let bulk_claims = batch
+        .map(|write| (!write.take()).then(|| Err(internal("a withdrawn claim"))))
+        .collect();
+    bulk_writes(tx, batch, &alone, block, &mut results).await?;
+    // The claims left to decide one by one (a key that stood, a repeated key, a
+    // guarded claim) take tokens reserved for them alone, which moves the sequence on
+    // from the block.
+    let left = batch
         .iter()
-        .zip(&alone)
-        .filter(|(write, alone)| **alone && matches!(write, Write::Claim(claim) if !claim.guarded))
+        .zip(&results)
+        .filter(|(write, result)| result.is_none() && matches!(write, Write::Claim(..)))
         .count();
-    let mut tokens = TokenRange::reserve(&mut tx, claims + bulk_claims).await?;
-    let mut results: Vec<Option<Result<Written, LedgerError>>> =
-        (0..batch.len()).map(|_| None).collect();
-    bulk_writes(&mut tx, batch, &alone, &mut tokens, &mut results).await?;
+    let mut tokens = TokenRange::reserve(tx, left).await?;
+    if left > 0 {
+        block.retire();
+    }
     for (write, result) in batch.iter_mut().zip(results.iter_mut()) {
         if result.is_some() {
             continue;
         }
         let written = match write {
-            Write::Claim(claim) => claim_one(&mut tx, claim, &mut tokens)
-                .await
-                .map(Written::Claim),
+            Write::Claim(claim, _) => claim_one(tx, claim, &mut tokens).await.map(Written::Claim),
             Write::Complete {
                 id,
                 token,
                 response,
                 retention,
-            } => complete_one(&mut tx, id, *token, std::mem::take(response), *retention)
+            } => complete_one(tx, id, *token, std::mem::take(response), *retention)
                 .await
                 .map(Written::Complete),
         };
@@ -180,7 +252,6 @@ pub(super) async fn write_batch(pool: &SqlitePool, batch: &mut [Write]) -> Batch
             Err(Failure::Transaction(error)) => return Err(error),
         };
     }
-    tx.commit().await.map_err(transaction_failed)?;
     Ok(results
         .into_iter()
         .map(|result| result.unwrap_or_else(|| Err(internal("a write went undecided"))))
@@ -192,7 +263,7 @@ pub(super) async fn write_batch(pool: &SqlitePool, batch: &mut [Write]) -> Batch
 fn alone_in_batch(batch: &[Write]) -> Vec<bool> {
     fn id(write: &Write) -> &RecordId {
         match write {
-            Write::Claim(claim) => &claim.id,
+            Write::Claim(claim, _) => &claim.id,
             Write::Complete { id, .. } => id,
         }
     }
@@ -210,27 +281,23 @@ async fn bulk_writes(
     connection: &mut SqliteConnection,
     batch: &mut [Write],
     alone: &[bool],
-    tokens: &mut TokenRange,
+    block: &mut TokenBlock,
     results: &mut [Option<Result<Written, LedgerError>>],
 ) -> Result<(), LedgerError> {
     let now = clock_now();
     let mut claims = Vec::new();
     let mut completions = Vec::new();
     for (index, write) in batch.iter_mut().enumerate() {
-        if !alone[index] {
+        if !alone[index] || results[index].is_some() {
             continue;
         }
         match write {
-            Write::Claim(claim) if !claim.guarded => {
-                let token = tokens.peek()?;
-                tokens.used();
-                claims.push(bulk::BulkClaim {
-                    index,
-                    claim,
-                    token,
-                });
-            }
-            Write::Claim(_) => {}
+            Write::Claim(claim, _) if !claim.guarded => claims.push(bulk::BulkClaim {
+                index,
+                claim,
+                token: 0,
+            }),
+            Write::Claim(..) => {}
             Write::Complete {
                 id,
                 token,
@@ -245,7 +312,15 @@ async fn bulk_writes(
             }),
         }
     }
-    for (index, decision) in bulk::insert_claims(connection, &claims, now).await? {
+    let mut sequence_end = 0;
+    if !claims.is_empty() {
+        let (first, last_reserved) = block.take(connection, claims.len()).await?;
+        for (token, claim) in (first..).zip(claims.iter_mut()) {
+            claim.token = token;
+        }
+        sequence_end = last_reserved;
+    }
+    for (index, decision) in bulk::insert_claims(connection, &claims, now, sequence_end).await? {
         results[index] = Some(Ok(Written::Claim(decision)));
     }
     let completed = bulk::complete(connection, &mut completions, now).await?;

@@ -1,20 +1,17 @@
-//! A batch's writes in a few multi-row statements instead of one statement each.
+//! A batch's order-free writes in two statements, whatever its size.
 //!
 //! Every statement sqlx runs on SQLite is a round trip to the connection's own thread,
 //! and under load those hand-offs, not SQLite, are what a batch costs. So the items
 //! whose order within the batch cannot matter — claims (outside any policy) and
-//! completions of keys no other item of the batch touches — go in multi-row
-//! statements first: the claims in one `INSERT … ON CONFLICT DO NOTHING RETURNING`,
-//! the completions in one `UPDATE … FROM (VALUES …) RETURNING`. What those statements
-//! decide is final; the rest (a key that stood, a completion that matched nothing,
-//! repeated keys, guarded claims) is decided one item at a time after them, in queue
-//! order, as before.
-//!
-//! Statements are built for chunks of 64, 32, … 1 rows, so seven statement texts of
-//! each kind cover every batch size and stay in sqlx's statement cache.
+//! completions of keys no other item of the batch touches — go in two statements
+//! first, each reading its rows from one JSON array (`json_each`): the claims in one
+//! `INSERT … ON CONFLICT DO NOTHING RETURNING`, the completions in one `UPDATE … FROM
+//! … RETURNING`. Blobs travel as hex. What those statements decide is final; the rest
+//! (a key that stood, a completion that matched nothing, repeated keys, guarded
+//! claims) is decided one item at a time after them, in queue order, as before.
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::io::Write as _;
 use std::time::Duration;
 
 use sqlx::Row;
@@ -24,9 +21,6 @@ use super::timestamp;
 use crate::domain::RecordId;
 use crate::ledger::rows;
 use crate::ledger::{ClaimDecision, CompleteDecision, LedgerError, NewClaim, internal, micros};
-
-/// The most rows one statement carries.
-const CHUNK: usize = 64;
 
 /// A claim the bulk insert may decide: its place in the batch and its token.
 pub(super) struct BulkClaim<'a> {
@@ -44,61 +38,62 @@ pub(super) struct BulkCompletion<'a> {
     pub retention: Duration,
 }
 
-/// Inserts `claims` (distinct keys); returns the decision of each that acquired its
-/// key, by its index in the batch. The others found their key taken.
+/// Inserts `claims` (distinct keys, their tokens consecutive from the first's, taken
+/// from a block that ends the token sequence at `sequence_end`); returns the decision
+/// of each that acquired its key, by its index in the batch. The others found their
+/// key taken — or all of them, if the sequence has moved past `sequence_end` since the
+/// block was reserved: then someone else may have handed out later tokens, and these
+/// would not be the newest.
 pub(super) async fn insert_claims(
     connection: &mut SqliteConnection,
     claims: &[BulkClaim<'_>],
     now: i64,
+    sequence_end: i64,
 ) -> Result<HashMap<usize, ClaimDecision>, LedgerError> {
+    let Some(first) = claims.first() else {
+        return Ok(HashMap::new());
+    };
     let now_at = timestamp(now)?;
-    let mut decided = HashMap::with_capacity(claims.len());
-    let mut start = 0;
-    for size in sizes(claims.len()) {
-        let chunk = &claims[start..start + size];
-        start += size;
-        let mut query = sqlx::query(statement(&INSERTS, insert_sql, chunk.len()));
-        for item in chunk {
-            let claim = item.claim;
-            let lease_expires_at = now.saturating_add(micros(claim.lease));
-            query = query
-                .bind(claim.id.namespace.as_str())
-                .bind(claim.id.key.as_str())
-                .bind(claim.fingerprint.as_bytes())
-                .bind(item.token)
-                .bind(now)
-                .bind(lease_expires_at)
-                .bind(lease_expires_at.saturating_add(micros(claim.abandon_after)))
-                .bind(claim.claimant.as_bytes());
-        }
-        let rows = query
-            .fetch_all(&mut *connection)
-            .await
-            .map_err(super::batch::transaction_failed)?;
-        let mut by_key: HashMap<(String, String), &BulkClaim<'_>> = chunk
-            .iter()
-            .map(|item| (owned_key(&item.claim.id), item))
-            .collect();
-        for row in rows {
-            let key = (
-                row.try_get::<String, _>("namespace").map_err(internal)?,
-                row.try_get::<String, _>("key").map_err(internal)?,
-            );
-            let item = by_key
-                .remove(&key)
-                .ok_or_else(|| internal("the bulk insert returned a key it was not sent"))?;
-            let lease_expires_at = now.saturating_add(micros(item.claim.lease));
-            decided.insert(
-                item.index,
-                ClaimDecision::Acquired {
-                    token: rows::stored_token(item.token)?,
-                    lease_expires_at: timestamp(lease_expires_at)?,
-                    takeover: false,
-                    fingerprint: item.claim.fingerprint.clone(),
-                    now: now_at,
-                },
-            );
-        }
+    let mut rows = JsonRows::with_capacity(claims.len() * 160);
+    for item in claims {
+        let claim = item.claim;
+        let lease_expires_at = now.saturating_add(micros(claim.lease));
+        rows.row(|row| {
+            row.text(claim.id.namespace.as_str())?;
+            row.text(claim.id.key.as_str())?;
+            row.hex(claim.fingerprint.as_bytes());
+            row.integer(item.token);
+            row.integer(lease_expires_at);
+            row.integer(lease_expires_at.saturating_add(micros(claim.abandon_after)));
+            row.hex(claim.claimant.as_bytes());
+            Ok(())
+        })?;
+    }
+    let tokens: Vec<i64> = sqlx::query_scalar(INSERT_CLAIMS)
+        .bind(now)
+        .bind(rows.finish()?)
+        .bind(sequence_end)
+        .fetch_all(&mut *connection)
+        .await
+        .map_err(super::batch::transaction_failed)?;
+    let mut decided = HashMap::with_capacity(tokens.len());
+    for token in tokens {
+        let item = usize::try_from(token - first.token)
+            .ok()
+            .and_then(|position| claims.get(position))
+            .filter(|item| item.token == token)
+            .ok_or_else(|| internal("the bulk insert returned a token it was not sent"))?;
+        let lease_expires_at = now.saturating_add(micros(item.claim.lease));
+        decided.insert(
+            item.index,
+            ClaimDecision::Acquired {
+                token: rows::stored_token(token)?,
+                lease_expires_at: timestamp(lease_expires_at)?,
+                takeover: false,
+                fingerprint: item.claim.fingerprint.clone(),
+                now: now_at,
+            },
+        );
     }
     Ok(decided)
 }
@@ -111,117 +106,163 @@ pub(super) async fn complete(
     completions: &mut [BulkCompletion<'_>],
     now: i64,
 ) -> Result<HashMap<usize, CompleteDecision>, LedgerError> {
+    if completions.is_empty() {
+        return Ok(HashMap::new());
+    }
     let now_at = timestamp(now)?;
-    let mut decided = HashMap::with_capacity(completions.len());
-    let mut start = 0;
-    for size in sizes(completions.len()) {
-        let part = &mut completions[start..start + size];
-        start += size;
-        complete_part(connection, part, now, now_at, &mut decided).await?;
+    let size = completions
+        .iter()
+        .map(|item| 96 + 2 * item.response.len())
+        .sum();
+    let mut rows = JsonRows::with_capacity(size);
+    for item in completions.iter() {
+        let expires_at = now.saturating_add(micros(item.retention));
+        // Checked before anything is written, so no answer fails after its write.
+        timestamp(expires_at)?;
+        rows.row(|row| {
+            row.text(item.id.namespace.as_str())?;
+            row.text(item.id.key.as_str())?;
+            row.integer(item.token);
+            row.hex(&item.response);
+            row.integer(expires_at);
+            Ok(())
+        })?;
+    }
+    let returned = sqlx::query(COMPLETE_MANY)
+        .bind(now)
+        .bind(rows.finish()?)
+        .fetch_all(&mut *connection)
+        .await
+        .map_err(super::batch::transaction_failed)?;
+    let positions: HashMap<(&str, &str), usize> = completions
+        .iter()
+        .enumerate()
+        .map(|(position, item)| ((item.id.namespace.as_str(), item.id.key.as_str()), position))
+        .collect();
+    let mut found = Vec::with_capacity(returned.len());
+    for row in &returned {
+        let namespace: &str = row.try_get("namespace").map_err(internal)?;
+        let key: &str = row.try_get("key").map_err(internal)?;
+        let position = positions
+            .get(&(namespace, key))
+            .copied()
+            .ok_or_else(|| internal("the bulk completion returned a key it was not sent"))?;
+        found.push(position);
+    }
+    drop(positions);
+    let mut decided = HashMap::with_capacity(returned.len());
+    for (row, position) in returned.iter().zip(found) {
+        let item = &mut completions[position];
+        // The row is written: an answer that cannot be read from it must not commit
+        // untold, so this fails the transaction.
+        let decision = rows::completed(row, std::mem::take(&mut item.response), now_at)?;
+        decided.insert(item.index, decision);
     }
     Ok(decided)
 }
 
-async fn complete_part(
-    connection: &mut SqliteConnection,
-    part: &mut [BulkCompletion<'_>],
-    now: i64,
-    now_at: chrono::DateTime<chrono::Utc>,
-    decided: &mut HashMap<usize, CompleteDecision>,
-) -> Result<(), LedgerError> {
-    let mut query = sqlx::query(statement(&COMPLETIONS, complete_sql, part.len())).bind(now);
-    for item in part.iter() {
-        let expires_at = now.saturating_add(micros(item.retention));
-        // Checked before anything is written, so no answer fails after its write.
-        timestamp(expires_at)?;
-        query = query
-            .bind(item.id.namespace.as_str())
-            .bind(item.id.key.as_str())
-            .bind(item.token)
-            .bind(item.response.as_slice())
-            .bind(expires_at);
+/// The claims, from `?2`: `[namespace, key, fingerprint (hex), token, lease expiry,
+/// expiry, claimant (hex)]` each, inserted only while the token sequence ends at `?3`,
+/// where their block was reserved. (The `WHERE` also tells SQLite's parser that the
+/// `ON` that follows is the upsert's, not a join's.)
+const INSERT_CLAIMS: &str = r#"
+INSERT INTO onceward_records
+    (namespace, key, state, fingerprint, fencing_token, created_at, lease_expires_at,
+     expires_at, claimant)
+SELECT c.value ->> 0, c.value ->> 1, 1, unhex(c.value ->> 2), c.value ->> 3, ?1,
+       c.value ->> 4, c.value ->> 5, unhex(c.value ->> 6)
+FROM json_each(?2) AS c
+WHERE (SELECT last_value FROM onceward_fencing_tokens WHERE id = 1) = ?3
+ON CONFLICT (namespace, key) DO NOTHING
+RETURNING fencing_token
+"#;
+
+/// The completions, from `?2`: `[namespace, key, token, response (hex), expiry]` each.
+const COMPLETE_MANY: &str = r#"
+UPDATE onceward_records AS r
+SET state = 2, response = unhex(c.value ->> 3), completed_at = ?1, lease_expires_at = NULL,
+    expires_at = c.value ->> 4
+FROM json_each(?2) AS c
+WHERE r.namespace = c.value ->> 0 AND r.key = c.value ->> 1
+  AND r.fencing_token = c.value ->> 2 AND r.state = 1
+RETURNING namespace, key, fingerprint, completed_at, expires_at
+"#;
+
+/// A JSON array of arrays, written straight into one buffer.
+struct JsonRows {
+    bytes: Vec<u8>,
+    rows: usize,
+}
+
+/// One row of [`JsonRows`], its values in order.
+struct JsonRow<'a> {
+    bytes: &'a mut Vec<u8>,
+    values: usize,
+}
+
+impl JsonRows {
+    fn with_capacity(bytes: usize) -> Self {
+        let mut buffer = Vec::with_capacity(bytes + 2);
+        buffer.push(b'[');
+        Self {
+            bytes: buffer,
+            rows: 0,
+        }
     }
-    let rows = query
-        .fetch_all(&mut *connection)
-        .await
-        .map_err(super::batch::transaction_failed)?;
-    let mut by_key: HashMap<(String, String), usize> = part
-        .iter()
-        .enumerate()
-        .map(|(position, item)| (owned_key(item.id), position))
-        .collect();
-    for row in rows {
-        let key = (
-            row.try_get::<String, _>("namespace").map_err(internal)?,
-            row.try_get::<String, _>("key").map_err(internal)?,
-        );
-        let position = by_key
-            .remove(&key)
-            .ok_or_else(|| internal("the bulk completion returned a key it was not sent"))?;
-        let item = &mut part[position];
-        // The row is written: an answer that cannot be read from it must not commit
-        // untold, so this fails the transaction.
-        let decision = rows::completed(&row, std::mem::take(&mut item.response), now_at)?;
-        decided.insert(item.index, decision);
+
+    fn row(
+        &mut self,
+        write: impl FnOnce(&mut JsonRow<'_>) -> Result<(), LedgerError>,
+    ) -> Result<(), LedgerError> {
+        if self.rows > 0 {
+            self.bytes.push(b',');
+        }
+        self.rows += 1;
+        self.bytes.push(b'[');
+        write(&mut JsonRow {
+            bytes: &mut self.bytes,
+            values: 0,
+        })?;
+        self.bytes.push(b']');
+        Ok(())
     }
-    Ok(())
-}
 
-fn owned_key(id: &RecordId) -> (String, String) {
-    (id.namespace.as_str().to_owned(), id.key.as_str().to_owned())
-}
-
-/// The power-of-two sizes `n` (at most [`CHUNK`]) splits into, largest first.
-fn sizes(mut n: usize) -> Vec<usize> {
-    let mut sizes = Vec::new();
-    while n > 0 {
-        let size = largest_power_of_two(n.min(CHUNK));
-        sizes.push(size);
-        n -= size;
+    fn finish(mut self) -> Result<String, LedgerError> {
+        self.bytes.push(b']');
+        String::from_utf8(self.bytes).map_err(internal)
     }
-    sizes
 }
 
-/// The texts of the statements, one per chunk size (1, 2, 4, … [`CHUNK`] rows).
-type Statements = OnceLock<[String; SIZES]>;
-const SIZES: usize = CHUNK.trailing_zeros() as usize + 1;
-static INSERTS: Statements = OnceLock::new();
-static COMPLETIONS: Statements = OnceLock::new();
+impl JsonRow<'_> {
+    fn next(&mut self) {
+        if self.values > 0 {
+            self.bytes.push(b',');
+        }
+        self.values += 1;
+    }
 
-/// The statement of `table` for a chunk of `rows` (a power of two), built once from
-/// constant parts, so no input ever reaches its text.
-fn statement(table: &'static Statements, build: fn(usize) -> String, rows: usize) -> &'static str {
-    let texts = table.get_or_init(|| std::array::from_fn(|size| build(1 << size)));
-    &texts[rows.trailing_zeros() as usize]
-}
+    /// A JSON string, escaped as JSON requires: keys may hold any character.
+    fn text(&mut self, value: &str) -> Result<(), LedgerError> {
+        self.next();
+        serde_json::to_writer(&mut *self.bytes, value).map_err(internal)
+    }
 
-fn largest_power_of_two(n: usize) -> usize {
-    1 << (usize::BITS - 1 - n.leading_zeros())
-}
+    fn integer(&mut self, value: i64) {
+        self.next();
+        let _ = write!(self.bytes, "{value}");
+    }
 
-fn insert_sql(rows: usize) -> String {
-    let values = vec!["(?, ?, 1, ?, ?, ?, ?, ?, ?)"; rows].join(", ");
-    format!(
-        "INSERT INTO onceward_records \
-         (namespace, key, state, fingerprint, fencing_token, created_at, lease_expires_at, \
-          expires_at, claimant) \
-         VALUES {values} \
-         ON CONFLICT (namespace, key) DO NOTHING \
-         RETURNING namespace, key"
-    )
-}
-
-fn complete_sql(rows: usize) -> String {
-    let values = vec!["(?, ?, ?, ?, ?)"; rows].join(", ");
-    format!(
-        "UPDATE onceward_records AS r \
-         SET state = 2, response = v.column4, completed_at = ?, lease_expires_at = NULL, \
-             expires_at = v.column5 \
-         FROM (VALUES {values}) AS v \
-         WHERE r.namespace = v.column1 AND r.key = v.column2 AND r.fencing_token = v.column3 \
-           AND r.state = 1 \
-         RETURNING namespace, key, fingerprint, completed_at, expires_at"
-    )
+    fn hex(&mut self, bytes: &[u8]) {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        self.next();
+        self.bytes.reserve(bytes.len() * 2 + 2);
+        self.bytes.push(b'"');
+        for byte in bytes {
+            self.bytes.push(DIGITS[usize::from(byte >> 4)]);
+            self.bytes.push(DIGITS[usize::from(byte & 0x0f)]);
+        }
+        self.bytes.push(b'"');
+    }
 }
 
 #[cfg(test)]
@@ -229,10 +270,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn batches_split_into_a_few_statement_sizes() {
-        assert_eq!(sizes(0), Vec::<usize>::new());
-        assert_eq!(sizes(1), [1]);
-        assert_eq!(sizes(100), [64, 32, 4]);
-        assert_eq!(sizes(200), [64, 64, 64, 8]);
+    fn rows_are_a_json_array_of_arrays() {
+        let mut rows = JsonRows::with_capacity(0);
+        for (key, token) in [("a\"b", 1), ("ключ\n", -2)] {
+            rows.row(|row| {
+                row.text(key)?;
+                row.integer(token);
+                row.hex(&[0, 255]);
+                Ok(())
+            })
+            .unwrap();
+        }
+        let text = rows.finish().unwrap();
+        let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            parsed,
+            serde_json::json!([["a\"b", 1, "00ff"], ["ключ\n", -2, "00ff"]])
+        );
+        assert_eq!(JsonRows::with_capacity(0).finish().unwrap(), "[]");
     }
 }

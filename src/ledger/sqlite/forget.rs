@@ -2,7 +2,7 @@
 //! holds copies to drop.
 
 use super::sql::{FORGET, RECORD_EXISTS};
-use super::{SqliteLedger, begin_write, clock_now};
+use super::{SqliteLedger, clock_now};
 use crate::domain::RecordId;
 use crate::ledger::{Forgotten, LedgerError};
 
@@ -12,7 +12,8 @@ impl SqliteLedger {
         id: &RecordId,
         force: bool,
     ) -> Result<Forgotten, LedgerError> {
-        let mut tx = begin_write(&self.writer).await?;
+        let mut writer = self.writer.lock().await?;
+        let mut tx = writer.begin().await?;
         let deleted = sqlx::query(FORGET)
             .bind(id.namespace.as_str())
             .bind(id.key.as_str())

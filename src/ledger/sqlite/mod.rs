@@ -32,6 +32,8 @@
 //!   sorting errors, and how a SQLite row stores time and state;
 //! - `batch`: the group commit of claims and completions;
 //! - `bulk`: a batch's order-free writes in multi-row statements;
+//! - `connections`: the write connection and the batch readers' connections, kept
+//!   open between uses;
 //! - `reads`: the claim path's reads, batched on the reader connections;
 //! - `spend`: policies, spend and the audit trail, and the spend guard's part of a
 //!   claim (read and debited in the claim's own write transaction);
@@ -42,6 +44,7 @@
 
 mod batch;
 mod bulk;
+mod connections;
 mod forget;
 mod reads;
 mod spend;
@@ -59,9 +62,9 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Sqlite, Transaction};
 
-use self::batch::{Write, Written, spawn_writer};
+use self::batch::{Ticket, Write, Written, spawn_writer};
+use self::connections::{Readers, Writer};
 use self::sql::{
     EXTEND_LEASE, PURGE_EVENTS, PURGE_EXPIRED, PURGE_SPEND, RELEASE, RELEASE_UNHELD, SELECT_RECORD,
 };
@@ -98,9 +101,9 @@ impl Default for SqliteOptions {
 /// The SQLite ledger.
 #[derive(Clone)]
 pub struct SqliteLedger {
-    /// Exactly one connection, for the write transactions: the batches of claims and
-    /// completions, and the other writes between them.
-    writer: SqlitePool,
+    /// The one write connection, for the write transactions: the batches of claims
+    /// and completions, and the other writes between them.
+    writer: Arc<Writer>,
     /// Readers, which in WAL mode never wait for the writer.
     reader: SqlitePool,
     /// Claims and completions, queued for the next write transaction.
@@ -112,7 +115,6 @@ pub struct SqliteLedger {
 impl std::fmt::Debug for SqliteLedger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteLedger")
-            .field("writer", &self.writer)
             .field("reader", &self.reader)
             .finish_non_exhaustive()
     }
@@ -141,7 +143,12 @@ impl SqliteLedger {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(options.busy_timeout);
+            .busy_timeout(options.busy_timeout)
+            // A checkpoint copies the log's pages into the file and syncs both, in the
+            // commit that crosses the limit. Every 4 000 pages (16 MiB of log) rather
+            // than SQLite's 1 000, the pages every commit rewrites (the token sequence,
+            // the tables' last pages) are copied once per checkpoint, not four times.
+            .pragma("wal_autocheckpoint", "4000");
         if let Some(dir) = connect_options
             .get_filename()
             .parent()
@@ -153,16 +160,7 @@ impl SqliteLedger {
 
         // The writer stays open for the ledger's life: closing the last connection
         // checkpoints and removes the WAL, and reopening costs every idle claim.
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            // A local file: pinging it before every batch would cost a round trip to
-            // the connection's thread and prove nothing.
-            .test_before_acquire(false)
-            .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect_options.clone())
+        let writer = Writer::open(connect_options.clone(), options.acquire_timeout)
             .await
             .with_context(|| {
                 format!(
@@ -170,31 +168,32 @@ impl SqliteLedger {
                     connect_options.get_filename().display()
                 )
             })?;
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&writer)
-            .await
-            .map_err(|e| anyhow::anyhow!(e).context("cannot apply SQLite migrations"))?;
+        {
+            let mut lock = writer.lock().await?;
+            sqlx::migrate!("./migrations/sqlite")
+                .run(lock.connection()?)
+                .await
+                .map_err(|e| anyhow::anyhow!(e).context("cannot apply SQLite migrations"))?;
+        }
+        let writer = Arc::new(writer);
         let reader = SqlitePoolOptions::new()
             .max_connections(options.max_read_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect_options)
+            .connect_with(connect_options.clone())
             .await
             .context("cannot open SQLite ledger for reading")?;
         let writes = Arc::new(spawn_writer(writer.clone()));
         let readers = usize::try_from(options.max_read_connections.max(1)).unwrap_or(1);
-        let reads = Arc::new(reads::spawn_reader(reader.clone(), readers));
+        let reads = Arc::new(reads::spawn_reader(
+            Arc::new(Readers::new(connect_options)),
+            readers,
+        ));
         Ok(Self {
             writer,
             reader,
             writes,
             reads,
         })
-    }
-
-    /// The single-connection write pool, for tests that inspect the file directly.
-    #[cfg(test)]
-    fn pool(&self) -> &SqlitePool {
-        &self.writer
     }
 
     /// The answer to `claim` if the record that stands decides it without a write (a
@@ -213,22 +212,12 @@ impl SqliteLedger {
     async fn write(&self, write: Write) -> Result<Written, LedgerError> {
         self.writes.submit(write).await
     }
-
-    /// Starts a write transaction holding SQLite's write lock.
-    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, LedgerError> {
-        begin_write(&self.writer).await
-    }
-}
-
-/// Starts a write transaction on `pool` (the writer) holding SQLite's write lock.
-async fn begin_write(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>, LedgerError> {
-    pool.begin_with("BEGIN IMMEDIATE").await.map_err(classify)
 }
 
 /// Deletes the in-progress claim held by `token` with `statement` (`RELEASE` or
 /// `RELEASE_UNHELD`) in a write transaction of its own; `false`: nothing deleted.
 async fn delete_claim(
-    pool: &SqlitePool,
+    writer: &Writer,
     statement: &'static str,
     id: &RecordId,
     token: FencingToken,
@@ -236,7 +225,8 @@ async fn delete_claim(
     let Some(token) = db_token(token) else {
         return Ok(false);
     };
-    let mut tx = begin_write(pool).await?;
+    let mut writer = writer.lock().await?;
+    let mut tx = writer.begin().await?;
     let released = sqlx::query(statement)
         .bind(id.namespace.as_str())
         .bind(id.key.as_str())
@@ -255,15 +245,29 @@ async fn delete_claim(
 
 #[async_trait]
 impl Ledger for SqliteLedger {
-    /// A claim the standing record decides is answered by a reader; the rest queue
-    /// for the next write transaction. One that commits after its caller gave up (a
+    /// A claim is read and queued for the writer at once. If the standing record
+    /// decides it (a duplicate the hot tier missed), the reader's answer comes first
+    /// and the claim is withdrawn from the writer's queue, so a duplicate never waits
+    /// for the writer; a new key does not wait for a read. Once a batch has taken the
+    /// claim, the writer's answer is the one given, so a claim answered from the
+    /// reader has written nothing. One that commits after its caller gave up (a
     /// cancelled RPC, the engine's ledger timeout) is released at once, as on Postgres
     /// (rule 5 of docs/PROTOCOL.md: never a claim in limbo).
     async fn claim(&self, claim: &NewClaim) -> Result<ClaimDecision, LedgerError> {
-        if let Some(existing) = self.standing_answer(claim).await? {
-            return Ok(existing);
-        }
-        match self.write(Write::Claim(claim.clone())).await? {
+        let ticket = Arc::new(Ticket::default());
+        let write = self.write(Write::Claim(claim.clone(), Some(ticket.clone())));
+        let read = self.standing_answer(claim);
+        tokio::pin!(write, read);
+        let written = tokio::select! {
+            written = &mut write => written,
+            standing = &mut read => match standing {
+                Ok(Some(existing)) if ticket.withdraw() => return Ok(existing),
+                // The writer decides: a key to write, a reader that failed, or a
+                // claim a batch has taken.
+                _ => write.await,
+            },
+        };
+        match written? {
             Written::Claim(decision) => Ok(decision),
             Written::Complete(_) => Err(internal("a claim was answered as a completion")),
         }
@@ -279,7 +283,7 @@ impl Ledger for SqliteLedger {
             match standing {
                 Ok(None) => {
                     answers.push(None);
-                    writes.push(Write::Claim(claim.clone()));
+                    writes.push(Write::Claim(claim.clone(), None));
                 }
                 Ok(Some(existing)) => answers.push(Some(Ok(existing))),
                 Err(error) => answers.push(Some(Err(error))),
@@ -343,7 +347,8 @@ impl Ledger for SqliteLedger {
     }
 
     async fn purge_expired(&self, limit: u32) -> Result<u64, LedgerError> {
-        let mut tx = self.begin_write().await?;
+        let mut writer = self.writer.lock().await?;
+        let mut tx = writer.begin().await?;
         let mut deleted = 0;
         for statement in [PURGE_EXPIRED, PURGE_SPEND, PURGE_EVENTS] {
             let done = sqlx::query(statement)
@@ -380,7 +385,8 @@ impl Ledger for SqliteLedger {
         let Some(token) = db_token(token) else {
             return Ok(None);
         };
-        let mut tx = self.begin_write().await?;
+        let mut writer = self.writer.lock().await?;
+        let mut tx = writer.begin().await?;
         let now = clock_now();
         let lease_expires_at = now.saturating_add(micros(lease));
         let row = sqlx::query(EXTEND_LEASE)

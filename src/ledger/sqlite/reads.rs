@@ -6,8 +6,11 @@
 
 use std::collections::HashMap;
 
-use sqlx::sqlite::{SqlitePool, SqliteRow};
+use std::sync::Arc;
 
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
+
+use super::connections::Readers;
 use super::sql::SELECT_STANDING;
 use super::{classify, clock_now, timestamp};
 use crate::domain::{Namespace, RecordId};
@@ -20,13 +23,22 @@ const MAX_READ: usize = 1000;
 
 /// The read queue, served by `readers` batches at once.
 pub(super) fn spawn_reader(
-    pool: SqlitePool,
+    connections: Arc<Readers>,
     readers: usize,
 ) -> Batcher<NewClaim, Option<ClaimDecision>> {
     let run = move |batch: Vec<NewClaim>| {
-        let pool = pool.clone();
+        let connections = connections.clone();
         async move {
-            let outcome = read_batch(&pool, &batch).await;
+            let outcome = match connections.take().await {
+                Ok(mut connection) => {
+                    let outcome = read_batch(&mut connection, &batch).await;
+                    if outcome.is_ok() {
+                        connections.keep(connection);
+                    }
+                    outcome
+                }
+                Err(error) => Err(error),
+            };
             (batch, outcome)
         }
     };
@@ -36,7 +48,10 @@ pub(super) fn spawn_reader(
 /// For each claim, the answer its standing record gives without a write (a completed
 /// record, someone else's live claim, a fingerprint mismatch), or `None`: the writer
 /// decides it (a new key, an expired lease, the claimant's own claim).
-async fn read_batch(pool: &SqlitePool, claims: &[NewClaim]) -> BatchOutcome<Option<ClaimDecision>> {
+async fn read_batch(
+    connection: &mut SqliteConnection,
+    claims: &[NewClaim],
+) -> BatchOutcome<Option<ClaimDecision>> {
     let mut keys: HashMap<&Namespace, Vec<&str>> = HashMap::new();
     for claim in claims {
         keys.entry(&claim.id.namespace)
@@ -49,7 +64,7 @@ async fn read_batch(pool: &SqlitePool, claims: &[NewClaim]) -> BatchOutcome<Opti
         let rows = sqlx::query(SELECT_STANDING)
             .bind(namespace.as_str())
             .bind(keys)
-            .fetch_all(pool)
+            .fetch_all(&mut *connection)
             .await
             .map_err(classify)?;
         for row in rows {

@@ -13,7 +13,7 @@ use super::sql::{
     DEBIT, DELETE_POLICY, INSERT_EVENT, REFUND, SELECT_EVENTS, SELECT_POLICIES, SELECT_POLICY,
     SELECT_SPENT, UPSERT_POLICY,
 };
-use super::{SqliteLedger, begin_write, classify, clock_now, timestamp};
+use super::{SqliteLedger, classify, clock_now, timestamp};
 use crate::domain::{Budget, Limit, Namespace, Policy, Refusal, Spent, Subject};
 use crate::ledger::rows::{self, PolicyRow, signed, unsigned};
 use crate::ledger::{AuditEvent, LedgerError, NewClaim, SpendStore, internal, micros};
@@ -154,7 +154,8 @@ impl SpendStore for SqliteLedger {
         policy: &Policy,
         by: &str,
     ) -> Result<(), LedgerError> {
-        let mut tx = begin_write(&self.writer).await?;
+        let mut writer = self.writer.lock().await?;
+        let mut tx = writer.begin().await?;
         let statement = if policy.is_empty() {
             sqlx::query(DELETE_POLICY).bind(namespace.as_str())
         } else {
@@ -218,7 +219,8 @@ impl SpendStore for SqliteLedger {
         if events.is_empty() {
             return Ok(());
         }
-        let mut tx = begin_write(&self.writer).await?;
+        let mut writer = self.writer.lock().await?;
+        let mut tx = writer.begin().await?;
         let expires_at = clock_now().saturating_add(micros(retention));
         for event in events {
             sqlx::query(INSERT_EVENT)

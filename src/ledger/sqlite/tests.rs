@@ -83,13 +83,14 @@ async fn records_and_the_token_sequence_survive_reopening() {
 #[tokio::test]
 async fn acknowledged_writes_are_synced_to_a_write_ahead_log() {
     let (ledger, _dir) = ledger().await;
+    let mut writer = ledger.writer.lock().await.unwrap();
     let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
-        .fetch_one(ledger.pool())
+        .fetch_one(writer.connection().unwrap())
         .await
         .unwrap();
     // 2 = FULL: the WAL is synced at every commit, so a commit survives a crash.
     let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
-        .fetch_one(ledger.pool())
+        .fetch_one(writer.connection().unwrap())
         .await
         .unwrap();
     assert_eq!((journal.as_str(), synchronous), ("wal", 2));
@@ -233,10 +234,10 @@ async fn writes_of_one_key_in_one_batch_are_decided_in_queue_order() {
     let other = new_claim("k", b"fp", LEASE);
     let mismatch = new_claim("k", b"other", LEASE);
     let mut batch = vec![
-        Write::Claim(first),
-        Write::Claim(retry),
-        Write::Claim(other),
-        Write::Claim(mismatch),
+        Write::Claim(first, None),
+        Write::Claim(retry, None),
+        Write::Claim(other, None),
+        Write::Claim(mismatch, None),
     ];
     let results = batch::write_batch(&ledger.writer, &mut batch)
         .await
@@ -269,7 +270,7 @@ async fn writes_of_one_key_in_one_batch_are_decided_in_queue_order() {
             response: b"done".to_vec(),
             retention: ABANDON,
         },
-        Write::Claim(new_claim("k", b"fp", LEASE)),
+        Write::Claim(new_claim("k", b"fp", LEASE), None),
     ];
     let mut results = batch::write_batch(&ledger.writer, &mut batch)
         .await
@@ -300,13 +301,13 @@ async fn an_item_that_fails_alone_fails_alone() {
          created_at, lease_expires_at, expires_at) VALUES ('test', 'bad', 1, ?1, 1, 0, 1, 1)",
     )
     .bind(vec![7u8; 100])
-    .execute(ledger.pool())
+    .execute(ledger.writer.lock().await.unwrap().connection().unwrap())
     .await
     .unwrap();
     let mut batch = vec![
-        Write::Claim(new_claim("before", b"", LEASE)),
-        Write::Claim(new_claim("bad", b"", LEASE)),
-        Write::Claim(new_claim("after", b"", LEASE)),
+        Write::Claim(new_claim("before", b"", LEASE), None),
+        Write::Claim(new_claim("bad", b"", LEASE), None),
+        Write::Claim(new_claim("after", b"", LEASE), None),
     ];
     let results = batch::write_batch(&ledger.writer, &mut batch)
         .await
