@@ -1,8 +1,10 @@
 //! Group commit on SQLite: the claims and completions that queued while the writer was
-//! busy run in one `BEGIN IMMEDIATE` transaction with one commit, so one WAL sync.
+//! busy are written together. Those whose order cannot matter (`bulk`) go in one
+//! statement, committed as it ends: usually the whole batch, with one WAL sync. The
+//! rest run after it in one `BEGIN IMMEDIATE` transaction.
 //!
 //! The queue is the shared [`Batcher`] with one writer, as SQLite allows one at a time.
-//! Inside the transaction the items run one after another in queue order, each decided
+//! Inside that transaction the items run one after another in queue order, each decided
 //! by the same rules as a transaction of its own would be, so the second item of a key
 //! sees what the first did. Each item writes with one statement at most, which SQLite
 //! applies whole or not at all: an item that fails on its own (a stored row that does
@@ -16,14 +18,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use sqlx::Row;
 use sqlx::sqlite::SqliteConnection;
 
 use super::bulk;
-use super::connections::{TokenBlock, Writer};
+use super::connections::{TokenBlock, WriteLock, Writer};
 use super::spend::{self, Debit};
 use super::sql::{
     COMPLETE, COMPLETED_BY_TOKEN, INSERT_CLAIM, MARK_REENTERED, RECORD_EXISTS, RELEASE_UNHELD,
@@ -46,9 +47,8 @@ pub(super) const MAX_BATCH: usize = 1000;
 
 /// A write waiting for its batch.
 pub(super) enum Write {
-    /// A claim: one the reader could not answer (a new key, an expired lease, a
-    /// re-entry), or one queued while the reader reads, which its caller may withdraw.
-    Claim(NewClaim, Option<Arc<Ticket>>),
+    /// A claim the reader could not answer (a new key, an expired lease, a re-entry).
+    Claim(NewClaim),
     /// A completion, with the token as stored.
     Complete {
         id: RecordId,
@@ -56,52 +56,6 @@ pub(super) enum Write {
         response: Vec<u8>,
         retention: Duration,
     },
-}
-
-/// Where a claim queued alongside its read stands: its caller withdraws it if the
-/// reader answers first, unless a batch has taken it, and a batch skips it once
-/// withdrawn. Either way exactly one of the two answers, so a claim the reader
-/// answered has written nothing.
-#[derive(Debug, Default)]
-pub(super) struct Ticket(AtomicU8);
-
-impl Ticket {
-    const QUEUED: u8 = 0;
-    const TAKEN: u8 = 1;
-    const WITHDRAWN: u8 = 2;
-
-    /// The batch's side: `false` if the caller withdrew the claim.
-    fn take(&self) -> bool {
-        self.0.compare_exchange(
-            Self::QUEUED,
-            Self::TAKEN,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) != Err(Self::WITHDRAWN)
-    }
-
-    /// The caller's side: `false` if a batch has already taken the claim.
-    pub(super) fn withdraw(&self) -> bool {
-        self.0
-            .compare_exchange(
-                Self::QUEUED,
-                Self::WITHDRAWN,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_ok()
-    }
-}
-
-impl Write {
-    /// Whether the batch is to decide this write: `false` for a claim its caller
-    /// withdrew.
-    fn take(&self) -> bool {
-        match self {
-            Write::Claim(_, Some(ticket)) => ticket.take(),
-            _ => true,
-        }
-    }
 }
 
 /// What a write decided.
@@ -116,7 +70,7 @@ pub(super) enum Written {
 pub(super) fn spawn_writer(writer: Arc<Writer>) -> Batcher<Write, Written> {
     let release_writer = writer.clone();
     let undelivered = move |write: Write, written: Written| {
-        if let (Write::Claim(claim, _), Written::Claim(ClaimDecision::Acquired { token, .. })) =
+        if let (Write::Claim(claim), Written::Claim(ClaimDecision::Acquired { token, .. })) =
             (write, written)
         {
             tokio::spawn(release_unheld(release_writer.clone(), claim.id, token));
@@ -183,74 +137,37 @@ pub(super) fn transaction_failed(error: sqlx::Error) -> LedgerError {
     LedgerError::Unavailable(Box::new(error))
 }
 
-/// Runs `batch` in one write transaction: one result per item, in order, or the
-/// failure of the whole transaction.
+/// Runs `batch`: one result per item, in order, or the failure of the whole batch. The
+/// order-free items go first, in one statement committed on its own (`bulk`); the
+/// rest, one by one in queue order, in one transaction after it. If that transaction
+/// fails, only its items fail: the bulk statement's have committed, and their answers
+/// stand.
 pub(super) async fn write_batch(writer: &Writer, batch: &mut [Write]) -> BatchOutcome<Written> {
     let mut writer = writer.lock().await?;
-    let (mut tx, block) = writer.begin_batch().await?;
-    let outcome = match decide(&mut tx, block, batch).await {
-        Ok(results) => tx
-            .commit()
-            .await
-            .map_err(transaction_failed)
-            .map(|()| results),
-        // Dropping the transaction rolls it back.
-        Err(error) => Err(error),
-    };
-    if outcome.is_err() {
-        // A block reserved in this transaction is not reserved any more.
-        block.retire();
-    }
-    outcome
-}
-
-/// Decides every item of `batch` in `tx`, the order-free ones in bulk (their claims'
-/// tokens from `block`) and the rest one by one.
-async fn decide(
-    tx: &mut SqliteConnection,
-    block: &mut TokenBlock,
-    batch: &mut [Write],
-) -> BatchOutcome<Written> {
     let alone = alone_in_batch(batch);
-    // A withdrawn claim's caller has its answer from the reader and is gone.
-    let mut results: Vec<Option<Result<Written, LedgerError>>> = batch
-        .iter()
-        .map(|write| (!write.take()).then(|| Err(internal("a withdrawn claim"))))
-        .collect();
-    bulk_writes(tx, batch, &alone, block, &mut results).await?;
-    // The claims left to decide one by one (a key that stood, a repeated key, a
-    // guarded claim) take tokens reserved for them alone, which moves the sequence on
-    // from the block.
-    let left = batch
-        .iter()
-        .zip(&results)
-        .filter(|(write, result)| result.is_none() && matches!(write, Write::Claim(..)))
-        .count();
-    let mut tokens = TokenRange::reserve(tx, left).await?;
-    if left > 0 {
-        block.retire();
-    }
-    for (write, result) in batch.iter_mut().zip(results.iter_mut()) {
-        if result.is_some() {
-            continue;
+    let mut results: Vec<Option<Result<Written, LedgerError>>> =
+        (0..batch.len()).map(|_| None).collect();
+    {
+        let (connection, block) = writer.parts()?;
+        if let Err(error) = bulk_writes(connection, batch, &alone, block, &mut results).await {
+            // Nothing of the statement committed; a block it reserved did, but the
+            // next batch may as well start afresh.
+            block.retire();
+            return Err(error);
         }
-        let written = match write {
-            Write::Claim(claim, _) => claim_one(tx, claim, &mut tokens).await.map(Written::Claim),
-            Write::Complete {
-                id,
-                token,
-                response,
-                retention,
-            } => complete_one(tx, id, *token, std::mem::take(response), *retention)
-                .await
-                .map(Written::Complete),
-        };
-        *result = match written {
-            Ok(written) => Some(Ok(written)),
-            Err(Failure::Item(error)) => Some(Err(error)),
-            // Dropping the transaction rolls it back.
-            Err(Failure::Transaction(error)) => return Err(error),
-        };
+    }
+    let rest: Vec<usize> = (0..batch.len())
+        .filter(|&index| results[index].is_none())
+        .collect();
+    if !rest.is_empty() {
+        // The claims decided one by one take tokens reserved for them alone, which
+        // moves the sequence on from the block.
+        writer.parts()?.1.retire();
+        if let Err(error) = one_by_one(&mut writer, batch, &rest, &mut results).await {
+            for &index in &rest {
+                results[index] = Some(Err(error.for_another_caller()));
+            }
+        }
     }
     Ok(results
         .into_iter()
@@ -258,12 +175,51 @@ async fn decide(
         .collect())
 }
 
+/// Decides the items `rest` names one by one, in queue order, in one write transaction
+/// (a key that stood, a repeated key, a guarded claim, a completion the bulk statement
+/// did not match); the error if the transaction failed, and then nothing of it stands.
+async fn one_by_one(
+    writer: &mut WriteLock<'_>,
+    batch: &mut [Write],
+    rest: &[usize],
+    results: &mut [Option<Result<Written, LedgerError>>],
+) -> Result<(), LedgerError> {
+    let mut tx = writer.begin().await?;
+    let claims = rest
+        .iter()
+        .filter(|&&index| matches!(batch[index], Write::Claim(_)))
+        .count();
+    let mut tokens = TokenRange::reserve(&mut tx, claims).await?;
+    for &index in rest {
+        let written = match &mut batch[index] {
+            Write::Claim(claim) => claim_one(&mut tx, claim, &mut tokens)
+                .await
+                .map(Written::Claim),
+            Write::Complete {
+                id,
+                token,
+                response,
+                retention,
+            } => complete_one(&mut tx, id, *token, std::mem::take(response), *retention)
+                .await
+                .map(Written::Complete),
+        };
+        results[index] = match written {
+            Ok(written) => Some(Ok(written)),
+            Err(Failure::Item(error)) => Some(Err(error)),
+            // Dropping the transaction rolls it back.
+            Err(Failure::Transaction(error)) => return Err(error),
+        };
+    }
+    tx.commit().await.map_err(transaction_failed)
+}
+
 /// The items whose key no other item of the batch names: the order they run in
 /// cannot matter, so the bulk statements may take them.
 fn alone_in_batch(batch: &[Write]) -> Vec<bool> {
     fn id(write: &Write) -> &RecordId {
         match write {
-            Write::Claim(claim, _) => &claim.id,
+            Write::Claim(claim) => &claim.id,
             Write::Complete { id, .. } => id,
         }
     }
@@ -288,16 +244,16 @@ async fn bulk_writes(
     let mut claims = Vec::new();
     let mut completions = Vec::new();
     for (index, write) in batch.iter_mut().enumerate() {
-        if !alone[index] || results[index].is_some() {
+        if !alone[index] {
             continue;
         }
         match write {
-            Write::Claim(claim, _) if !claim.guarded => claims.push(bulk::BulkClaim {
+            Write::Claim(claim) if !claim.guarded => claims.push(bulk::BulkClaim {
                 index,
                 claim,
                 token: 0,
             }),
-            Write::Claim(..) => {}
+            Write::Claim(_) => {}
             Write::Complete {
                 id,
                 token,
@@ -320,10 +276,11 @@ async fn bulk_writes(
         }
         sequence_end = last_reserved;
     }
-    for (index, decision) in bulk::insert_claims(connection, &claims, now, sequence_end).await? {
+    let decided = bulk::write(connection, &claims, &mut completions, now, sequence_end).await?;
+    for (index, decision) in decided.claims {
         results[index] = Some(Ok(Written::Claim(decision)));
     }
-    let completed = bulk::complete(connection, &mut completions, now).await?;
+    let completed = decided.completions;
     let mut responses = Vec::new();
     for completion in completions {
         if !completed.contains_key(&completion.index) {

@@ -94,9 +94,9 @@ pub(super) struct WriteLock<'a> {
 
 /// Fencing tokens this process reserved in the ledger (`onceward_fencing_tokens`) and
 /// has not handed out yet, so most batches take their claims' tokens without a
-/// statement. A reservation commits with the batch that made it, so every token handed
-/// out was durably reserved first; a block abandoned (a restart, a rolled-back
-/// reservation) leaves a gap, and tokens only need to increase. The block is used only
+/// statement. A reservation is a statement of its own, committed before any of its
+/// tokens is handed out; a block abandoned (a restart, a failed batch) leaves a gap,
+/// and tokens only need to increase. The block is used only
 /// while the sequence still ends where this process left it (see `bulk`): a reservation
 /// by anyone else (another process on the file, or this writer's own one-by-one
 /// claims) retires it.
@@ -110,8 +110,9 @@ impl TokenBlock {
     /// How many tokens a reservation takes at least.
     const SIZE: i64 = 4096;
 
-    /// `count` consecutive tokens, the first of them and the sequence's last reserved
-    /// value, reserving a new block in `connection`'s transaction if fewer are left.
+    /// `count` consecutive tokens: the first of them, and the sequence's last reserved
+    /// value. If fewer are left, a new block is reserved first (and committed:
+    /// `connection` is outside any transaction).
     pub(super) async fn take(
         &mut self,
         connection: &mut SqliteConnection,
@@ -133,8 +134,7 @@ impl TokenBlock {
         Ok((first, self.end - 1))
     }
 
-    /// Forgets the block: the transaction that reserved it may not have committed, or
-    /// the sequence moved on.
+    /// Forgets the block: the sequence has moved on, or a batch failed.
     pub(super) fn retire(&mut self) {
         self.next = self.end;
     }
@@ -145,25 +145,25 @@ impl WriteLock<'_> {
     /// front, so another process writing the same file (a `gc` run) makes it wait out
     /// `busy_timeout` instead of failing a read-then-write upgrade.
     pub(super) async fn begin(&mut self) -> Result<Transaction<'_, Sqlite>, LedgerError> {
-        Ok(self.begin_batch().await?.0)
+        let writer = self.writer;
+        self.connection()?
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|error| {
+                writer.suspect.store(true, Ordering::Relaxed);
+                classify(error)
+            })
     }
 
-    /// [`Self::begin`], with the block of fencing tokens at hand.
-    pub(super) async fn begin_batch(
+    /// The connection, outside any transaction, and the block of fencing tokens.
+    pub(super) fn parts(
         &mut self,
-    ) -> Result<(Transaction<'_, Sqlite>, &mut TokenBlock), LedgerError> {
-        let writer = self.writer;
+    ) -> Result<(&mut SqliteConnection, &mut TokenBlock), LedgerError> {
         let WriterState { connection, tokens } = &mut *self.guard;
         let connection = connection
             .as_mut()
             .ok_or_else(|| internal("the write connection is closed"))?;
-        match connection.begin_with("BEGIN IMMEDIATE").await {
-            Ok(transaction) => Ok((transaction, tokens)),
-            Err(error) => {
-                writer.suspect.store(true, Ordering::Relaxed);
-                Err(classify(error))
-            }
-        }
+        Ok((connection, tokens))
     }
 
     /// The connection, outside any transaction.

@@ -2,18 +2,17 @@
 //!
 //! The same contract as the Postgres ledger, on one host. SQLite allows one writer at
 //! a time, so instead of letting writers race for the file lock (and surface
-//! `database is locked`), every write goes through a pool of exactly one connection
-//! and runs in a `BEGIN IMMEDIATE` transaction. `BEGIN IMMEDIATE` takes the write lock
-//! up front, so another process on the same file (a `gc` run) makes it wait out
-//! `busy_timeout` instead of failing a read-then-write upgrade.
+//! `database is locked`), every write in this process takes one connection in turn
+//! (`connections`). Each write takes SQLite's write lock before it reads, so another
+//! process on the same file (a `gc` run) makes it wait out `busy_timeout` instead of
+//! failing a read-then-write upgrade.
 //!
 //! **Group commit.** Claims and completions queue for the writer (`batch`): whatever
-//! queued while the last transaction ran goes into the next one, so many writes share
-//! one commit and one sync of the write-ahead log (`synchronous = FULL`: an
-//! acknowledged write survives a power cut). An idle ledger adds no latency: a write
-//! that finds the writer free runs at once. The rarer writes (release, extension,
-//! cleanup) take the writer's connection between batches, each in a transaction of
-//! its own.
+//! queued while the last batch ran goes into the next one, so many writes share one
+//! commit and one sync of the write-ahead log (`synchronous = FULL`: an acknowledged
+//! write survives a power cut). An idle ledger adds no latency: a write that finds the
+//! writer free runs at once. The rarer writes (release, extension, cleanup) take the
+//! writer's connection between batches, each in a transaction of its own.
 //!
 //! **Reads never wait for the writer.** In WAL mode a reader sees the last commit
 //! while a write transaction is open, so `Lookup` and a claim that the standing record
@@ -63,7 +62,7 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 
-use self::batch::{Ticket, Write, Written, spawn_writer};
+use self::batch::{Write, Written, spawn_writer};
 use self::connections::{Readers, Writer};
 use self::sql::{
     EXTEND_LEASE, PURGE_EVENTS, PURGE_EXPIRED, PURGE_SPEND, RELEASE, RELEASE_UNHELD, SELECT_RECORD,
@@ -245,29 +244,15 @@ async fn delete_claim(
 
 #[async_trait]
 impl Ledger for SqliteLedger {
-    /// A claim is read and queued for the writer at once. If the standing record
-    /// decides it (a duplicate the hot tier missed), the reader's answer comes first
-    /// and the claim is withdrawn from the writer's queue, so a duplicate never waits
-    /// for the writer; a new key does not wait for a read. Once a batch has taken the
-    /// claim, the writer's answer is the one given, so a claim answered from the
-    /// reader has written nothing. One that commits after its caller gave up (a
-    /// cancelled RPC, the engine's ledger timeout) is released at once, as on Postgres
-    /// (rule 5 of docs/PROTOCOL.md: never a claim in limbo).
+    /// A claim the standing record decides is answered by a reader; the rest queue
+    /// for the next write. One that commits after its caller gave up (a cancelled RPC,
+    /// the engine's ledger timeout) is released at once, as on Postgres (rule 5 of
+    /// docs/PROTOCOL.md: never a claim in limbo).
     async fn claim(&self, claim: &NewClaim) -> Result<ClaimDecision, LedgerError> {
-        let ticket = Arc::new(Ticket::default());
-        let write = self.write(Write::Claim(claim.clone(), Some(ticket.clone())));
-        let read = self.standing_answer(claim);
-        tokio::pin!(write, read);
-        let written = tokio::select! {
-            written = &mut write => written,
-            standing = &mut read => match standing {
-                Ok(Some(existing)) if ticket.withdraw() => return Ok(existing),
-                // The writer decides: a key to write, a reader that failed, or a
-                // claim a batch has taken.
-                _ => write.await,
-            },
-        };
-        match written? {
+        if let Some(existing) = self.standing_answer(claim).await? {
+            return Ok(existing);
+        }
+        match self.write(Write::Claim(claim.clone())).await? {
             Written::Claim(decision) => Ok(decision),
             Written::Complete(_) => Err(internal("a claim was answered as a completion")),
         }
@@ -283,7 +268,7 @@ impl Ledger for SqliteLedger {
             match standing {
                 Ok(None) => {
                     answers.push(None);
-                    writes.push(Write::Claim(claim.clone(), None));
+                    writes.push(Write::Claim(claim.clone()));
                 }
                 Ok(Some(existing)) => answers.push(Some(Ok(existing))),
                 Err(error) => answers.push(Some(Err(error))),

@@ -234,10 +234,10 @@ async fn writes_of_one_key_in_one_batch_are_decided_in_queue_order() {
     let other = new_claim("k", b"fp", LEASE);
     let mismatch = new_claim("k", b"other", LEASE);
     let mut batch = vec![
-        Write::Claim(first, None),
-        Write::Claim(retry, None),
-        Write::Claim(other, None),
-        Write::Claim(mismatch, None),
+        Write::Claim(first),
+        Write::Claim(retry),
+        Write::Claim(other),
+        Write::Claim(mismatch),
     ];
     let results = batch::write_batch(&ledger.writer, &mut batch)
         .await
@@ -270,7 +270,7 @@ async fn writes_of_one_key_in_one_batch_are_decided_in_queue_order() {
             response: b"done".to_vec(),
             retention: ABANDON,
         },
-        Write::Claim(new_claim("k", b"fp", LEASE), None),
+        Write::Claim(new_claim("k", b"fp", LEASE)),
     ];
     let mut results = batch::write_batch(&ledger.writer, &mut batch)
         .await
@@ -305,9 +305,9 @@ async fn an_item_that_fails_alone_fails_alone() {
     .await
     .unwrap();
     let mut batch = vec![
-        Write::Claim(new_claim("before", b"", LEASE), None),
-        Write::Claim(new_claim("bad", b"", LEASE), None),
-        Write::Claim(new_claim("after", b"", LEASE), None),
+        Write::Claim(new_claim("before", b"", LEASE)),
+        Write::Claim(new_claim("bad", b"", LEASE)),
+        Write::Claim(new_claim("after", b"", LEASE)),
     ];
     let results = batch::write_batch(&ledger.writer, &mut batch)
         .await
@@ -356,4 +356,149 @@ async fn a_transaction_that_fails_fails_every_caller_in_it_and_acquires_nothing(
         );
     }
     acquire(&ledger, &new_claim("a", b"", LEASE)).await;
+}
+
+#[tokio::test]
+async fn tokens_stay_above_a_reservation_made_by_another_process() {
+    let (ledger, path, _dir) = ledger_with(SqliteOptions::default()).await;
+    // The first claim reserves a block of tokens for this process.
+    acquire(&ledger, &new_claim("first", b"", LEASE)).await;
+    // Another process on the same file reserves past the block.
+    let mut other = hold_the_write_lock(&path).await;
+    let reserved: i64 = sqlx::query_scalar(
+        "UPDATE onceward_fencing_tokens SET last_value = last_value + 1000000 WHERE id = 1 \
+         RETURNING last_value",
+    )
+    .fetch_one(&mut other)
+    .await
+    .unwrap();
+    sqlx::raw_sql("COMMIT").execute(&mut other).await.unwrap();
+
+    for key in ["second", "third"] {
+        let (token, _) = acquire(&ledger, &new_claim(key, b"", LEASE)).await;
+        let token = db_token(token).unwrap();
+        assert!(
+            token > reserved,
+            "token {token} is not above the other process's {reserved}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn completing_fresh_claims_rewrites_the_pages_they_were_claimed_on() {
+    let (ledger, path, _dir) = ledger_with(SqliteOptions::default()).await;
+    // A table much larger than one batch, its keys spread over many pages.
+    sqlx::raw_sql(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000) \
+         INSERT INTO onceward_records (namespace, key, state, fingerprint, fencing_token, \
+         response, created_at, completed_at, expires_at) \
+         SELECT 'test', hex(randomblob(16)), 2, x'', i, randomblob(40), 0, 0, 9000000000000000 \
+         FROM n",
+    )
+    .execute(ledger.writer.lock().await.unwrap().connection().unwrap())
+    .await
+    .unwrap();
+    let keys: Vec<String> = (0..100u64)
+        .map(|i| format!("{:016x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+        .collect();
+    let mut claims: Vec<Write> = keys
+        .iter()
+        .map(|key| Write::Claim(new_claim(key, b"fp", LEASE)))
+        .collect();
+    let claimed = batch::write_batch(&ledger.writer, &mut claims)
+        .await
+        .unwrap();
+    let mut completions: Vec<Write> = keys
+        .iter()
+        .zip(claimed)
+        .map(|(key, claimed)| match claimed.unwrap() {
+            Written::Claim(ClaimDecision::Acquired { token, .. }) => Write::Complete {
+                id: id(key),
+                token: db_token(token).unwrap(),
+                response: b"done".to_vec(),
+                retention: ABANDON,
+            },
+            _ => panic!("a fresh key was not acquired"),
+        })
+        .collect();
+
+    let frames_before = wal_frames(&path);
+    for completed in batch::write_batch(&ledger.writer, &mut completions)
+        .await
+        .unwrap()
+    {
+        assert!(matches!(
+            completed.unwrap(),
+            Written::Complete(CompleteDecision::Completed { .. })
+        ));
+    }
+    // Stored by key, 100 random keys would sit on about as many pages, each written
+    // again; stored in claim order, they share the table's last few.
+    let frames = wal_frames(&path) - frames_before;
+    assert!(
+        frames < 20,
+        "completing 100 claims appended {frames} WAL frames"
+    );
+}
+
+#[tokio::test]
+async fn a_ledger_from_before_claim_order_keeps_its_records_and_tokens() {
+    use sqlx::Connection as _;
+
+    // A ledger made by the migrations before the records were stored in claim order.
+    let dir = tempfile::tempdir().unwrap();
+    let earlier = dir.path().join("migrations");
+    std::fs::create_dir(&earlier).unwrap();
+    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    for entry in std::fs::read_dir(&all).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().into_string().unwrap();
+        if name.as_str() < "20261207000002" {
+            std::fs::copy(entry.path(), earlier.join(&name)).unwrap();
+        }
+    }
+    let path = dir.path().join("ledger.db");
+    let options = SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true);
+    let mut connection = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .unwrap();
+    sqlx::migrate::Migrator::new(earlier.as_path())
+        .await
+        .unwrap()
+        .run(&mut connection)
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO onceward_records (namespace, key, state, fingerprint, fencing_token, \
+         response, created_at, completed_at, lease_expires_at, expires_at, claimant) VALUES \
+         ('test', 'done', 2, x'6670', 7, x'636861726765', 1, 2, NULL, 9000000000000000, x''), \
+         ('test', 'held', 1, x'6670', 8, NULL, 1, NULL, 9000000000000000, 9000000000000000, \
+          x''); \
+         UPDATE onceward_fencing_tokens SET last_value = 8 WHERE id = 1",
+    )
+    .execute(&mut connection)
+    .await
+    .unwrap();
+    connection.close().await.unwrap();
+
+    let ledger = SqliteLedger::connect(path.to_str().unwrap(), &SqliteOptions::default())
+        .await
+        .unwrap();
+    let done = existing(&ledger, &new_claim("done", b"fp", LEASE)).await;
+    assert_eq!(done.response.as_deref(), Some(&b"charge"[..]));
+    existing(&ledger, &new_claim("held", b"fp", LEASE)).await;
+    let completed = ledger
+        .complete(&id("held"), FencingToken::new(8), b"ok".to_vec(), ABANDON)
+        .await
+        .unwrap();
+    assert!(matches!(completed, CompleteDecision::Completed { .. }));
+    let (token, _) = acquire(&ledger, &new_claim("new", b"", LEASE)).await;
+    assert!(db_token(token).unwrap() > 8, "a token was handed out twice");
+    // The table is a rowid table now.
+    sqlx::query("SELECT rowid FROM onceward_records LIMIT 1")
+        .fetch_optional(ledger.writer.lock().await.unwrap().connection().unwrap())
+        .await
+        .unwrap();
 }
