@@ -31,6 +31,7 @@
 //!   sorting errors, and how a SQLite row stores time and state;
 //! - `batch`: the group commit of claims and completions;
 //! - `bulk`: a batch's order-free writes in multi-row statements;
+//! - `json_rows`: rows for a statement to read from one JSON array;
 //! - `connections`: the write connection and the batch readers' connections, kept
 //!   open between uses;
 //! - `reads`: the claim path's reads, batched on the reader connections;
@@ -45,6 +46,7 @@ mod batch;
 mod bulk;
 mod connections;
 mod forget;
+mod json_rows;
 mod reads;
 mod spend;
 mod sql;

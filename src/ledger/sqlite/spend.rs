@@ -9,8 +9,9 @@ use sqlx::Row;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 
 use super::batch::Failure;
+use super::json_rows::JsonRows;
 use super::sql::{
-    DEBIT, DELETE_POLICY, INSERT_EVENT, REFUND, SELECT_EVENTS, SELECT_POLICIES, SELECT_POLICY,
+    DEBIT, DELETE_POLICY, INSERT_EVENTS, REFUND, SELECT_EVENTS, SELECT_POLICIES, SELECT_POLICY,
     SELECT_SPENT, UPSERT_POLICY,
 };
 use super::{SqliteLedger, classify, clock_now, timestamp};
@@ -219,25 +220,29 @@ impl SpendStore for SqliteLedger {
         if events.is_empty() {
             return Ok(());
         }
-        let mut writer = self.writer.lock().await?;
-        let mut tx = writer.begin().await?;
-        let expires_at = clock_now().saturating_add(micros(retention));
+        // One statement, committed as it ends: a second's counted duplicates can be
+        // thousands of rows, and each statement is a hand-off to the writer's thread.
+        let mut rows = JsonRows::with_capacity(events.len() * 128);
         for event in events {
-            sqlx::query(INSERT_EVENT)
-                .bind(event.namespace.as_str())
-                .bind(event.at.timestamp_micros())
-                .bind(event.minute().timestamp_micros())
-                .bind(&event.key)
-                .bind(event.subject.as_str())
-                .bind(i64::from(event.kind.code()))
-                .bind(signed(event.count))
-                .bind(&event.detail)
-                .bind(expires_at)
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
+            rows.row(|row| {
+                row.text(event.namespace.as_str())?;
+                row.integer(event.at.timestamp_micros());
+                row.integer(event.minute().timestamp_micros());
+                row.text(&event.key)?;
+                row.text(event.subject.as_str())?;
+                row.integer(i64::from(event.kind.code()));
+                row.integer(signed(event.count));
+                row.text(&event.detail)
+            })?;
         }
-        tx.commit().await.map_err(classify)
+        let mut writer = self.writer.lock().await?;
+        sqlx::query(INSERT_EVENTS)
+            .bind(rows.finish()?)
+            .bind(clock_now().saturating_add(micros(retention)))
+            .execute(writer.connection()?)
+            .await
+            .map_err(classify)?;
+        Ok(())
     }
 
     async fn events(

@@ -172,10 +172,17 @@ DELETE FROM onceward_events
 WHERE id IN (SELECT id FROM onceward_events WHERE expires_at <= ?1 LIMIT ?2)
 "#;
 
-pub(super) const INSERT_EVENT: &str = r#"
+/// Events from `?1`, a JSON array of `[namespace, at, minute, key, subject, kind,
+/// count, detail]`, kept until `?2`. A duplicate's count adds to its key's row for the
+/// minute, also when two rows of the array name the same one. (`WHERE true` tells
+/// SQLite's parser that the `ON` that follows is the upsert's, not a join's.)
+pub(super) const INSERT_EVENTS: &str = r#"
 INSERT INTO onceward_events
     (namespace, at, minute, key, subject, kind, count, detail, expires_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+SELECT e.value ->> 0, e.value ->> 1, e.value ->> 2, e.value ->> 3, e.value ->> 4,
+       e.value ->> 5, e.value ->> 6, e.value ->> 7, ?2
+FROM json_each(?1) AS e
+WHERE true
 ON CONFLICT (namespace, key, minute) WHERE kind = 1
 DO UPDATE SET count = count + excluded.count
 "#;
