@@ -162,7 +162,12 @@ pub(super) async fn write_batch(writer: &Writer, batch: &mut [Write]) -> BatchOu
     if !rest.is_empty() {
         // The claims decided one by one take tokens reserved for them alone, which
         // moves the sequence on from the block.
-        writer.parts()?.1.retire();
+        if rest
+            .iter()
+            .any(|&index| matches!(batch[index], Write::Claim(_)))
+        {
+            writer.parts()?.1.retire();
+        }
         if let Err(error) = one_by_one(&mut writer, batch, &rest, &mut results).await {
             for &index in &rest {
                 results[index] = Some(Err(error.for_another_caller()));
