@@ -94,8 +94,9 @@ pub struct ServeArgs {
     )]
     pub redis_cluster: Vec<String>,
 
-    /// Bytes of completed records each sidecar keeps in memory in front of Redis, so
-    /// duplicates of completed keys need no round trip; 0 turns it off.
+    /// Bytes of completed records each sidecar keeps in memory in front of its hot tier,
+    /// so duplicates of completed keys need no round trip to Redis (and, on the
+    /// in-process tier, cost less); 0 turns it off.
     #[arg(long, env = "ONCEWARD_NEAR_CACHE_MAX_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub near_cache_max_bytes: u64,
 

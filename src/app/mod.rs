@@ -222,8 +222,8 @@ fn evict_forgotten(hot: Arc<dyn HotTier>, settle: Duration) -> crate::ledger::Fo
     })
 }
 
-/// The hot tier the flags name: a Redis, a Redis Cluster (each behind the near cache
-/// unless it is turned off), or the in-process cache.
+/// The hot tier the flags name: a Redis, a Redis Cluster or the in-process cache, each
+/// behind the near cache unless it is turned off.
 async fn hot_tier(args: &ServeArgs) -> anyhow::Result<Arc<dyn HotTier>> {
     let shared: Arc<dyn HotTier> = if let Some(url) = &args.redis_url {
         tracing::info!(url = %redact(url), "hot tier: Redis");
@@ -274,9 +274,11 @@ async fn hot_tier(args: &ServeArgs) -> anyhow::Result<Arc<dyn HotTier>> {
             max_entries = args.cache_max_entries,
             "hot tier: in-process (one sidecar; give --redis-url or --redis-cluster to share it)"
         );
-        return Ok(Arc::new(MemoryHotTier::new(&MemoryOptions {
+        // The near cache's plain store answers a duplicate for less than the in-process
+        // tier, whose per-key computations every claim in progress needs.
+        Arc::new(MemoryHotTier::new(&MemoryOptions {
             max_entries: args.cache_max_entries,
-        })));
+        }))
     };
     Ok(match args.near_cache_max_bytes {
         0 => shared,

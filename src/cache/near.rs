@@ -1,4 +1,5 @@
-//! A near cache of completed records in front of a shared hot tier (Redis).
+//! A near cache of completed records in front of a hot tier (Redis, or the in-process
+//! tier).
 //!
 //! Completed records are immutable until they expire, so a sidecar may keep them in
 //! its own memory and answer a duplicate without a network round trip: the answer is
@@ -149,12 +150,16 @@ impl HotTier for NearCache {
         self.shared.remove(id).await
     }
 
+    /// Drops the near copy, and whatever copy the tier behind keeps of its own (the
+    /// in-process tier does; Redis keeps none).
     fn evict_local(&self, id: &RecordId) {
         self.near.remove(id);
+        self.shared.evict_local(id);
     }
 
     fn evict_all_local(&self) {
         self.near.clear();
+        self.shared.evict_all_local();
     }
 
     async fn claim_many(&self, writes: &[Write<'_>]) -> Vec<Result<Option<Cached>, CacheError>> {
