@@ -330,6 +330,51 @@ async fn an_item_that_fails_alone_fails_alone() {
 }
 
 #[tokio::test]
+async fn when_the_one_by_one_transaction_fails_only_its_items_fail() {
+    let (ledger, _dir) = ledger().await;
+    // A live claim whose completion's answer cannot be read back from its row: the
+    // fingerprint is longer than a request may send.
+    sqlx::query(
+        "INSERT INTO onceward_records (namespace, key, state, fingerprint, fencing_token, \
+         created_at, lease_expires_at, expires_at) \
+         VALUES ('test', 'bad', 1, ?1, 1, 0, 9000000000000000, 9000000000000000)",
+    )
+    .bind(vec![7u8; 100])
+    .execute(ledger.writer.lock().await.unwrap().connection().unwrap())
+    .await
+    .unwrap();
+    let mut batch = vec![
+        // Alone in the batch: the bulk statement decides it, and commits it.
+        Write::Claim(new_claim("fresh", b"", LEASE)),
+        // Named twice: decided one by one, where the completion fails the transaction.
+        Write::Complete {
+            id: id("bad"),
+            token: 1,
+            response: b"r".to_vec(),
+            retention: ABANDON,
+        },
+        Write::Claim(new_claim("bad", b"", LEASE)),
+    ];
+    let results = batch::write_batch(&ledger.writer, &mut batch)
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            results[0],
+            Ok(Written::Claim(ClaimDecision::Acquired { .. }))
+        ),
+        "the committed claim keeps its answer"
+    );
+    assert!(results[1].is_err() && results[2].is_err());
+    assert!(ledger.lookup(&id("fresh")).await.unwrap().is_some());
+    let state: i64 = sqlx::query_scalar("SELECT state FROM onceward_records WHERE key = 'bad'")
+        .fetch_one(ledger.writer.lock().await.unwrap().connection().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(state, 1, "the failed completion was rolled back");
+}
+
+#[tokio::test]
 async fn a_transaction_that_fails_fails_every_caller_in_it_and_acquires_nothing() {
     let options = SqliteOptions {
         busy_timeout: Duration::from_millis(200),
